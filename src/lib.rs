@@ -1,0 +1,5 @@
+//! Burrow: durable actors on SQLite, embedded in a host server, with an instance manager on top.
+//!
+//! This facade re-exports Burrow's crates under one name. See `docs/ARCHITECTURE.md` for the map.
+
+pub use burrow_identity as identity;
