@@ -12,6 +12,8 @@ use burrow_testkit::pg::{Cluster, fresh_database, sweep_stale_clusters};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+const PROBE: &str = env!("CARGO_BIN_EXE_burrow-testkit-probe");
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedicated_cluster_outage_leaves_the_shared_cluster_serving() {
     // Load on the shared cluster for the whole outage, counting queries while it lasts.
@@ -128,7 +130,8 @@ async fn dropping_a_cluster_stops_it_and_removes_its_directory() {
 /// Starts the helper that holds a cluster, in a process group of its own, and reads what it
 /// prints.
 fn spawn_holder() -> (std::process::Child, PathBuf, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_burrow-testkit-hold-cluster"))
+    let mut child = Command::new(PROBE)
+        .arg("hold-cluster")
         .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
@@ -212,5 +215,53 @@ fn a_sweep_removes_clusters_whose_owner_and_watchdog_were_killed() {
         wait_until_gone(&dir, port),
         "the sweep left {}",
         dir.display()
+    );
+}
+
+#[tokio::test]
+async fn an_external_server_hands_out_databases_and_gets_them_back() {
+    let cluster = Cluster::start().unwrap();
+    let output = Command::new(PROBE)
+        .arg("fresh-database")
+        .env("BURROW_TEST_DATABASE_URL", cluster.url("postgres"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let url = String::from_utf8(output.stdout).unwrap();
+    let config: tokio_postgres::Config = url.trim().parse().unwrap();
+    assert_eq!(config.get_ports(), [cluster.port()]);
+    let name = config.get_dbname().unwrap().to_owned();
+    assert!(name.starts_with("burrow_test_"), "{name}");
+
+    // The probe dropped its database on the way out: nothing is left on a server not ours.
+    let client = cluster.connect("postgres").await.unwrap();
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "{name} was not dropped");
+}
+
+#[test]
+fn a_bad_external_url_is_named_in_the_error() {
+    let output = Command::new(PROBE)
+        .arg("fresh-database")
+        .env("BURROW_TEST_DATABASE_URL", "mysql://localhost/x")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .contains(r#"BURROW_TEST_DATABASE_URL "mysql://localhost/x" is not a postgres:// URL"#),
+        "{stderr}"
     );
 }
