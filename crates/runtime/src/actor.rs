@@ -1,0 +1,386 @@
+//! What an actor is, what it sees during a turn, and how a turn runs.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt as _;
+use tokio::sync::oneshot;
+
+use crate::error::{Abort, CallError, ErrorKind, storage_error_kind};
+use crate::hook::CommitInfo;
+use crate::id::ActorId;
+use crate::namespace::NamespaceInner;
+use crate::runtime::Runtime;
+use crate::shard::Shard;
+use crate::storage::{Identity, Storage, Unusable};
+
+/// An actor: state and code behind one key, handling one request at a time.
+///
+/// The runtime creates the actor (with the namespace's factory) when the first request for its
+/// id arrives, hands it each request in arrival order, and never starts a request before the
+/// previous one has finished — even while a handler awaits. Everything the handler writes
+/// through [`Context::storage`] is committed before its response is delivered.
+///
+/// The handler's future need not be `Send`: it runs on the actor's shard thread.
+pub trait Actor: Sized + 'static {
+    /// The requests the actor handles.
+    type Request: Send + 'static;
+    /// The responses it gives.
+    type Response: Send + 'static;
+
+    /// Handles one request as one turn.
+    ///
+    /// Returning `Err` (or panicking) aborts the turn: its writes are rolled back, the actor
+    /// instance is discarded and re-created for the next request, and the caller gets a
+    /// [`CallError`]. Outcomes the caller should see as answers — not found, refused — belong
+    /// in `Response`; they commit like any other.
+    #[allow(async_fn_in_trait)]
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        request: Self::Request,
+    ) -> Result<Self::Response, Abort>;
+}
+
+/// Why an actor's state was lost, as told to the actor at activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// The file was there but empty.
+    Empty,
+    /// The file held no identity record (a creation interrupted before it committed, or a file
+    /// that is not Burrow's).
+    NoIdentity,
+    /// The file records another actor.
+    WrongIdentity(String),
+    /// SQLite reported the file as corrupt or not a database.
+    Corrupt(String),
+}
+
+/// An actor whose previous state could not be used: what was found, and where it was moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostState {
+    /// Why the state could not be used.
+    pub reason: LostReason,
+    /// Where the damaged file now is. The runtime never deletes it.
+    pub quarantined_to: PathBuf,
+}
+
+/// Who an actor is, handed to the namespace's factory.
+#[derive(Debug, Clone)]
+pub struct ActorInfo {
+    pub(crate) namespace: Arc<str>,
+    pub(crate) id: ActorId,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) lost: Option<LostState>,
+}
+
+impl ActorInfo {
+    /// The namespace's name.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.id
+    }
+
+    /// The name the actor was addressed by (`None` for actors addressed only by unique id).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Set when the actor's previous state was found unusable and moved aside: the actor starts
+    /// empty, and can restore itself from elsewhere.
+    pub fn lost_state(&self) -> Option<&LostState> {
+        self.lost.as_ref()
+    }
+}
+
+/// What a handler sees besides its request: who it is, its storage, and the runtime.
+pub struct Context<A: Actor> {
+    info: ActorInfo,
+    storage: Storage,
+    runtime: Runtime,
+    shard: Rc<Shard>,
+    namespace: Arc<NamespaceInner<A>>,
+    background: Rc<Cell<usize>>,
+}
+
+impl<A: Actor> Context<A> {
+    /// Who this actor is, including whether its previous state was lost.
+    pub fn info(&self) -> &ActorInfo {
+        &self.info
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.info.id
+    }
+
+    /// The actor's name, if it was addressed by one.
+    pub fn name(&self) -> Option<&str> {
+        self.info.name()
+    }
+
+    /// The actor's database. All a turn writes here commits together.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The runtime, to call other actors. A turn awaiting a call to an actor that (directly
+    /// or not) calls this one back deadlocks: this actor handles one request at a time.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Commits what the turn has written so far (and awaits the commit hook, if any), so that
+    /// it is durable before the turn performs an external side effect. An abort later in the
+    /// turn rolls back only what was written after the flush.
+    pub async fn flush(&mut self) -> Result<(), Abort> {
+        self.storage.commit()?;
+        self.storage.begin()?;
+        if let Some(hook) = self.shard.commit_hook() {
+            hook.committed(self.commit_info())
+                .await
+                .map_err(|e| Abort::new(format!("commit hook refused a flushed write: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `work` outside any turn, and delivers its output to this actor as an ordinary
+    /// request (a turn of its own, whose response is dropped).
+    ///
+    /// For slow external work — a provider call, a health wait — that must not hold up the
+    /// mailbox. The work cannot touch the actor's storage; it runs on the actor's shard thread
+    /// (so it should await, not block), and the actor stays resident until it has finished.
+    pub fn spawn_background(&self, work: impl Future<Output = A::Request> + 'static) {
+        let background = self.background.clone();
+        background.set(background.get() + 1);
+        let shard = self.shard.clone();
+        let namespace = self.namespace.clone();
+        let (id, name) = (self.info.id, self.info.name.clone());
+        tokio::task::spawn_local(async move {
+            let request = work.await;
+            let envelope = Envelope::<A> {
+                request,
+                reply: None,
+            };
+            shard.deliver(namespace, id, name, Box::new(envelope));
+            background.set(background.get() - 1);
+        });
+    }
+
+    fn commit_info(&self) -> CommitInfo {
+        CommitInfo {
+            namespace: self.info.namespace.clone(),
+            id: self.info.id,
+        }
+    }
+}
+
+/// A request on its way to an actor, with where its response goes (nowhere for background
+/// results).
+pub(crate) struct Envelope<A: Actor> {
+    pub request: A::Request,
+    pub reply: Option<oneshot::Sender<Result<A::Response, CallError>>>,
+}
+
+impl<A: Actor> Envelope<A> {
+    pub(crate) fn fail(envelope: Box<dyn Any + Send>, error: CallError) {
+        if let Ok(envelope) = envelope.downcast::<Envelope<A>>()
+            && let Some(reply) = envelope.reply
+        {
+            let _ = reply.send(Err(error));
+        }
+    }
+}
+
+/// A live actor: the value and its context.
+pub(crate) struct Live<A: Actor> {
+    actor: A,
+    ctx: Context<A>,
+}
+
+/// Whether the actor instance survives the turn.
+pub(crate) enum Fate {
+    Keep,
+    Discard,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Moves a damaged file (with its -wal and -shm) aside under a timestamped name. Never deletes.
+fn quarantine(path: &Path) -> Result<PathBuf, CallError> {
+    let stamp = now_ms();
+    let mut target = path.with_extension(format!("db.quarantined-{stamp}"));
+    let mut n = 0;
+    while target.exists() {
+        n += 1;
+        target = path.with_extension(format!("db.quarantined-{stamp}-{n}"));
+    }
+    let io = |e: std::io::Error| {
+        CallError::new(
+            ErrorKind::TransientIo,
+            format!("quarantining {}: {e}", path.display()),
+        )
+    };
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            std::fs::rename(&side, format!("{}{suffix}", target.display())).map_err(io)?;
+        }
+    }
+    std::fs::rename(path, &target).map_err(io)?;
+    tracing::warn!(from = %path.display(), to = %target.display(), "quarantined actor file");
+    Ok(target)
+}
+
+fn storage_failure(what: &str, e: &rusqlite::Error) -> CallError {
+    CallError::new(storage_error_kind(e), format!("{what}: {e}"))
+}
+
+impl<A: Actor> Live<A> {
+    /// Opens (or creates) the actor's file and builds the actor with the namespace's factory.
+    pub(crate) fn activate(
+        namespace: &Arc<NamespaceInner<A>>,
+        shard: &Rc<Shard>,
+        id: ActorId,
+        name: Option<Arc<str>>,
+        background: Rc<Cell<usize>>,
+    ) -> Result<Live<A>, CallError> {
+        let _span = tracing::debug_span!("activate", namespace = %namespace.name, %id).entered();
+        let path = namespace.path_for(&id);
+        let durability = shard.durability();
+        let identity = Identity {
+            namespace: namespace.name.clone(),
+            id,
+            name: name.clone(),
+        };
+        let create = |lost: Option<LostState>| -> Result<(Storage, Option<LostState>), CallError> {
+            namespace
+                .ensure_dir_for(&path, durability)
+                .map_err(|e| CallError::new(ErrorKind::TransientIo, e.to_string()))?;
+            Storage::create(&path, durability, &identity, now_ms())
+                .map(|s| (s, lost))
+                .map_err(|e| storage_failure("creating the actor's database", &e))
+        };
+        let (storage, lost) = if path.exists() {
+            match Storage::open_existing(&path, durability, &identity) {
+                Ok(Ok(storage)) => (storage, None),
+                Ok(Err(unusable)) => {
+                    let reason = match unusable {
+                        Unusable::Empty => LostReason::Empty,
+                        Unusable::NoIdentity => LostReason::NoIdentity,
+                        Unusable::WrongIdentity(s) => LostReason::WrongIdentity(s),
+                        Unusable::Corrupt(e) => LostReason::Corrupt(e.to_string()),
+                    };
+                    let quarantined_to = quarantine(&path)?;
+                    create(Some(LostState {
+                        reason,
+                        quarantined_to,
+                    }))?
+                }
+                Err(e) => return Err(storage_failure("opening the actor's database", &e)),
+            }
+        } else {
+            create(None)?
+        };
+        let info = ActorInfo {
+            namespace: namespace.name.clone(),
+            id,
+            name: name.or_else(|| storage.recorded_name()),
+            lost,
+        };
+        let actor = std::panic::catch_unwind(AssertUnwindSafe(|| (namespace.factory)(&info)))
+            .map_err(|panic| {
+                CallError::new(
+                    ErrorKind::ActorFailed,
+                    format!("the actor's factory panicked: {}", panic_message(&*panic)),
+                )
+            })?;
+        Ok(Live {
+            actor,
+            ctx: Context {
+                info,
+                storage,
+                runtime: shard.runtime(),
+                shard: shard.clone(),
+                namespace: namespace.clone(),
+                background,
+            },
+        })
+    }
+
+    /// Runs one turn: begin, handle, commit (or roll back), then release the response.
+    pub(crate) async fn turn(&mut self, envelope: Envelope<A>) -> Fate {
+        let Envelope { request, reply } = envelope;
+        let send = move |outcome: Result<A::Response, CallError>| {
+            if let Some(reply) = reply {
+                let _ = reply.send(outcome);
+            }
+        };
+        let Live { actor, ctx } = self;
+        if let Err(e) = ctx.storage.begin() {
+            send(Err(storage_failure("beginning the turn", &e)));
+            return Fate::Discard;
+        }
+        let handled = AssertUnwindSafe(actor.handle(ctx, request))
+            .catch_unwind()
+            .await;
+        let outcome = match handled {
+            Ok(Ok(response)) => ctx
+                .storage
+                .commit()
+                .map(|()| response)
+                .map_err(|e| storage_failure("committing the turn", &e)),
+            Ok(Err(abort)) => Err(abort.into_call_error()),
+            Err(panic) => Err(CallError::new(
+                ErrorKind::ActorFailed,
+                format!("the actor panicked: {}", panic_message(&*panic)),
+            )),
+        };
+        match outcome {
+            Ok(response) => {
+                if let Some(hook) = ctx.shard.commit_hook()
+                    && let Err(e) = hook.committed(ctx.commit_info()).await
+                {
+                    send(Err(CallError::new(
+                        ErrorKind::TransientIo,
+                        format!("committed locally, but the commit hook failed: {e}"),
+                    )));
+                    return Fate::Keep;
+                }
+                send(Ok(response));
+                Fate::Keep
+            }
+            Err(error) => {
+                if let Err(e) = ctx.storage.rollback() {
+                    tracing::warn!(id = %ctx.info.id, "rolling back a failed turn: {e}");
+                }
+                send(Err(error));
+                Fate::Discard
+            }
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a non-string panic payload)".to_owned())
+}

@@ -1,0 +1,190 @@
+//! Errors: what a call can fail with, how a turn aborts, and what opening a runtime can fail
+//! with.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What kind of failure a [`CallError`] is, which decides whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The actor was reset (its instance was discarded, or it went away while the call
+    /// waited). Retryable: the next call activates it afresh.
+    ActorReset,
+    /// The runtime is shutting down or has shut down. Retryable, elsewhere or later.
+    ShuttingDown,
+    /// A transient storage failure (I/O error, disk full, busy file). Retryable.
+    TransientIo,
+    /// The actor's mailbox is full. Not retryable: retrying adds to the overload.
+    Overloaded,
+    /// The request itself was refused as invalid. Not retryable.
+    InvalidInput,
+    /// The actor's own code failed: it panicked, aborted the turn, or hit a storage error it
+    /// could not handle. Not retryable.
+    ActorFailed,
+}
+
+/// Why a call did not return the actor's response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind_text}: {message}", kind_text = self.kind.describe())]
+pub struct CallError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::ActorReset => "actor reset",
+            ErrorKind::ShuttingDown => "runtime shutting down",
+            ErrorKind::TransientIo => "transient storage error",
+            ErrorKind::Overloaded => "actor overloaded",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::ActorFailed => "actor failed",
+        }
+    }
+}
+
+impl CallError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> CallError {
+        CallError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether the same call may succeed if tried again (with a fresh stub).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::ActorReset | ErrorKind::ShuttingDown | ErrorKind::TransientIo
+        )
+    }
+
+    /// The details.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The kind a storage error gives a failed turn.
+pub(crate) fn storage_error_kind(e: &rusqlite::Error) -> ErrorKind {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(
+            SystemIoFailure | DiskFull | DatabaseBusy | DatabaseLocked | OutOfMemory | CannotOpen,
+        ) => ErrorKind::TransientIo,
+        Some(DatabaseCorrupt | NotADatabase) => ErrorKind::ActorReset,
+        _ => ErrorKind::ActorFailed,
+    }
+}
+
+/// A turn that gives up: everything it wrote since the turn began (or since its last
+/// [`flush`](crate::Context::flush)) is rolled back, the actor instance is discarded, and the
+/// caller receives a [`CallError`].
+///
+/// Handlers return `Err(Abort)` to abort; `?` on a storage error does so too. Ordinary
+/// application outcomes (not found, refused…) should be ordinary responses instead: they
+/// commit normally.
+pub struct Abort {
+    kind: ErrorKind,
+    message: String,
+    storage: Option<rusqlite::Error>,
+}
+
+impl Abort {
+    /// Aborts as the actor's own failure ([`ErrorKind::ActorFailed`]).
+    pub fn new(message: impl Into<String>) -> Abort {
+        Abort {
+            kind: ErrorKind::ActorFailed,
+            message: message.into(),
+            storage: None,
+        }
+    }
+
+    /// Aborts because the request was invalid ([`ErrorKind::InvalidInput`]); nothing the turn
+    /// wrote is kept.
+    pub fn invalid_input(message: impl Into<String>) -> Abort {
+        Abort {
+            kind: ErrorKind::InvalidInput,
+            message: message.into(),
+            storage: None,
+        }
+    }
+
+    pub(crate) fn into_call_error(self) -> CallError {
+        CallError::new(self.kind, self.message)
+    }
+
+    /// The storage error behind this abort, if it came from one.
+    pub fn storage_error(&self) -> Option<&rusqlite::Error> {
+        self.storage.as_ref()
+    }
+}
+
+impl fmt::Debug for Abort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Abort")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl fmt::Display for Abort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<rusqlite::Error> for Abort {
+    fn from(e: rusqlite::Error) -> Abort {
+        Abort {
+            kind: storage_error_kind(&e),
+            message: format!("storage: {e}"),
+            storage: Some(e),
+        }
+    }
+}
+
+/// Why a runtime could not be opened or a namespace registered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The data directory could not be created or used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Another runtime has the data directory open.
+    #[error("data directory {path} is in use by another runtime (its lock file is held)")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A namespace name that cannot be used.
+    #[error("invalid namespace name {name:?}: {reason}")]
+    InvalidNamespace {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The namespace was already registered in this runtime.
+    #[error("namespace {name:?} is already registered")]
+    DuplicateNamespace {
+        /// The name given.
+        name: String,
+    },
+    /// A shard thread could not be started.
+    #[error("starting shard thread: {0}")]
+    Thread(std::io::Error),
+}

@@ -1,0 +1,119 @@
+//! How a runtime is configured.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::hook::CommitHook;
+
+/// What an acknowledged write survives. Chosen once per runtime.
+///
+/// Both modes keep each actor's file in SQLite's WAL mode with exclusive locking, and commit a
+/// turn's writes before its reply is released. They differ in when the WAL reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives a crash of the process (`kill -9`, a panic that aborts, an OOM kill): nothing
+    /// acknowledged is lost, because a commit is in the operating system's page cache before the
+    /// reply leaves. An OS crash or power loss may lose the last moments of acknowledged writes
+    /// (never leaving a file inconsistent). SQLite `synchronous = NORMAL`: the WAL is fsynced at
+    /// checkpoints only.
+    #[default]
+    Process,
+    /// Survives an OS crash or power loss as well: every commit fsyncs the WAL before the reply
+    /// leaves, and a new actor's file and directory entry are fsynced before its first turn is
+    /// acknowledged. SQLite `synchronous = FULL`. Costs an fsync per turn that writes.
+    Machine,
+}
+
+/// A runtime's settings. Build with [`Options::new`] and the setters.
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) shards: usize,
+    pub(crate) durability: Durability,
+    pub(crate) max_resident: usize,
+    pub(crate) mailbox_capacity: usize,
+    pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("data_dir", &self.data_dir)
+            .field("shards", &self.shards)
+            .field("durability", &self.durability)
+            .field("max_resident", &self.max_resident)
+            .field("mailbox_capacity", &self.mailbox_capacity)
+            .field("commit_hook", &self.commit_hook.is_some())
+            .finish()
+    }
+}
+
+/// Descriptors one resident actor holds: the database and its WAL (exclusive locking mode
+/// needs no -shm file).
+pub(crate) const FDS_PER_ACTOR: u64 = 2;
+
+impl Options {
+    /// Defaults for a runtime keeping its files under `data_dir`: one shard per available core,
+    /// [`Durability::Process`], and a residency bound derived from the open-file limit.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Options {
+        Options {
+            data_dir: data_dir.into(),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            durability: Durability::default(),
+            max_resident: default_max_resident(),
+            mailbox_capacity: 1024,
+            commit_hook: None,
+        }
+    }
+
+    /// The number of shard threads (at least 1).
+    pub fn shards(mut self, shards: usize) -> Options {
+        self.shards = shards.max(1);
+        self
+    }
+
+    /// What acknowledged writes survive.
+    pub fn durability(mut self, durability: Durability) -> Options {
+        self.durability = durability;
+        self
+    }
+
+    /// How many actors may be open at once (at least one per shard). Beyond it, the least
+    /// recently used idle actors are closed. Each shard keeps `max_resident / shards` open, so
+    /// the total never exceeds the bound while some actor of a shard is idle; when every
+    /// resident actor of a shard is in a turn, an activation goes over the bound rather than
+    /// wait (waiting could deadlock actors that call each other) and the excess is closed as
+    /// soon as actors fall idle.
+    pub fn max_resident(mut self, max_resident: usize) -> Options {
+        self.max_resident = max_resident.max(1);
+        self
+    }
+
+    /// How many requests may wait for one actor (at least 1; default 1,024). A request beyond
+    /// it fails at once with [`ErrorKind::Overloaded`](crate::ErrorKind::Overloaded).
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Options {
+        self.mailbox_capacity = capacity.max(1);
+        self
+    }
+
+    /// An async hook awaited after each turn's local commit and before its reply is released
+    /// (the seam for replication). None by default, which costs nothing.
+    pub fn commit_hook(mut self, hook: Arc<dyn CommitHook>) -> Options {
+        self.commit_hook = Some(hook);
+        self
+    }
+
+    pub(crate) fn per_shard_resident(&self) -> usize {
+        (self.max_resident / self.shards).max(1)
+    }
+}
+
+/// Half of what the open-file limit leaves after a reserve for the host (sockets, logs,
+/// Postgres connections): 20,000 descriptors give 9,000 resident actors.
+fn default_max_resident() -> usize {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    let reserve = (limit / 10).max(256);
+    (limit.saturating_sub(reserve) / FDS_PER_ACTOR).max(16) as usize
+}

@@ -1,0 +1,234 @@
+//! The runtime: shard threads, namespaces, and shutdown.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::{Actor, ActorInfo};
+use crate::error::{CallError, ErrorKind, RuntimeError};
+use crate::id::ActorId;
+use crate::namespace::{Namespace, NamespaceInner};
+use crate::options::{Durability, Options};
+use crate::shard::{ShardConfig, ShardMsg, run_shard};
+
+/// A running Burrow runtime. Cheap to clone; every clone is the same runtime.
+///
+/// Open one per data directory (a lock file keeps a second one out), register a
+/// [`Namespace`] per actor type, call actors through stubs, and [`shutdown`](Runtime::shutdown)
+/// when done. Dropping every handle without a shutdown also stops the shards and closes the
+/// files (turns in flight are rolled back), but waits for nothing.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("data_dir", &self.inner.data_dir)
+            .field("shards", &self.inner.shards.len())
+            .finish()
+    }
+}
+
+pub(crate) struct Inner {
+    data_dir: PathBuf,
+    durability: Durability,
+    shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    closing: AtomicBool,
+    namespaces: Mutex<HashMap<String, TypeId>>,
+    /// Held from open to the end of shutdown.
+    lock: Mutex<Option<Flock<File>>>,
+}
+
+/// What [`Runtime::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Actors closed after their last turn.
+    pub closed: usize,
+    /// Actors still in a turn at the deadline: those turns were rolled back and their callers
+    /// got a retryable error.
+    pub abandoned: usize,
+}
+
+/// Namespace names become folder names.
+fn validate_namespace(name: &str) -> Result<(), RuntimeError> {
+    let invalid = |reason| RuntimeError::InvalidNamespace {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() || name.len() > 64 {
+        return Err(invalid("it must be 1 to 64 characters long"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            "only lower-case ASCII letters, digits, '-' and '_' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+impl Runtime {
+    /// Opens the runtime on `options`' data directory (creating it if needed) and starts its
+    /// shard threads.
+    pub fn open(options: Options) -> Result<Runtime, RuntimeError> {
+        let data_dir = options.data_dir.clone();
+        let dir_error = |source| RuntimeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir.join("actors")).map_err(dir_error)?;
+        let lock_file = File::create(data_dir.join("LOCK")).map_err(dir_error)?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+            if e == nix::errno::Errno::EWOULDBLOCK {
+                RuntimeError::Locked {
+                    path: data_dir.clone(),
+                }
+            } else {
+                dir_error(e.into())
+            }
+        })?;
+
+        let (senders, inboxes): (Vec<_>, Vec<_>) = (0..options.shards)
+            .map(|_| mpsc::unbounded_channel())
+            .unzip();
+        let inner = Arc::new(Inner {
+            data_dir: data_dir.clone(),
+            durability: options.durability,
+            shards: senders,
+            threads: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+            namespaces: Mutex::new(HashMap::new()),
+            lock: Mutex::new(Some(lock)),
+        });
+        for (index, inbox) in inboxes.into_iter().enumerate() {
+            let config = ShardConfig {
+                runtime: Arc::downgrade(&inner),
+                budget: options.per_shard_resident(),
+                mailbox_capacity: options.mailbox_capacity,
+                durability: options.durability,
+                commit_hook: options.commit_hook.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("burrow-shard-{index}"))
+                .spawn(move || run_shard(config, inbox))
+                .map_err(RuntimeError::Thread)?;
+            inner.threads.lock().expect("not poisoned").push(thread);
+        }
+        Ok(Runtime { inner })
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Runtime {
+        Runtime { inner }
+    }
+
+    /// Registers the actor type `A` under `name` (lower-case letters, digits, `-`, `_`; it
+    /// names a folder, so keep it stable). `factory` builds an actor when one is activated; it
+    /// may capture shared dependencies.
+    pub fn namespace<A: Actor>(
+        &self,
+        name: &str,
+        factory: impl Fn(&ActorInfo) -> A + Send + Sync + 'static,
+    ) -> Result<Namespace<A>, RuntimeError> {
+        validate_namespace(name)?;
+        let index = {
+            let mut namespaces = self.inner.namespaces.lock().expect("not poisoned");
+            if namespaces.contains_key(name) {
+                return Err(RuntimeError::DuplicateNamespace {
+                    name: name.to_owned(),
+                });
+            }
+            namespaces.insert(name.to_owned(), TypeId::of::<A>());
+            namespaces.len() as u32
+        };
+        let dir = self.inner.data_dir.join("actors").join(name);
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        if self.inner.durability == Durability::Machine {
+            for d in [&dir, &self.inner.data_dir.join("actors")] {
+                if let Some(parent) = d.parent() {
+                    File::open(parent)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|source| RuntimeError::DataDir {
+                            path: parent.to_owned(),
+                            source,
+                        })?;
+                }
+            }
+        }
+        let inner = NamespaceInner::new(name, index, dir, Box::new(factory));
+        Ok(Namespace::new(Arc::new(inner), self.clone()))
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// The number of shard threads.
+    pub fn shards(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn send(&self, id: ActorId, msg: ShardMsg) -> Result<(), CallError> {
+        let shutting_down = || {
+            CallError::new(
+                ErrorKind::ShuttingDown,
+                "the runtime is shutting down and takes no new requests",
+            )
+        };
+        if self.is_closing() {
+            return Err(shutting_down());
+        }
+        self.inner.shards[id.shard(self.inner.shards.len())]
+            .send(msg)
+            .map_err(|_| shutting_down())
+    }
+
+    /// Stops taking requests (new calls fail with [`ErrorKind::ShuttingDown`], which is
+    /// retryable), lets turns in flight and requests already queued finish for up to `grace`,
+    /// then closes every actor's file and stops the shard threads.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.inner.closing.store(true, Ordering::Release);
+        let deadline = Instant::now() + grace;
+        let mut pending = Vec::new();
+        for shard in &self.inner.shards {
+            let (done, report) = oneshot::channel();
+            if shard.send(ShardMsg::Shutdown { deadline, done }).is_ok() {
+                pending.push(report);
+            }
+        }
+        let mut total = ShutdownReport::default();
+        for report in pending {
+            if let Ok(report) = report.await {
+                total.closed += report.closed;
+                total.abandoned += report.abandoned;
+            }
+        }
+        let threads = std::mem::take(&mut *self.inner.threads.lock().expect("not poisoned"));
+        for thread in threads {
+            // Each shard has answered and is returning; joining takes moments.
+            let _ = thread.join();
+        }
+        // Every file is closed: another runtime may have the directory now.
+        drop(self.inner.lock.lock().expect("not poisoned").take());
+        total
+    }
+}

@@ -1,0 +1,472 @@
+//! An actor's own SQLite database: opening and creating it, the turn's transaction, the
+//! key–value API, and the guard that keeps actor SQL away from what the runtime owns.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rusqlite::config::DbConfig;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::id::ActorId;
+use crate::options::Durability;
+
+/// Tables, indexes and savepoints whose names start with this belong to the runtime; actor SQL
+/// that names one is refused.
+pub const RESERVED_PREFIX: &str = "_burrow_";
+
+/// Who the actor is, as recorded in its file when it is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub namespace: Arc<str>,
+    pub id: ActorId,
+    pub name: Option<Arc<str>>,
+}
+
+/// The actor's database, handed to its code during a turn.
+///
+/// Everything a turn does here — through [`sql`](Storage::sql) or the key–value methods — is
+/// one transaction, committed before the turn's reply leaves the actor and rolled back if the
+/// turn panics or aborts. Actor SQL may not touch tables named with [`RESERVED_PREFIX`], nor
+/// begin, commit or roll back the turn's transaction (use [`Storage::transaction`] for nested
+/// transactions and [`Context::flush`](crate::Context::flush) to commit early), nor attach
+/// other databases or change the pragmas that durability rests on.
+pub struct Storage {
+    conn: Connection,
+    /// Set while the runtime itself runs SQL, which the authorizer then lets through.
+    internal: Arc<AtomicBool>,
+    savepoints: Cell<u32>,
+    name: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("path", &self.conn.path())
+            .finish()
+    }
+}
+
+/// Why opening an actor's file found no usable state in it.
+#[derive(Debug)]
+pub(crate) enum Unusable {
+    /// The file is there but empty.
+    Empty,
+    /// The file is a database but records no identity (a creation that never committed).
+    NoIdentity,
+    /// The file records another actor's identity.
+    WrongIdentity(String),
+    /// SQLite says the file is not a database or is corrupt.
+    Corrupt(rusqlite::Error),
+}
+
+/// Runs `f` with the runtime's own SQL allowed through the authorizer.
+fn internally<T>(internal: &AtomicBool, f: impl FnOnce() -> T) -> T {
+    internal.store(true, Ordering::Relaxed);
+    let out = f();
+    internal.store(false, Ordering::Relaxed);
+    out
+}
+
+const PROTECTED_PRAGMAS: &[&str] = &[
+    "journal_mode",
+    "locking_mode",
+    "synchronous",
+    "writable_schema",
+    "schema_version",
+    "temp_store_directory",
+    "data_store_directory",
+];
+
+fn reserved(name: &str) -> bool {
+    name.len() >= RESERVED_PREFIX.len()
+        && name[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX)
+}
+
+/// The authorizer for actor SQL. SQLite calls it while preparing each statement.
+fn authorize(internal: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
+    if internal.load(Ordering::Relaxed) {
+        return Authorization::Allow;
+    }
+    let allowed = match ctx.action {
+        AuthAction::Transaction { .. } | AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
+            false
+        }
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
+            pragma_value.is_none()
+                || !PROTECTED_PRAGMAS
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(pragma_name))
+        }
+        AuthAction::Savepoint { savepoint_name, .. } => !reserved(savepoint_name),
+        AuthAction::CreateIndex {
+            index_name: a,
+            table_name: b,
+        }
+        | AuthAction::DropIndex {
+            index_name: a,
+            table_name: b,
+        }
+        | AuthAction::CreateTrigger {
+            trigger_name: a,
+            table_name: b,
+        }
+        | AuthAction::DropTrigger {
+            trigger_name: a,
+            table_name: b,
+        }
+        | AuthAction::CreateTempIndex {
+            index_name: a,
+            table_name: b,
+        }
+        | AuthAction::CreateTempTrigger {
+            trigger_name: a,
+            table_name: b,
+        } => !reserved(a) && !reserved(b),
+        AuthAction::CreateTable { table_name: t }
+        | AuthAction::CreateTempTable { table_name: t }
+        | AuthAction::DropTable { table_name: t }
+        | AuthAction::Insert { table_name: t }
+        | AuthAction::Delete { table_name: t }
+        | AuthAction::Read { table_name: t, .. }
+        | AuthAction::Update { table_name: t, .. }
+        | AuthAction::AlterTable { table_name: t, .. }
+        | AuthAction::Analyze { table_name: t }
+        | AuthAction::Reindex { index_name: t }
+        | AuthAction::CreateView { view_name: t }
+        | AuthAction::DropView { view_name: t } => !reserved(t),
+        _ => true,
+    };
+    if allowed {
+        Authorization::Allow
+    } else {
+        Authorization::Deny
+    }
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+impl Storage {
+    /// Opens the actor's existing file, or says why its content cannot be used.
+    pub(crate) fn open_existing(
+        path: &Path,
+        durability: Durability,
+        identity: &Identity,
+    ) -> Result<Result<Storage, Unusable>, rusqlite::Error> {
+        let empty = std::fs::metadata(path)
+            .map(|m| m.len() == 0)
+            .unwrap_or(false);
+        if empty {
+            return Ok(Err(Unusable::Empty));
+        }
+        // No CREATE flag: a file that vanished since it was seen must not come back empty.
+        let conn = match Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE, durability) {
+            Ok(conn) => conn,
+            Err(e) if is_corruption(&e) => return Ok(Err(Unusable::Corrupt(e))),
+            Err(e) => return Err(e),
+        };
+        let recorded: Result<Vec<(String, Option<String>)>, rusqlite::Error> = conn
+            .prepare("SELECT key, value FROM _burrow_meta WHERE key IN ('namespace', 'id', 'name')")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            });
+        let recorded = match recorded {
+            Ok(rows) => rows,
+            Err(e) if is_corruption(&e) => return Ok(Err(Unusable::Corrupt(e))),
+            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => {
+                return Ok(Err(Unusable::NoIdentity));
+            }
+            Err(e) => return Err(e),
+        };
+        let get = |key: &str| {
+            recorded
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.clone())
+        };
+        let (Some(namespace), Some(id)) = (get("namespace"), get("id")) else {
+            return Ok(Err(Unusable::NoIdentity));
+        };
+        if *namespace != *identity.namespace || id != identity.id.to_string() {
+            return Ok(Err(Unusable::WrongIdentity(format!(
+                "the file records actor {id} of namespace {namespace:?}"
+            ))));
+        }
+        let name = get("name").map(Arc::from).or_else(|| identity.name.clone());
+        Ok(Ok(Storage::guarded(conn, name)?))
+    }
+
+    /// Creates the actor's file (which must not exist) and records its identity in it.
+    pub(crate) fn create(
+        path: &Path,
+        durability: Durability,
+        identity: &Identity,
+        created_at_ms: i64,
+    ) -> Result<Storage, rusqlite::Error> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        let conn = Self::connect(path, flags, durability)?;
+        // Switching a new file to WAL runs a rollback-journal transaction; with synchronous=OFF
+        // it costs no fsync. What it wrote is made durable below when that matters.
+        conn.execute_batch("PRAGMA synchronous = OFF")?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(failure(
+                rusqlite::ffi::SQLITE_ERROR,
+                format!(
+                    "SQLite refused WAL mode for {} (journal mode is {mode})",
+                    path.display()
+                ),
+            ));
+        }
+        if durability == Durability::Machine {
+            // SQLite drops a WAL whose database file is empty, so the header that says "WAL"
+            // must reach the disk before the first commit is acknowledged.
+            sync_file_and_dir(path).map_err(|e| {
+                failure(
+                    rusqlite::ffi::SQLITE_IOERR,
+                    format!("fsync {}: {e}", path.display()),
+                )
+            })?;
+        }
+        Self::set_synchronous(&conn, durability)?;
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE _burrow_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+             CREATE TABLE _burrow_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
+        )?;
+        conn.execute(
+            "INSERT INTO _burrow_meta (key, value) VALUES
+               ('namespace', ?1), ('id', ?2), ('name', ?3), ('created_at_ms', ?4),
+               ('format', 1)",
+            params![
+                &*identity.namespace,
+                identity.id.to_string(),
+                identity.name.as_deref(),
+                created_at_ms
+            ],
+        )?;
+        conn.execute_batch("COMMIT")?;
+        Storage::guarded(conn, identity.name.clone())
+    }
+
+    fn connect(
+        path: &Path,
+        flags: OpenFlags,
+        durability: Durability,
+    ) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        // Closing without a checkpoint keeps eviction cheap; the WAL is replayed on next open.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        // Exclusive locking keeps the WAL index in memory: no -shm file, one descriptor less,
+        // no locking calls per transaction. Set before the first read, or it does not apply.
+        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")?;
+        Self::set_synchronous(&conn, durability)?;
+        Ok(conn)
+    }
+
+    fn set_synchronous(conn: &Connection, durability: Durability) -> Result<(), rusqlite::Error> {
+        conn.execute_batch(match durability {
+            Durability::Process => "PRAGMA synchronous = NORMAL",
+            Durability::Machine => "PRAGMA synchronous = FULL",
+        })
+    }
+
+    fn guarded(mut conn: Connection, name: Option<Arc<str>>) -> Result<Storage, rusqlite::Error> {
+        let internal = Arc::new(AtomicBool::new(false));
+        let flag = internal.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&flag, ctx)))?;
+        Ok(Storage {
+            conn,
+            internal,
+            savepoints: Cell::new(0),
+            name,
+        })
+    }
+
+    /// The actor's name as recorded at creation (`None` for actors addressed by a unique id).
+    pub(crate) fn recorded_name(&self) -> Option<Arc<str>> {
+        self.name.clone()
+    }
+
+    /// The connection, for the actor's own SQL.
+    ///
+    /// The actor may create and use any tables whose names do not start with
+    /// [`RESERVED_PREFIX`]. Statements that would break the turn's atomicity or durability are
+    /// refused with an authorization error.
+    pub fn sql(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn run_internal<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        internally(&self.internal, || f(&self.conn))
+    }
+
+    pub(crate) fn begin(&self) -> Result<(), rusqlite::Error> {
+        self.run_internal(|c| c.execute_batch("BEGIN"))
+    }
+
+    pub(crate) fn commit(&self) -> Result<(), rusqlite::Error> {
+        self.run_internal(|c| c.execute_batch("COMMIT"))
+    }
+
+    /// Rolls the turn's transaction back; a no-op if none is open.
+    pub(crate) fn rollback(&self) -> Result<(), rusqlite::Error> {
+        self.savepoints.set(0);
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.run_internal(|c| c.execute_batch("ROLLBACK"))
+    }
+
+    /// The value stored under `key`, if any.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, rusqlite::Error> {
+        self.run_internal(|c| {
+            c.prepare_cached("SELECT value FROM _burrow_kv WHERE key = ?1")?
+                .query_row([key.as_bytes()], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn put(&self, key: &str, value: &[u8]) -> Result<(), rusqlite::Error> {
+        self.run_internal(|c| {
+            c.prepare_cached("INSERT OR REPLACE INTO _burrow_kv (key, value) VALUES (?1, ?2)")?
+                .execute(params![key.as_bytes(), value])
+                .map(drop)
+        })
+    }
+
+    /// Stores several entries. Like every write of a turn, they commit together.
+    pub fn put_many<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<(), rusqlite::Error> {
+        entries.into_iter().try_for_each(|(k, v)| self.put(k, v))
+    }
+
+    /// Deletes `key`; returns whether it was there.
+    pub fn delete(&self, key: &str) -> Result<bool, rusqlite::Error> {
+        self.run_internal(|c| {
+            c.prepare_cached("DELETE FROM _burrow_kv WHERE key = ?1")?
+                .execute([key.as_bytes()])
+                .map(|n| n > 0)
+        })
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order (byte-wise).
+    pub fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, rusqlite::Error> {
+        fn rows(
+            stmt: &mut rusqlite::CachedStatement<'_>,
+            params: impl rusqlite::Params,
+        ) -> Result<Vec<(String, Vec<u8>)>, rusqlite::Error> {
+            stmt.query_map(params, |row| {
+                let key: Vec<u8> = row.get(0)?;
+                // Keys only ever enter as &str.
+                Ok((String::from_utf8_lossy(&key).into_owned(), row.get(1)?))
+            })?
+            .collect()
+        }
+        self.run_internal(|c| match prefix_upper_bound(prefix.as_bytes()) {
+            Some(upper) => rows(
+                &mut c.prepare_cached(
+                    "SELECT key, value FROM _burrow_kv WHERE key >= ?1 AND key < ?2 ORDER BY key",
+                )?,
+                params![prefix.as_bytes(), upper],
+            ),
+            None => rows(
+                &mut c.prepare_cached(
+                    "SELECT key, value FROM _burrow_kv WHERE key >= ?1 ORDER BY key",
+                )?,
+                [prefix.as_bytes()],
+            ),
+        })
+    }
+
+    /// Runs `f` in a nested transaction (a savepoint): if it returns an error, what it wrote is
+    /// rolled back and the rest of the turn goes on. Nests to any depth.
+    ///
+    /// ```
+    /// # fn demo(storage: &burrow_runtime::Storage) -> Result<(), rusqlite::Error> {
+    /// storage.put("kept", b"1")?;
+    /// let attempt: Result<(), rusqlite::Error> = storage.transaction(|s| {
+    ///     s.put("dropped", b"2")?;
+    ///     Err(rusqlite::Error::QueryReturnedNoRows) // any error rolls the savepoint back
+    /// });
+    /// assert!(attempt.is_err());
+    /// assert_eq!(storage.get("dropped")?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction<T, E>(&self, f: impl FnOnce(&Storage) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        let depth = self.savepoints.get();
+        let name = format!("{RESERVED_PREFIX}sp{depth}");
+        self.run_internal(|c| c.execute_batch(&format!("SAVEPOINT {name}")))?;
+        self.savepoints.set(depth + 1);
+        let result = f(self);
+        self.savepoints.set(depth);
+        match result {
+            Ok(value) => {
+                self.run_internal(|c| c.execute_batch(&format!("RELEASE {name}")))?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.run_internal(|c| {
+                    c.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))
+                })?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The smallest byte string greater than every string that starts with `prefix`, or `None`
+/// when there is none (empty prefix, or all 0xFF).
+fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < 0xFF {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+/// An error of SQLite's shape for failures found outside SQLite, so one classification applies.
+fn failure(code: std::ffi::c_int, message: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message))
+}
+
+fn sync_file_and_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn upper_bounds_of_prefixes() {
+        assert_eq!(prefix_upper_bound(b""), None);
+        assert_eq!(prefix_upper_bound(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_upper_bound(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_upper_bound(b"\xff\xff"), None);
+    }
+}
