@@ -218,7 +218,7 @@ impl<A: Actor> Stub<A> {
     pub fn call(
         &self,
         request: A::Request,
-    ) -> impl Future<Output = Result<A::Response, CallError>> + Send + 'static {
+    ) -> impl Future<Output = Result<A::Response, CallError>> + Send + use<A> {
         let (reply, response) = oneshot::channel();
         let sent = self.runtime.send(
             self.id,

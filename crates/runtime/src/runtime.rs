@@ -41,6 +41,7 @@ impl std::fmt::Debug for Runtime {
 pub(crate) struct Inner {
     data_dir: PathBuf,
     durability: Durability,
+    max_resident: usize,
     shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closing: AtomicBool,
@@ -106,6 +107,7 @@ impl Runtime {
         let inner = Arc::new(Inner {
             data_dir: data_dir.clone(),
             durability: options.durability,
+            max_resident: options.per_shard_resident() * options.shards,
             shards: senders,
             threads: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
@@ -176,6 +178,12 @@ impl Runtime {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
+    }
+
+    /// How many actors may be open at once: the configured bound, rounded down to a multiple
+    /// of the shard count (each shard keeps an equal share).
+    pub fn max_resident(&self) -> usize {
+        self.inner.max_resident
     }
 
     /// The number of shard threads.

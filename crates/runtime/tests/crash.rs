@@ -48,10 +48,9 @@ fn child(dir: &Path, round: u64) {
     executor.block_on(async {
         let runtime = Runtime::open(Options::new(dir).shards(2)).unwrap();
         let ns = runtime.namespace("writer", |_| Writer).unwrap();
-        let mut writers = Vec::new();
         for w in 0..WRITERS {
             let ns = ns.clone();
-            writers.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 let mut i = w;
                 loop {
                     let n = round * PER_ROUND + i;
@@ -61,11 +60,10 @@ fn child(dir: &Path, round: u64) {
                     out.flush().unwrap();
                     i += WRITERS;
                 }
-            }));
+            });
         }
-        for w in writers {
-            w.await.unwrap();
-        }
+        // Until killed.
+        std::future::pending::<()>().await
     });
 }
 
