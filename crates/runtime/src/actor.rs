@@ -108,7 +108,6 @@ impl ActorInfo {
 pub struct Context<A: Actor> {
     info: ActorInfo,
     storage: Storage,
-    runtime: Runtime,
     shard: Rc<Shard>,
     namespace: Arc<NamespaceInner<A>>,
     background: Rc<Cell<usize>>,
@@ -137,8 +136,11 @@ impl<A: Actor> Context<A> {
 
     /// The runtime, to call other actors. A turn awaiting a call to an actor that (directly
     /// or not) calls this one back deadlocks: this actor handles one request at a time.
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+    ///
+    /// Actors hold no handle of their own (so that dropping every handle stops the runtime);
+    /// this makes one.
+    pub fn runtime(&self) -> Runtime {
+        self.shard.runtime()
     }
 
     /// Commits what the turn has written so far (and awaits the commit hook, if any), so that
@@ -315,7 +317,6 @@ impl<A: Actor> Live<A> {
             ctx: Context {
                 info,
                 storage,
-                runtime: shard.runtime(),
                 shard: shard.clone(),
                 namespace: namespace.clone(),
                 background,

@@ -528,3 +528,32 @@ async fn unusable_files_are_quarantined_and_the_actor_is_told() {
     }
     runtime.shutdown(GRACE).await;
 }
+
+#[tokio::test]
+async fn dropping_every_handle_without_shutdown_stops_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (runtime, ns, _) = open(dir.path(), |o| o);
+        for i in 0..10 {
+            ns.get_by_name(&i.to_string()).call(put("k", "v")).await.unwrap();
+        }
+        drop((runtime, ns));
+    }
+    // The shards notice, close every file and release the directory's lock.
+    let mut reopened = None;
+    for _ in 0..1000 {
+        match Runtime::open(Options::new(dir.path())) {
+            Ok(runtime) => {
+                reopened = Some(runtime);
+                break;
+            }
+            Err(RuntimeError::Locked { .. }) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let runtime = reopened.expect("the dropped runtime never released its data directory");
+    let probe = Arc::new(Probe::default());
+    let ns = runtime.namespace("test", TestActor::factory(probe)).unwrap();
+    assert_eq!(get(&ns, "3", "k").await.as_deref(), Some("v"));
+    runtime.shutdown(GRACE).await;
+}
