@@ -3,3 +3,4 @@
 //! This facade re-exports Burrow's crates under one name. See `docs/ARCHITECTURE.md` for the map.
 
 pub use burrow_identity as identity;
+pub use burrow_runtime as runtime;

@@ -535,7 +535,10 @@ async fn dropping_every_handle_without_shutdown_stops_the_runtime() {
     {
         let (runtime, ns, _) = open(dir.path(), |o| o);
         for i in 0..10 {
-            ns.get_by_name(&i.to_string()).call(put("k", "v")).await.unwrap();
+            ns.get_by_name(&i.to_string())
+                .call(put("k", "v"))
+                .await
+                .unwrap();
         }
         drop((runtime, ns));
     }
@@ -553,7 +556,9 @@ async fn dropping_every_handle_without_shutdown_stops_the_runtime() {
     }
     let runtime = reopened.expect("the dropped runtime never released its data directory");
     let probe = Arc::new(Probe::default());
-    let ns = runtime.namespace("test", TestActor::factory(probe)).unwrap();
+    let ns = runtime
+        .namespace("test", TestActor::factory(probe))
+        .unwrap();
     assert_eq!(get(&ns, "3", "k").await.as_deref(), Some("v"));
     runtime.shutdown(GRACE).await;
 }
