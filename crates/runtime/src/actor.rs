@@ -7,11 +7,11 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt as _;
 use tokio::sync::oneshot;
 
+use crate::catalog::{Op, now_ms};
 use crate::error::{Abort, CallError, ErrorKind, storage_error_kind};
 use crate::hook::CommitInfo;
 use crate::id::ActorId;
@@ -52,6 +52,8 @@ pub trait Actor: Sized + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LostReason {
+    /// The catalog lists the actor but its file is gone.
+    Missing,
     /// The file was there but empty.
     Empty,
     /// The file held no identity record (a creation interrupted before it committed, or a file
@@ -68,8 +70,9 @@ pub enum LostReason {
 pub struct LostState {
     /// Why the state could not be used.
     pub reason: LostReason,
-    /// Where the damaged file now is. The runtime never deletes it.
-    pub quarantined_to: PathBuf,
+    /// Where the damaged file now is (`None` when there was no file). The runtime never
+    /// deletes it.
+    pub quarantined_to: Option<PathBuf>,
 }
 
 /// Who an actor is, handed to the namespace's factory.
@@ -209,22 +212,23 @@ impl<A: Actor> Envelope<A> {
 pub(crate) struct Live<A: Actor> {
     actor: A,
     ctx: Context<A>,
+    /// For a new actor, the catalog's acknowledgement of its creation, which the first
+    /// turn's reply waits for.
+    catalog_ack: Option<oneshot::Receiver<Result<(), String>>>,
 }
 
 /// Whether the actor instance survives the turn.
 pub(crate) enum Fate {
     Keep,
-    Discard,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    /// Discard the instance; `corrupt` says why if its file turned out to be damaged.
+    Discard {
+        corrupt: Option<String>,
+    },
 }
 
 /// Moves a damaged file (with its -wal and -shm) aside under a timestamped name. Never deletes.
-fn quarantine(path: &Path) -> Result<PathBuf, CallError> {
+pub(crate) fn quarantine(path: &Path, reason: &'static str) -> Result<PathBuf, CallError> {
+    metrics::counter!("burrow_quarantines_total", "reason" => reason).increment(1);
     let stamp = now_ms();
     let mut target = path.with_extension(format!("db.quarantined-{stamp}"));
     let mut n = 0;
@@ -245,12 +249,18 @@ fn quarantine(path: &Path) -> Result<PathBuf, CallError> {
         }
     }
     std::fs::rename(path, &target).map_err(io)?;
-    tracing::warn!(from = %path.display(), to = %target.display(), "quarantined actor file");
+    tracing::warn!(from = %path.display(), to = %target.display(), reason, "quarantined actor file");
     Ok(target)
 }
 
 fn storage_failure(what: &str, e: &rusqlite::Error) -> CallError {
     CallError::new(storage_error_kind(e), format!("{what}: {e}"))
+}
+
+/// The description of a storage error that means the file is damaged.
+fn corruption(e: Option<&rusqlite::Error>) -> Option<String> {
+    e.filter(|e| storage_error_kind(e) == ErrorKind::ActorReset)
+        .map(|e| e.to_string())
 }
 
 impl<A: Actor> Live<A> {
@@ -278,27 +288,66 @@ impl<A: Actor> Live<A> {
                 .map(|s| (s, lost))
                 .map_err(|e| storage_failure("creating the actor's database", &e))
         };
-        let (storage, lost) = if path.exists() {
+        let note = shard.take_lost_note(namespace.index, id);
+        let (storage, lost, cold) = if path.exists() {
             match Storage::open_existing(&path, durability, &identity) {
-                Ok(Ok(storage)) => (storage, None),
+                Ok(Ok(storage)) => (storage, note, false),
                 Ok(Err(unusable)) => {
-                    let reason = match unusable {
-                        Unusable::Empty => LostReason::Empty,
-                        Unusable::NoIdentity => LostReason::NoIdentity,
-                        Unusable::WrongIdentity(s) => LostReason::WrongIdentity(s),
-                        Unusable::Corrupt(e) => LostReason::Corrupt(e.to_string()),
+                    let (reason, label) = match unusable {
+                        Unusable::Empty => (LostReason::Empty, "empty"),
+                        Unusable::NoIdentity => (LostReason::NoIdentity, "no_identity"),
+                        Unusable::WrongIdentity(s) => {
+                            (LostReason::WrongIdentity(s), "wrong_identity")
+                        }
+                        Unusable::Corrupt(e) => (LostReason::Corrupt(e.to_string()), "corrupt"),
                     };
-                    let quarantined_to = quarantine(&path)?;
-                    create(Some(LostState {
+                    let quarantined_to = Some(quarantine(&path, label)?);
+                    let (storage, lost) = create(Some(LostState {
                         reason,
                         quarantined_to,
-                    }))?
+                    }))?;
+                    (storage, lost, true)
                 }
                 Err(e) => return Err(storage_failure("opening the actor's database", &e)),
             }
         } else {
-            create(None)?
+            let known = shard.catalog_knows(&namespace.name, &id).map_err(|e| {
+                CallError::new(ErrorKind::TransientIo, format!("reading the catalog: {e}"))
+            })?;
+            let lost = match note {
+                Some(note) => Some(note),
+                None if known => {
+                    metrics::counter!("burrow_quarantines_total", "reason" => "missing")
+                        .increment(1);
+                    tracing::warn!(namespace = %namespace.name, %id, "the catalog lists this actor but its file is gone");
+                    Some(LostState {
+                        reason: LostReason::Missing,
+                        quarantined_to: None,
+                    })
+                }
+                None => None,
+            };
+            let (storage, lost) = create(lost)?;
+            (storage, lost, true)
         };
+        metrics::counter!("burrow_activations_total", "kind" => if cold { "cold" } else { "warm" })
+            .increment(1);
+        // A new file must be in the catalog before its first reply; a known one only moves its
+        // last-active time, which nobody waits for.
+        let (ack, catalog_ack) = if cold {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        shard.catalog.send(Op::Upsert {
+            namespace: namespace.name.clone(),
+            id,
+            name: name.clone().or_else(|| storage.recorded_name()),
+            created_at_ms: storage.created_at_ms(),
+            last_active_ms: now_ms(),
+            ack,
+        });
         let info = ActorInfo {
             namespace: namespace.name.clone(),
             id,
@@ -314,6 +363,7 @@ impl<A: Actor> Live<A> {
             })?;
         Ok(Live {
             actor,
+            catalog_ack,
             ctx: Context {
                 info,
                 storage,
@@ -332,24 +382,37 @@ impl<A: Actor> Live<A> {
                 let _ = reply.send(outcome);
             }
         };
-        let Live { actor, ctx } = self;
+        let Live {
+            actor,
+            ctx,
+            catalog_ack,
+        } = self;
         if let Err(e) = ctx.storage.begin() {
             send(Err(storage_failure("beginning the turn", &e)));
-            return Fate::Discard;
+            return Fate::Discard {
+                corrupt: corruption(Some(&e)),
+            };
         }
         let handled = AssertUnwindSafe(actor.handle(ctx, request))
             .catch_unwind()
             .await;
         let outcome = match handled {
-            Ok(Ok(response)) => ctx
-                .storage
-                .commit()
-                .map(|()| response)
-                .map_err(|e| storage_failure("committing the turn", &e)),
-            Ok(Err(abort)) => Err(abort.into_call_error()),
-            Err(panic) => Err(CallError::new(
-                ErrorKind::ActorFailed,
-                format!("the actor panicked: {}", panic_message(&*panic)),
+            Ok(Ok(response)) => ctx.storage.commit().map(|()| response).map_err(|e| {
+                (
+                    storage_failure("committing the turn", &e),
+                    corruption(Some(&e)),
+                )
+            }),
+            Ok(Err(abort)) => {
+                let corrupt = corruption(abort.storage_error());
+                Err((abort.into_call_error(), corrupt))
+            }
+            Err(panic) => Err((
+                CallError::new(
+                    ErrorKind::ActorFailed,
+                    format!("the actor panicked: {}", panic_message(&*panic)),
+                ),
+                None,
             )),
         };
         match outcome {
@@ -363,15 +426,30 @@ impl<A: Actor> Live<A> {
                     )));
                     return Fate::Keep;
                 }
+                if let Some(ack) = catalog_ack.take() {
+                    let recorded = ack
+                        .await
+                        .unwrap_or_else(|_| Err("the catalog writer stopped".into()));
+                    if let Err(e) = recorded {
+                        // Retrying re-activates the actor, which records it again.
+                        send(Err(CallError::new(
+                            ErrorKind::TransientIo,
+                            format!(
+                                "the turn committed, but the catalog could not record the new actor: {e}"
+                            ),
+                        )));
+                        return Fate::Discard { corrupt: None };
+                    }
+                }
                 send(Ok(response));
                 Fate::Keep
             }
-            Err(error) => {
+            Err((error, corrupt)) => {
                 if let Err(e) = ctx.storage.rollback() {
                     tracing::warn!(id = %ctx.info.id, "rolling back a failed turn: {e}");
                 }
                 send(Err(error));
-                Fate::Discard
+                Fate::Discard { corrupt }
             }
         }
     }

@@ -184,6 +184,14 @@ pub enum RuntimeError {
         /// The name given.
         name: String,
     },
+    /// The catalog could not be opened, rebuilt or reconciled.
+    #[error("catalog {path}: {source}")]
+    Catalog {
+        /// The catalog's file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A shard thread could not be started.
     #[error("starting shard thread: {0}")]
     Thread(std::io::Error),

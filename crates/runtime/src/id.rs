@@ -33,6 +33,11 @@ impl ActorId {
         ActorId(bytes)
     }
 
+    /// The id with these 32 bytes; `None` for any other length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<ActorId> {
+        bytes.try_into().ok().map(ActorId)
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -48,6 +48,7 @@
 //! ```
 
 mod actor;
+mod catalog;
 mod error;
 mod hook;
 mod id;
@@ -58,6 +59,7 @@ mod shard;
 mod storage;
 
 pub use actor::{Actor, ActorInfo, Context, LostReason, LostState};
+pub use catalog::{ActorRecord, Catalog, CatalogStartup};
 pub use error::{Abort, CallError, ErrorKind, RuntimeError};
 pub use hook::{CommitHook, CommitInfo, HookFuture};
 pub use id::{ActorId, InvalidActorId};

@@ -19,7 +19,7 @@ use crate::shard::{Boxed, Shard, ShardMsg, Slot, run_actor};
 /// A namespace's type-specific parts, as the shards see them.
 pub(crate) struct NamespaceInner<A: Actor> {
     pub(crate) name: Arc<str>,
-    index: u32,
+    pub(crate) index: u32,
     dir: PathBuf,
     pub(crate) factory: Box<dyn Fn(&ActorInfo) -> A + Send + Sync>,
 }
@@ -27,6 +27,7 @@ pub(crate) struct NamespaceInner<A: Actor> {
 /// What a shard needs of a namespace without knowing its actor type.
 pub(crate) trait ErasedNamespace: Send + Sync + 'static {
     fn index(&self) -> u32;
+    fn name(&self) -> &Arc<str>;
     /// Answers a request with an error.
     fn fail(&self, envelope: Boxed, error: CallError);
     /// Spawns the task that runs one actor of this namespace on `shard`.
@@ -43,6 +44,10 @@ pub(crate) trait ErasedNamespace: Send + Sync + 'static {
 impl<A: Actor> ErasedNamespace for NamespaceInner<A> {
     fn index(&self) -> u32 {
         self.index
+    }
+
+    fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     fn fail(&self, envelope: Boxed, error: CallError) {
@@ -79,8 +84,7 @@ impl<A: Actor> NamespaceInner<A> {
     /// `<namespace dir>/<first two hex digits>/<64 hex digits>.db`: 256 sub-folders keep each
     /// folder small (about 4,000 files at a million actors).
     pub(crate) fn path_for(&self, id: &ActorId) -> PathBuf {
-        let hex = id.to_string();
-        self.dir.join(&hex[..2]).join(format!("{hex}.db"))
+        actor_path(&self.dir, id)
     }
 
     /// Creates the sub-folder a new actor's file goes in; in machine mode, makes the new
@@ -96,6 +100,12 @@ impl<A: Actor> NamespaceInner<A> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `<namespace dir>/<first two hex digits>/<64 hex digits>.db`.
+pub(crate) fn actor_path(namespace_dir: &Path, id: &ActorId) -> PathBuf {
+    let hex = id.to_string();
+    namespace_dir.join(&hex[..2]).join(format!("{hex}.db"))
 }
 
 /// The actors of one type, under one name. Cheap to clone.

@@ -32,6 +32,7 @@ pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) max_resident: usize,
     pub(crate) mailbox_capacity: usize,
+    pub(crate) idle_timeout: std::time::Duration,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
 }
 
@@ -43,6 +44,7 @@ impl std::fmt::Debug for Options {
             .field("durability", &self.durability)
             .field("max_resident", &self.max_resident)
             .field("mailbox_capacity", &self.mailbox_capacity)
+            .field("idle_timeout", &self.idle_timeout)
             .field("commit_hook", &self.commit_hook.is_some())
             .finish()
     }
@@ -62,6 +64,7 @@ impl Options {
             durability: Durability::default(),
             max_resident: default_max_resident(),
             mailbox_capacity: 1024,
+            idle_timeout: std::time::Duration::from_secs(30),
             commit_hook: None,
         }
     }
@@ -79,13 +82,19 @@ impl Options {
     }
 
     /// How many actors may be open at once (at least one per shard). Beyond it, the least
-    /// recently used idle actors are closed. Each shard keeps `max_resident / shards` open, so
-    /// the total never exceeds the bound while some actor of a shard is idle; when every
-    /// resident actor of a shard is in a turn, an activation goes over the bound rather than
-    /// wait (waiting could deadlock actors that call each other) and the excess is closed as
-    /// soon as actors fall idle.
+    /// recently used idle actors are closed. Each shard keeps at most `max_resident / shards`
+    /// open: when all of them are busy, an activation waits for one to fall idle. After a
+    /// second of waiting it goes over the bound instead (a turn may be waiting on the very
+    /// actor that cannot be activated), and the excess is closed as soon as actors fall idle.
     pub fn max_resident(mut self, max_resident: usize) -> Options {
         self.max_resident = max_resident.max(1);
+        self
+    }
+
+    /// How long an actor with nothing to do (no turn, no queued request, no background work)
+    /// stays open. Default 30 s.
+    pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Options {
+        self.idle_timeout = timeout;
         self
     }
 

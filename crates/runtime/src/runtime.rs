@@ -12,6 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Actor, ActorInfo};
+use crate::catalog::{Catalog, CatalogStartup, Store};
 use crate::error::{CallError, ErrorKind, RuntimeError};
 use crate::id::ActorId;
 use crate::namespace::{Namespace, NamespaceInner};
@@ -45,7 +46,9 @@ pub(crate) struct Inner {
     shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closing: AtomicBool,
-    namespaces: Mutex<HashMap<String, TypeId>>,
+    namespaces: Mutex<HashMap<String, (TypeId, u32)>>,
+    pub(crate) catalog: Arc<Store>,
+    catalog_startup: CatalogStartup,
     /// Held from open to the end of shutdown.
     lock: Mutex<Option<Flock<File>>>,
 }
@@ -61,7 +64,7 @@ pub struct ShutdownReport {
 }
 
 /// Namespace names become folder names.
-fn validate_namespace(name: &str) -> Result<(), RuntimeError> {
+pub(crate) fn validate_namespace(name: &str) -> Result<(), RuntimeError> {
     let invalid = |reason| RuntimeError::InvalidNamespace {
         name: name.to_owned(),
         reason,
@@ -101,6 +104,12 @@ impl Runtime {
             }
         })?;
 
+        let (catalog, catalog_startup) =
+            Store::open(&data_dir, options.durability).map_err(|source| RuntimeError::Catalog {
+                path: data_dir.join(crate::catalog::CATALOG_FILE),
+                source,
+            })?;
+        let catalog = Arc::new(catalog);
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..options.shards)
             .map(|_| mpsc::unbounded_channel())
             .unzip();
@@ -112,13 +121,17 @@ impl Runtime {
             threads: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             namespaces: Mutex::new(HashMap::new()),
+            catalog: catalog.clone(),
+            catalog_startup,
             lock: Mutex::new(Some(lock)),
         });
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let config = ShardConfig {
                 runtime: Arc::downgrade(&inner),
+                catalog: catalog.clone(),
                 budget: options.per_shard_resident(),
                 mailbox_capacity: options.mailbox_capacity,
+                idle_timeout: options.idle_timeout,
                 durability: options.durability,
                 commit_hook: options.commit_hook.clone(),
             };
@@ -151,8 +164,9 @@ impl Runtime {
                     name: name.to_owned(),
                 });
             }
-            namespaces.insert(name.to_owned(), TypeId::of::<A>());
-            namespaces.len() as u32
+            let index = namespaces.len() as u32;
+            namespaces.insert(name.to_owned(), (TypeId::of::<A>(), index));
+            index
         };
         let dir = self.inner.data_dir.join("actors").join(name);
         std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::DataDir {
@@ -173,6 +187,40 @@ impl Runtime {
         }
         let inner = NamespaceInner::new(name, index, dir, Box::new(factory));
         Ok(Namespace::new(Arc::new(inner), self.clone()))
+    }
+
+    /// The catalog of every actor in the data directory.
+    pub fn catalog(&self) -> Catalog {
+        Catalog::new(self.clone())
+    }
+
+    /// What start-up found: whether the catalog was rebuilt, and how many actor files it had
+    /// to add.
+    pub fn catalog_startup(&self) -> CatalogStartup {
+        self.inner.catalog_startup
+    }
+
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.inner.catalog
+    }
+
+    /// The index of a registered namespace.
+    pub(crate) fn namespace_index(&self, name: &str) -> Option<u32> {
+        self.inner
+            .namespaces
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .map(|(_, index)| *index)
+    }
+
+    /// Runs `task` on the shard that owns `id`, between turns.
+    pub(crate) fn on_shard(
+        &self,
+        id: ActorId,
+        task: crate::shard::AdminTask,
+    ) -> Result<(), CallError> {
+        self.send(id, ShardMsg::Admin(task))
     }
 
     /// The data directory.
@@ -212,7 +260,7 @@ impl Runtime {
 
     /// Stops taking requests (new calls fail with [`ErrorKind::ShuttingDown`], which is
     /// retryable), lets turns in flight and requests already queued finish for up to `grace`,
-    /// then closes every actor's file and stops the shard threads.
+    /// then closes every actor's file, commits the catalog and stops the shard threads.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.inner.closing.store(true, Ordering::Release);
         let deadline = Instant::now() + grace;
@@ -235,6 +283,8 @@ impl Runtime {
             // Each shard has answered and is returning; joining takes moments.
             let _ = thread.join();
         }
+        // Last-active times recorded as the actors closed.
+        self.inner.catalog.close();
         // Every file is closed: another runtime may have the directory now.
         drop(self.inner.lock.lock().expect("not poisoned").take());
         total

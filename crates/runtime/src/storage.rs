@@ -39,6 +39,7 @@ pub struct Storage {
     internal: Arc<AtomicBool>,
     savepoints: Cell<u32>,
     name: Option<Arc<str>>,
+    created_at_ms: i64,
 }
 
 impl std::fmt::Debug for Storage {
@@ -176,7 +177,10 @@ impl Storage {
             Err(e) => return Err(e),
         };
         let recorded: Result<Vec<(String, Option<String>)>, rusqlite::Error> = conn
-            .prepare("SELECT key, value FROM _burrow_meta WHERE key IN ('namespace', 'id', 'name')")
+            .prepare(
+                "SELECT key, CAST(value AS TEXT) FROM _burrow_meta
+                 WHERE key IN ('namespace', 'id', 'name', 'created_at_ms')",
+            )
             .and_then(|mut stmt| {
                 stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
                     .collect()
@@ -204,7 +208,10 @@ impl Storage {
             ))));
         }
         let name = get("name").map(Arc::from).or_else(|| identity.name.clone());
-        Ok(Ok(Storage::guarded(conn, name)?))
+        let created_at_ms = get("created_at_ms")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        Ok(Ok(Storage::guarded(conn, name, created_at_ms)?))
     }
 
     /// Creates the actor's file (which must not exist) and records its identity in it.
@@ -263,10 +270,10 @@ impl Storage {
         )?;
         conn.execute_batch("COMMIT")?;
         Self::set_synchronous(&conn, durability)?;
-        Storage::guarded(conn, identity.name.clone())
+        Storage::guarded(conn, identity.name.clone(), created_at_ms)
     }
 
-    fn connect(
+    pub(crate) fn connect(
         path: &Path,
         flags: OpenFlags,
         durability: Durability,
@@ -297,7 +304,11 @@ impl Storage {
         })
     }
 
-    fn guarded(mut conn: Connection, name: Option<Arc<str>>) -> Result<Storage, rusqlite::Error> {
+    fn guarded(
+        mut conn: Connection,
+        name: Option<Arc<str>>,
+        created_at_ms: i64,
+    ) -> Result<Storage, rusqlite::Error> {
         let internal = Arc::new(AtomicBool::new(false));
         let flag = internal.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&flag, ctx)))?;
@@ -306,12 +317,18 @@ impl Storage {
             internal,
             savepoints: Cell::new(0),
             name,
+            created_at_ms,
         })
     }
 
     /// The actor's name as recorded at creation (`None` for actors addressed by a unique id).
     pub(crate) fn recorded_name(&self) -> Option<Arc<str>> {
         self.name.clone()
+    }
+
+    /// When the file was created, as recorded in it.
+    pub(crate) fn created_at_ms(&self) -> i64 {
+        self.created_at_ms
     }
 
     /// The connection, for the actor's own SQL.

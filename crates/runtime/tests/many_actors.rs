@@ -72,9 +72,10 @@ async fn ten_thousand_actors_stay_within_the_descriptor_budget() {
             }
         }
     }
-    // Two per resident actor (database and WAL), plus the LOCK file.
+    // Two per resident actor (database and WAL), plus the LOCK file and the catalog's
+    // connections (database, WAL and shared memory each: a writer, a reader, one per shard).
     assert!(
-        peak <= 2 * bound + 1,
+        peak <= 2 * bound + 16,
         "peak {peak} descriptors for a bound of {bound} actors"
     );
     assert!(
@@ -83,5 +84,5 @@ async fn ten_thousand_actors_stay_within_the_descriptor_budget() {
     );
     let report = runtime.shutdown(Duration::from_secs(30)).await;
     assert_eq!(report.abandoned, 0);
-    assert_eq!(fds_under(&dir_path), 0);
+    assert_eq!(fds_under(&dir_path), 0, "files left open after shutdown");
 }

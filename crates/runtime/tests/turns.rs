@@ -484,51 +484,6 @@ async fn namespace_names_are_checked() {
     runtime.shutdown(GRACE).await;
 }
 
-/// Damaged files found at activation are moved aside, never deleted, and the actor is told.
-#[tokio::test]
-async fn unusable_files_are_quarantined_and_the_actor_is_told() {
-    let dir = tempfile::tempdir().unwrap();
-    let (runtime, ns, _) = open(dir.path(), |o| o);
-    for name in ["empty", "garbage"] {
-        ns.get_by_name(name).call(put("k", "v")).await.unwrap();
-    }
-    runtime.shutdown(GRACE).await;
-    let empty = ns.path_of(&ns.id_from_name("empty"));
-    let garbage = ns.path_of(&ns.id_from_name("garbage"));
-    std::fs::write(&empty, b"").unwrap();
-    let junk = vec![0xA5u8; 64 * 1024];
-    std::fs::write(&garbage, &junk).unwrap();
-    let _ = std::fs::remove_file(garbage.with_extension("db-wal"));
-
-    let (runtime, ns, _) = open(dir.path(), |o| o);
-    for (name, expect_empty) in [("empty", true), ("garbage", false)] {
-        let Resp::Info {
-            lost: Some(lost), ..
-        } = ns.get_by_name(name).call(Req::Info).await.unwrap()
-        else {
-            panic!("{name}: the actor was not told its state was lost");
-        };
-        match (&lost.reason, expect_empty) {
-            (burrow_runtime::LostReason::Empty, true) => {}
-            (burrow_runtime::LostReason::Corrupt(_), false) => {}
-            (other, _) => panic!("{name}: unexpected reason {other:?}"),
-        }
-        assert!(
-            lost.quarantined_to.exists(),
-            "{name}: {}",
-            lost.quarantined_to.display()
-        );
-        if !expect_empty {
-            assert_eq!(std::fs::read(&lost.quarantined_to).unwrap(), junk);
-        }
-        // The fresh actor works.
-        assert_eq!(get(&ns, name, "k").await, None);
-        ns.get_by_name(name).call(put("k", "new")).await.unwrap();
-        assert_eq!(get(&ns, name, "k").await.as_deref(), Some("new"));
-    }
-    runtime.shutdown(GRACE).await;
-}
-
 #[tokio::test]
 async fn dropping_every_handle_without_shutdown_stops_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
