@@ -276,6 +276,7 @@ pub(crate) fn namespaces(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 
 fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
+        crate::faults::catalog_delay();
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {

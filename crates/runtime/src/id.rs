@@ -19,7 +19,10 @@ use sha2::{Digest, Sha256};
 pub struct ActorId([u8; 32]);
 
 impl ActorId {
-    pub(crate) fn from_name(namespace: &str, name: &str) -> ActorId {
+    /// The id of the actor called `name` in the namespace called `namespace` — the same as
+    /// [`Namespace::id_from_name`](crate::Namespace::id_from_name), for tools that have no
+    /// typed namespace at hand.
+    pub fn for_name(namespace: &str, name: &str) -> ActorId {
         let mut hasher = Sha256::new();
         hasher.update(namespace.as_bytes());
         hasher.update([0u8]);
@@ -100,7 +103,7 @@ mod tests {
     fn name_derivation_is_fixed() {
         // Pinned: these ids decide file paths on disk. If this fails, existing data is lost.
         assert_eq!(
-            ActorId::from_name("counter", "alice").to_string(),
+            ActorId::for_name("counter", "alice").to_string(),
             "97409dcccfd271f097f199c55abc8177f8560968a524d46b620422abaa1bc757"
         );
     }

@@ -50,6 +50,7 @@
 mod actor;
 mod catalog;
 mod error;
+mod faults;
 mod hook;
 mod id;
 mod namespace;

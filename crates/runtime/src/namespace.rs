@@ -146,7 +146,7 @@ impl<A: Actor> Namespace<A> {
     /// The id of the actor called `name`: SHA-256 of the namespace's name, a NUL byte and
     /// `name`. The same name always gives the same id.
     pub fn id_from_name(&self, name: &str) -> ActorId {
-        ActorId::from_name(&self.inner.name, name)
+        ActorId::for_name(&self.inner.name, name)
     }
 
     /// A new random id, for an actor that has no natural name.

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use burrow_runtime::{Abort, Actor, Context, Options, Runtime};
 
+mod harness;
+
 const ACTORS: u64 = 8;
 const WRITERS: u64 = 32;
 const PER_ROUND: u64 = 1_000_000_000;
@@ -163,31 +165,11 @@ fn kill_9_loses_no_acknowledged_write() -> Result<String, String> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("child") {
-        child(Path::new(&args[2]), args[3].parse().unwrap());
-        return;
-    }
-    const NAME: &str = "kill_9_loses_no_acknowledged_write";
-    if args.iter().any(|a| a == "--list") {
-        println!("{NAME}: test");
-        return;
-    }
-    // Honour a name filter the way libtest does: run only if the filter matches.
-    let filters: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| NAME.contains(f.as_str())) {
-        println!("0 passed, 0 failed");
-        return;
-    }
-    match kill_9_loses_no_acknowledged_write() {
-        Ok(summary) => {
-            println!("test {NAME} ... ok ({summary})");
-            println!("1 passed, 0 failed");
-        }
-        Err(failure) => {
-            println!("test {NAME} ... FAILED\n{failure}");
-            println!("0 passed, 1 failed");
-            std::process::exit(1);
-        }
-    }
+    harness::main(
+        &[(
+            "kill_9_loses_no_acknowledged_write",
+            kill_9_loses_no_acknowledged_write,
+        )],
+        |args| child(Path::new(&args[0]), args[1].parse().unwrap()),
+    );
 }

@@ -1,0 +1,23 @@
+//! Fault injection for the runtime's own tests (cargo feature `faults`). Each fault is read
+//! from an environment variable once; without the feature every function here is a no-op.
+
+/// `BURROW_FAULT_CATALOG_DELAY_MS`: how long the catalog writer sleeps before each batch, to
+/// widen the window in which a reply could overtake the catalog (the kill tests check that it
+/// never does).
+#[cfg(feature = "faults")]
+pub(crate) fn catalog_delay() {
+    use std::sync::OnceLock;
+    static DELAY: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("BURROW_FAULT_CATALOG_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(delay) = delay {
+        std::thread::sleep(*delay);
+    }
+}
+
+#[cfg(not(feature = "faults"))]
+pub(crate) fn catalog_delay() {}

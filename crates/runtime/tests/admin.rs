@@ -1,0 +1,78 @@
+//! The catalog's administrative calls: look-up, delete and export.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use burrow_runtime::{ErrorKind, Options, Runtime};
+use common::{Probe, Req, Resp, TestActor};
+
+const GRACE: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn export_copies_an_actor_and_delete_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::open(Options::new(dir.path()).shards(2)).unwrap();
+    let ns = runtime
+        .namespace("test", TestActor::factory(Arc::new(Probe::default())))
+        .unwrap();
+    let stub = ns.get_by_name("doomed");
+    stub.call(Req::Put("k".into(), "v".into())).await.unwrap();
+    let catalog = runtime.catalog();
+    let record = catalog
+        .get("test", stub.id())
+        .await
+        .unwrap()
+        .expect("listed");
+    assert_eq!(record.name.as_deref(), Some("doomed"));
+    assert_eq!(catalog.namespaces().await.unwrap(), ["test"]);
+
+    // Export while resident: the copy is a complete database with the write in it.
+    let export = dir.path().join("export.db");
+    catalog.export("test", stub.id(), &export).await.unwrap();
+    let copy = rusqlite::Connection::open(&export).unwrap();
+    let value: Vec<u8> = copy
+        .query_row(
+            "SELECT value FROM _burrow_kv WHERE key = CAST('k' AS BLOB)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(value, b"v");
+    let err = catalog
+        .export("test", stub.id(), &export)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "never overwrites: {err}"
+    );
+    // The actor carries on after being closed for the export.
+    assert_eq!(
+        stub.call(Req::Get("k".into())).await.unwrap(),
+        Resp::Value(Some("v".into()))
+    );
+
+    assert!(catalog.delete("test", stub.id()).await.unwrap());
+    assert!(!ns.path_of(&stub.id()).exists());
+    assert_eq!(catalog.get("test", stub.id()).await.unwrap(), None);
+    assert!(
+        !catalog.delete("test", stub.id()).await.unwrap(),
+        "nothing left to delete"
+    );
+    // A deleted actor comes back empty, and is not reported as lost.
+    match stub.call(Req::Info).await.unwrap() {
+        Resp::Info { lost, .. } => assert_eq!(lost, None),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        stub.call(Req::Get("k".into())).await.unwrap(),
+        Resp::Value(None)
+    );
+
+    let err = catalog.delete("Not/Valid", stub.id()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    runtime.shutdown(GRACE).await;
+}
