@@ -2,15 +2,18 @@
 
 use std::any::Any;
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use tokio::sync::oneshot;
 
+use crate::alarm::{Alarm, Delivery, Sink};
 use crate::catalog::{Op, now_ms};
 use crate::error::{Abort, CallError, ErrorKind, storage_error_kind};
 use crate::hook::CommitInfo;
@@ -46,6 +49,23 @@ pub trait Actor: Sized + 'static {
         ctx: &mut Context<Self>,
         request: Self::Request,
     ) -> Result<Self::Response, Abort>;
+
+    /// Handles an alarm that came due, as a turn of its own (see [`Context::set_alarm`]).
+    ///
+    /// Delivery is at least once: an `Err` or a panic rolls the turn back and the alarm is
+    /// retried with backoff ([`AlarmPolicy`](crate::AlarmPolicy)), `alarm.attempt` counting
+    /// up; after the last attempt it goes to the catalog's dead-letter list. On success the
+    /// alarm is removed — unless the handler set one of the same name again, which is how a
+    /// recurring alarm is written. The default handler fails: an actor that sets alarms must
+    /// handle them.
+    #[allow(async_fn_in_trait)]
+    async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
+        let _ = ctx;
+        Err(Abort::new(format!(
+            "alarm {:?} fired, but this actor type does not implement Actor::alarm",
+            alarm.name
+        )))
+    }
 }
 
 /// Why an actor's state was lost, as told to the actor at activation.
@@ -114,7 +134,48 @@ pub struct Context<A: Actor> {
     shard: Rc<Shard>,
     namespace: Arc<NamespaceInner<A>>,
     background: Rc<Cell<usize>>,
+    /// Alarms set (`Some(due)`) or deleted (`None`) during this turn, by name.
+    alarm_changes: BTreeMap<String, Option<i64>>,
 }
+
+/// Why the end of a turn failed.
+pub(crate) struct Failure {
+    error: CallError,
+    corrupt: Option<String>,
+    /// Whether the actor instance must go (it stays when only the commit hook failed).
+    discard: bool,
+}
+
+impl Failure {
+    fn storage(what: &str, e: &rusqlite::Error) -> Failure {
+        Failure {
+            error: storage_failure(what, e),
+            corrupt: corruption(Some(e)),
+            discard: true,
+        }
+    }
+
+    fn of_handler(outcome: std::thread::Result<Abort>) -> Failure {
+        match outcome {
+            Ok(abort) => Failure {
+                corrupt: corruption(abort.storage_error()),
+                error: abort.into_call_error(),
+                discard: true,
+            },
+            Err(panic) => Failure {
+                error: CallError::new(
+                    ErrorKind::ActorFailed,
+                    format!("the actor panicked: {}", panic_message(&*panic)),
+                ),
+                corrupt: None,
+                discard: true,
+            },
+        }
+    }
+}
+
+/// The longest alarm name, in bytes.
+const ALARM_NAME_MAX: usize = 256;
 
 impl<A: Actor> Context<A> {
     /// Who this actor is, including whether its previous state was lost.
@@ -150,12 +211,106 @@ impl<A: Actor> Context<A> {
     /// it is durable before the turn performs an external side effect. An abort later in the
     /// turn rolls back only what was written after the flush.
     pub async fn flush(&mut self) -> Result<(), Abort> {
-        self.storage.commit()?;
+        let committed = self.commit().await;
         self.storage.begin()?;
-        if let Some(hook) = self.shard.commit_hook() {
-            hook.committed(self.commit_info())
+        committed.map_err(|f| Abort::new(format!("flush failed: {}", f.error)))
+    }
+
+    /// Sets the alarm `name` to fire at `due` (replacing an alarm of that name). Part of the
+    /// turn: an aborted turn sets nothing. The alarm fires whether or not the actor is
+    /// resident, and after restarts; [`Actor::alarm`] handles it.
+    pub fn set_alarm(&mut self, name: &str, due: std::time::SystemTime) -> Result<(), Abort> {
+        let due_ms = due
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| Abort::invalid_input(format!("alarm {name:?} is due before 1970")))?
+            .as_millis();
+        self.set_alarm_ms(name, i64::try_from(due_ms).unwrap_or(i64::MAX))
+    }
+
+    /// [`set_alarm`](Context::set_alarm) with the due time in milliseconds since the epoch.
+    pub fn set_alarm_ms(&mut self, name: &str, due_ms: i64) -> Result<(), Abort> {
+        if name.is_empty() || name.len() > ALARM_NAME_MAX {
+            return Err(Abort::invalid_input(format!(
+                "alarm names are 1 to {ALARM_NAME_MAX} bytes; got {} bytes",
+                name.len()
+            )));
+        }
+        self.storage.set_alarm_row(name, due_ms)?;
+        self.alarm_changes.insert(name.to_owned(), Some(due_ms));
+        Ok(())
+    }
+
+    /// Deletes the alarm `name`; returns whether there was one.
+    pub fn delete_alarm(&mut self, name: &str) -> Result<bool, Abort> {
+        let existed = self.storage.delete_alarm_row(name)?;
+        self.alarm_changes.insert(name.to_owned(), None);
+        Ok(existed)
+    }
+
+    /// This actor's pending alarms: name and due time (ms since the epoch), by name.
+    pub fn alarms(&self) -> Result<Vec<(String, i64)>, Abort> {
+        Ok(self.storage.alarm_rows()?)
+    }
+
+    /// Ends the turn's transaction: indexes the alarms it set (before the commit, so the index
+    /// never misses an alarm the actor holds), commits, drops the index entries of alarms it
+    /// deleted, and awaits the commit hook.
+    pub(crate) async fn commit(&mut self) -> Result<(), Failure> {
+        let changes = std::mem::take(&mut self.alarm_changes);
+        let mut acks = Vec::new();
+        for (name, due) in &changes {
+            if let Some(due_ms) = due {
+                let (ack, done) = oneshot::channel();
+                self.shard.catalog.send(Op::AlarmSet {
+                    namespace: self.info.namespace.clone(),
+                    id: self.info.id,
+                    name: name.clone(),
+                    due_ms: *due_ms,
+                    ack: Some(ack),
+                });
+                acks.push(done);
+            }
+        }
+        for done in &mut acks {
+            let indexed = done
                 .await
-                .map_err(|e| Abort::new(format!("commit hook refused a flushed write: {e}")))?;
+                .unwrap_or_else(|_| Err("the catalog writer stopped".into()));
+            if let Err(e) = indexed {
+                let _ = self.storage.rollback();
+                return Err(Failure {
+                    error: CallError::new(
+                        ErrorKind::TransientIo,
+                        format!("the catalog could not index the turn's alarms: {e}"),
+                    ),
+                    corrupt: None,
+                    discard: true,
+                });
+            }
+        }
+        if let Err(e) = self.storage.commit() {
+            let _ = self.storage.rollback();
+            return Err(Failure::storage("committing the turn", &e));
+        }
+        for (name, due) in changes {
+            if due.is_none() {
+                self.shard.catalog.send(Op::AlarmDelete {
+                    namespace: self.info.namespace.clone(),
+                    id: self.info.id,
+                    name,
+                });
+            }
+        }
+        if let Some(hook) = self.shard.commit_hook()
+            && let Err(e) = hook.committed(self.commit_info()).await
+        {
+            return Err(Failure {
+                error: CallError::new(
+                    ErrorKind::TransientIo,
+                    format!("committed locally, but the commit hook failed: {e}"),
+                ),
+                corrupt: None,
+                discard: false,
+            });
         }
         Ok(())
     }
@@ -175,7 +330,7 @@ impl<A: Actor> Context<A> {
         tokio::task::spawn_local(async move {
             let request = work.await;
             let envelope = Envelope::<A> {
-                request,
+                work: Work::Request(request),
                 reply: None,
             };
             shard.deliver(namespace, id, name, Box::new(envelope));
@@ -191,18 +346,28 @@ impl<A: Actor> Context<A> {
     }
 }
 
-/// A request on its way to an actor, with where its response goes (nowhere for background
-/// results).
+/// What a turn is for.
+pub(crate) enum Work<A: Actor> {
+    Request(A::Request),
+    Alarm(Delivery),
+}
+
+/// Work on its way to an actor, with where its response goes (nowhere for background results
+/// and alarms).
 pub(crate) struct Envelope<A: Actor> {
-    pub request: A::Request,
+    pub work: Work<A>,
     pub reply: Option<oneshot::Sender<Result<A::Response, CallError>>>,
 }
 
 impl<A: Actor> Envelope<A> {
     pub(crate) fn fail(envelope: Box<dyn Any + Send>, error: CallError) {
-        if let Ok(envelope) = envelope.downcast::<Envelope<A>>()
-            && let Some(reply) = envelope.reply
-        {
+        let Ok(envelope) = envelope.downcast::<Envelope<A>>() else {
+            return;
+        };
+        if let Work::Alarm(delivery) = &envelope.work {
+            delivery.sink.not_delivered(delivery, error.message());
+        }
+        if let Some(reply) = envelope.reply {
             let _ = reply.send(Err(error));
         }
     }
@@ -370,88 +535,193 @@ impl<A: Actor> Live<A> {
                 shard: shard.clone(),
                 namespace: namespace.clone(),
                 background,
+                alarm_changes: BTreeMap::new(),
             },
         })
     }
 
     /// Runs one turn: begin, handle, commit (or roll back), then release the response.
     pub(crate) async fn turn(&mut self, envelope: Envelope<A>) -> Fate {
-        let Envelope { request, reply } = envelope;
+        match envelope.work {
+            Work::Request(request) => self.request_turn(request, envelope.reply).await,
+            Work::Alarm(delivery) => self.alarm_turn(delivery).await,
+        }
+    }
+
+    async fn request_turn(
+        &mut self,
+        request: A::Request,
+        reply: Option<oneshot::Sender<Result<A::Response, CallError>>>,
+    ) -> Fate {
         let send = move |outcome: Result<A::Response, CallError>| {
             if let Some(reply) = reply {
                 let _ = reply.send(outcome);
             }
         };
-        let Live {
-            actor,
-            ctx,
-            catalog_ack,
-        } = self;
-        if let Err(e) = ctx.storage.begin() {
-            send(Err(storage_failure("beginning the turn", &e)));
+        if let Err(e) = self.ctx.storage.begin() {
+            let failure = Failure::storage("beginning the turn", &e);
+            send(Err(failure.error));
             return Fate::Discard {
-                corrupt: corruption(Some(&e)),
+                corrupt: failure.corrupt,
             };
         }
-        let handled = AssertUnwindSafe(actor.handle(ctx, request))
+        let handled = AssertUnwindSafe(self.actor.handle(&mut self.ctx, request))
             .catch_unwind()
             .await;
         let outcome = match handled {
-            Ok(Ok(response)) => ctx.storage.commit().map(|()| response).map_err(|e| {
-                (
-                    storage_failure("committing the turn", &e),
-                    corruption(Some(&e)),
-                )
-            }),
-            Ok(Err(abort)) => {
-                let corrupt = corruption(abort.storage_error());
-                Err((abort.into_call_error(), corrupt))
-            }
-            Err(panic) => Err((
-                CallError::new(
-                    ErrorKind::ActorFailed,
-                    format!("the actor panicked: {}", panic_message(&*panic)),
-                ),
-                None,
-            )),
+            Ok(Ok(response)) => self.finish().await.map(|()| response),
+            Ok(Err(abort)) => Err(self.roll_back(Ok(abort))),
+            Err(panic) => Err(self.roll_back(Err(panic))),
         };
         match outcome {
             Ok(response) => {
-                if let Some(hook) = ctx.shard.commit_hook()
-                    && let Err(e) = hook.committed(ctx.commit_info()).await
-                {
-                    send(Err(CallError::new(
-                        ErrorKind::TransientIo,
-                        format!("committed locally, but the commit hook failed: {e}"),
-                    )));
-                    return Fate::Keep;
-                }
-                if let Some(ack) = catalog_ack.take() {
-                    let recorded = ack
-                        .await
-                        .unwrap_or_else(|_| Err("the catalog writer stopped".into()));
-                    if let Err(e) = recorded {
-                        // Retrying re-activates the actor, which records it again.
-                        send(Err(CallError::new(
-                            ErrorKind::TransientIo,
-                            format!(
-                                "the turn committed, but the catalog could not record the new actor: {e}"
-                            ),
-                        )));
-                        return Fate::Discard { corrupt: None };
-                    }
-                }
                 send(Ok(response));
                 Fate::Keep
             }
-            Err((error, corrupt)) => {
-                if let Err(e) = ctx.storage.rollback() {
-                    tracing::warn!(id = %ctx.info.id, "rolling back a failed turn: {e}");
+            Err(failure) => {
+                send(Err(failure.error));
+                if failure.discard {
+                    Fate::Discard {
+                        corrupt: failure.corrupt,
+                    }
+                } else {
+                    Fate::Keep
                 }
-                send(Err(error));
-                Fate::Discard { corrupt }
             }
         }
+    }
+
+    /// Rolls back a turn whose handler failed.
+    fn roll_back(&mut self, outcome: std::thread::Result<Abort>) -> Failure {
+        self.ctx.alarm_changes.clear();
+        if let Err(e) = self.ctx.storage.rollback() {
+            tracing::warn!(id = %self.ctx.info.id, "rolling back a failed turn: {e}");
+        }
+        Failure::of_handler(outcome)
+    }
+
+    /// Commits a turn whose handler succeeded; for a new actor, also waits until the catalog
+    /// has recorded it.
+    async fn finish(&mut self) -> Result<(), Failure> {
+        self.ctx.commit().await?;
+        if let Some(ack) = self.catalog_ack.take() {
+            let recorded = ack
+                .await
+                .unwrap_or_else(|_| Err("the catalog writer stopped".into()));
+            if let Err(e) = recorded {
+                // Retrying re-activates the actor, which records it again.
+                return Err(Failure {
+                    error: CallError::new(
+                        ErrorKind::TransientIo,
+                        format!(
+                            "the turn committed, but the catalog could not record the new actor: {e}"
+                        ),
+                    ),
+                    corrupt: None,
+                    discard: true,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers an alarm: checks that the actor still holds it, runs the handler, and reports
+    /// the outcome to the alarm index.
+    async fn alarm_turn(&mut self, delivery: Delivery) -> Fate {
+        let sink: Arc<Sink> = delivery.sink.clone();
+        let failed = |this: &mut Self, failure: Failure| {
+            if sink.failed(&delivery, failure.error.message()) {
+                this.expire(&delivery);
+            }
+            Fate::Discard {
+                corrupt: failure.corrupt,
+            }
+        };
+        if let Err(e) = self.ctx.storage.begin() {
+            return failed(self, Failure::storage("beginning an alarm turn", &e));
+        }
+        let current = match self.ctx.storage.alarm_due(&delivery.name) {
+            Ok(current) => current,
+            Err(e) => {
+                let _ = self.ctx.storage.rollback();
+                return failed(self, Failure::storage("reading the actor's alarms", &e));
+            }
+        };
+        if current != Some(delivery.due_ms) {
+            // Deleted or replaced since it was indexed, or set by a turn that never committed.
+            let _ = self.ctx.storage.rollback();
+            sink.done(&delivery, false);
+            return Fate::Keep;
+        }
+        if delivery.expire {
+            let expired = self
+                .ctx
+                .storage
+                .delete_alarm_row_if_due(&delivery.name, delivery.due_ms)
+                .and_then(|_| self.ctx.storage.commit());
+            if let Err(e) = expired {
+                let _ = self.ctx.storage.rollback();
+                tracing::warn!(id = %self.ctx.info.id, alarm = %delivery.name, "removing a dead-lettered alarm: {e}");
+            }
+            return Fate::Keep;
+        }
+        let now = now_ms();
+        let alarm = Alarm {
+            name: delivery.name.clone(),
+            due_ms: delivery.due_ms,
+            attempt: delivery.attempt,
+            scheduled_ms: delivery.scheduled_ms,
+            late_by: Duration::from_millis((now - delivery.scheduled_ms).max(0) as u64),
+            backoff: Duration::from_millis(delivery.backoff_ms.max(0) as u64),
+        };
+        let handled = AssertUnwindSafe(self.actor.alarm(&mut self.ctx, alarm))
+            .catch_unwind()
+            .await;
+        let failure = match handled {
+            Ok(Ok(())) => {
+                // Consumed, unless the handler set it again (a recurring alarm).
+                match self
+                    .ctx
+                    .storage
+                    .delete_alarm_row_if_due(&delivery.name, delivery.due_ms)
+                {
+                    Ok(_) => {
+                        let set_again = self
+                            .ctx
+                            .alarm_changes
+                            .get(&delivery.name)
+                            .is_some_and(Option::is_some);
+                        match self.finish().await {
+                            Ok(()) => {
+                                sink.done(&delivery, set_again);
+                                return Fate::Keep;
+                            }
+                            Err(failure) => failure,
+                        }
+                    }
+                    Err(e) => self.roll_back(Ok(Abort::from(e))),
+                }
+            }
+            Ok(Err(abort)) => self.roll_back(Ok(abort)),
+            Err(panic) => self.roll_back(Err(panic)),
+        };
+        failed(self, failure)
+    }
+
+    /// Queues the removal of a dead-lettered alarm from the actor's own table.
+    fn expire(&self, delivery: &Delivery) {
+        let mut expire = delivery.clone();
+        expire.expire = true;
+        let envelope = Envelope::<A> {
+            work: Work::Alarm(expire),
+            reply: None,
+        };
+        self.ctx.shard.deliver(
+            self.ctx.namespace.clone(),
+            self.ctx.info.id,
+            self.ctx.info.name.clone(),
+            Box::new(envelope),
+        );
     }
 }
 

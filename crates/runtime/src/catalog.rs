@@ -42,6 +42,46 @@ pub struct ActorRecord {
     pub last_active_ms: i64,
 }
 
+/// An alarm as the catalog's index holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmRecord {
+    /// The actor's namespace.
+    pub namespace: String,
+    /// The actor's id.
+    pub id: ActorId,
+    /// The alarm's name.
+    pub name: String,
+    /// When it is due, in milliseconds since the Unix epoch.
+    pub due_ms: i64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When it fires next: the due time, or the time of the next retry.
+    pub fire_at_ms: i64,
+    /// The delay chosen after the last failure (zero before any).
+    pub backoff_ms: i64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// An alarm that failed every attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadAlarm {
+    /// The actor's namespace.
+    pub namespace: String,
+    /// The actor's id.
+    pub id: ActorId,
+    /// The alarm's name.
+    pub name: String,
+    /// When it was due.
+    pub due_ms: i64,
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: String,
+    /// When it was given up, in milliseconds since the epoch.
+    pub dead_at_ms: i64,
+}
+
 pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
 
 pub(crate) enum Op {
@@ -54,10 +94,53 @@ pub(crate) enum Op {
         last_active_ms: i64,
         ack: Option<Ack>,
     },
+    /// Forgets an actor and its alarms.
     Delete {
         namespace: Arc<str>,
         id: ActorId,
         ack: Ack,
+    },
+    /// Indexes an alarm (replacing one of the same name), before the turn that sets it commits.
+    AlarmSet {
+        namespace: Arc<str>,
+        id: ActorId,
+        name: String,
+        due_ms: i64,
+        ack: Option<Ack>,
+    },
+    /// Drops an alarm's entry if it is still the one due at `due_ms`.
+    AlarmDone {
+        namespace: Arc<str>,
+        id: ActorId,
+        name: String,
+        due_ms: i64,
+    },
+    /// Drops an alarm's entry whatever its due time (the actor deleted it).
+    AlarmDelete {
+        namespace: Arc<str>,
+        id: ActorId,
+        name: String,
+    },
+    /// Records a failed attempt and when to try again.
+    AlarmRetry {
+        namespace: Arc<str>,
+        id: ActorId,
+        name: String,
+        due_ms: i64,
+        attempt: u32,
+        fire_at_ms: i64,
+        backoff_ms: i64,
+        error: String,
+    },
+    /// Moves an alarm to the dead-letter list.
+    AlarmDead {
+        namespace: Arc<str>,
+        id: ActorId,
+        name: String,
+        due_ms: i64,
+        attempts: u32,
+        error: String,
+        at_ms: i64,
     },
 }
 
@@ -76,6 +159,27 @@ CREATE TABLE IF NOT EXISTS actors (
     last_active_ms INTEGER NOT NULL,
     PRIMARY KEY (namespace, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alarms (
+    namespace TEXT NOT NULL,
+    id BLOB NOT NULL,
+    name TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    fire_at_ms INTEGER NOT NULL,
+    backoff_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (namespace, id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alarms_by_fire_at ON alarms (fire_at_ms);
+CREATE TABLE IF NOT EXISTS dead_alarms (
+    namespace TEXT NOT NULL,
+    id BLOB NOT NULL,
+    name TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    dead_at_ms INTEGER NOT NULL
+);
 ";
 
 /// The catalog's writer and a connection for reads.
@@ -85,6 +189,8 @@ pub(crate) struct Store {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Opened on first use; closed at shutdown (and reopened if read after it).
     reader: Mutex<Option<Connection>>,
+    /// Called after each commit that changed the alarm index (the scheduler's wake-up).
+    alarm_listener: Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>>,
 }
 
 fn open_rw(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
@@ -168,18 +274,26 @@ impl Store {
             );
         }
         let (tx, rx) = mpsc::channel();
+        let alarm_listener: Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>> = Arc::default();
+        let listener = alarm_listener.clone();
         let thread = std::thread::Builder::new()
             .name("burrow-catalog".into())
-            .spawn(move || run_writer(conn, rx))?;
+            .spawn(move || run_writer(conn, rx, listener))?;
         Ok((
             Store {
                 path,
                 writer: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 reader: Mutex::new(None),
+                alarm_listener,
             },
             startup,
         ))
+    }
+
+    /// Registers the function called after each commit that changed the alarm index.
+    pub(crate) fn on_alarm_commit(&self, listener: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.alarm_listener.set(listener);
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -268,13 +382,93 @@ pub(crate) fn count(conn: &Connection, namespace: &str) -> rusqlite::Result<u64>
         .map(|n| n as u64)
 }
 
+fn id_from_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<ActorId> {
+    let id: Vec<u8> = row.get(index)?;
+    ActorId::from_bytes(&id).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Blob,
+            "actor id is not 32 bytes".into(),
+        )
+    })
+}
+
+fn alarm_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmRecord> {
+    Ok(AlarmRecord {
+        namespace: row.get(0)?,
+        id: id_from_column(row, 1)?,
+        name: row.get(2)?,
+        due_ms: row.get(3)?,
+        attempts: row.get(4)?,
+        fire_at_ms: row.get(5)?,
+        last_error: row.get(6)?,
+        backoff_ms: row.get(7)?,
+    })
+}
+
+const ALARM_COLUMNS: &str =
+    "namespace, id, name, due_ms, attempts, fire_at_ms, last_error, backoff_ms";
+
+/// Alarms due by `now` (at most `limit`, earliest first), and the next fire time after `now`.
+pub(crate) fn due_alarms(
+    conn: &Connection,
+    now: i64,
+    limit: usize,
+) -> rusqlite::Result<(Vec<AlarmRecord>, Option<i64>)> {
+    let due = conn
+        .prepare_cached(&format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE fire_at_ms <= ?1 ORDER BY fire_at_ms LIMIT ?2"
+        ))?
+        .query_map(params![now, limit as i64], alarm_record)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = conn
+        .prepare_cached("SELECT min(fire_at_ms) FROM alarms WHERE fire_at_ms > ?1")?
+        .query_row([now], |r| r.get(0))?;
+    Ok((due, next))
+}
+
+pub(crate) fn alarms_of(
+    conn: &Connection,
+    namespace: &str,
+    id: &ActorId,
+) -> rusqlite::Result<Vec<AlarmRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {ALARM_COLUMNS} FROM alarms WHERE namespace = ?1 AND id = ?2 ORDER BY name"
+    ))?
+    .query_map(params![namespace, id.as_bytes().as_slice()], alarm_record)?
+    .collect()
+}
+
+pub(crate) fn dead_alarms(conn: &Connection, namespace: &str) -> rusqlite::Result<Vec<DeadAlarm>> {
+    conn.prepare_cached(
+        "SELECT namespace, id, name, due_ms, attempts, last_error, dead_at_ms FROM dead_alarms
+         WHERE namespace = ?1 ORDER BY dead_at_ms, rowid",
+    )?
+    .query_map([namespace], |row| {
+        Ok(DeadAlarm {
+            namespace: row.get(0)?,
+            id: id_from_column(row, 1)?,
+            name: row.get(2)?,
+            due_ms: row.get(3)?,
+            attempts: row.get(4)?,
+            last_error: row.get(5)?,
+            dead_at_ms: row.get(6)?,
+        })
+    })?
+    .collect()
+}
+
 pub(crate) fn namespaces(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt =
         conn.prepare_cached("SELECT DISTINCT namespace FROM actors ORDER BY namespace")?;
     stmt.query_map([], |r| r.get(0))?.collect()
 }
 
-fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
+fn run_writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Op>,
+    alarm_listener: Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>>,
+) {
     while let Ok(first) = rx.recv() {
         crate::faults::catalog_delay();
         let mut batch = vec![first];
@@ -288,10 +482,15 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
         if let Err(e) = &outcome {
             tracing::error!("{e}");
         }
+        let alarms_changed = batch.iter().any(|op| !matches!(op, Op::Upsert { .. }));
+        if alarms_changed && let Some(listener) = alarm_listener.get() {
+            listener();
+        }
         for op in batch {
             let ack = match op {
-                Op::Upsert { ack, .. } => ack,
+                Op::Upsert { ack, .. } | Op::AlarmSet { ack, .. } => ack,
                 Op::Delete { ack, .. } => Some(ack),
+                _ => None,
             };
             if let Some(ack) = ack {
                 let _ = ack.send(outcome.clone());
@@ -312,6 +511,25 @@ fn apply(conn: &mut Connection, batch: &[Op]) -> rusqlite::Result<()> {
         )?;
         let mut delete =
             tx.prepare_cached("DELETE FROM actors WHERE namespace = ?1 AND id = ?2")?;
+        let mut delete_alarms =
+            tx.prepare_cached("DELETE FROM alarms WHERE namespace = ?1 AND id = ?2")?;
+        let mut alarm_set = tx.prepare_cached(
+            "INSERT OR REPLACE INTO alarms (namespace, id, name, due_ms, attempts, fire_at_ms)
+             VALUES (?1, ?2, ?3, ?4, 0, ?4)",
+        )?;
+        let mut alarm_done = tx.prepare_cached(
+            "DELETE FROM alarms WHERE namespace = ?1 AND id = ?2 AND name = ?3 AND due_ms = ?4",
+        )?;
+        let mut alarm_delete =
+            tx.prepare_cached("DELETE FROM alarms WHERE namespace = ?1 AND id = ?2 AND name = ?3")?;
+        let mut alarm_retry = tx.prepare_cached(
+            "UPDATE alarms SET attempts = ?5, fire_at_ms = ?6, last_error = ?7, backoff_ms = ?8
+             WHERE namespace = ?1 AND id = ?2 AND name = ?3 AND due_ms = ?4",
+        )?;
+        let mut alarm_dead = tx.prepare_cached(
+            "INSERT INTO dead_alarms (namespace, id, name, due_ms, attempts, last_error, dead_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
         for op in batch {
             match op {
                 Op::Upsert {
@@ -332,6 +550,83 @@ fn apply(conn: &mut Connection, batch: &[Op]) -> rusqlite::Result<()> {
                 }
                 Op::Delete { namespace, id, .. } => {
                     delete.execute(params![&**namespace, id.as_bytes().as_slice()])?;
+                    delete_alarms.execute(params![&**namespace, id.as_bytes().as_slice()])?;
+                }
+                Op::AlarmSet {
+                    namespace,
+                    id,
+                    name,
+                    due_ms,
+                    ..
+                } => {
+                    alarm_set.execute(params![
+                        &**namespace,
+                        id.as_bytes().as_slice(),
+                        name,
+                        due_ms
+                    ])?;
+                }
+                Op::AlarmDone {
+                    namespace,
+                    id,
+                    name,
+                    due_ms,
+                } => {
+                    alarm_done.execute(params![
+                        &**namespace,
+                        id.as_bytes().as_slice(),
+                        name,
+                        due_ms
+                    ])?;
+                }
+                Op::AlarmDelete {
+                    namespace,
+                    id,
+                    name,
+                } => {
+                    alarm_delete.execute(params![&**namespace, id.as_bytes().as_slice(), name])?;
+                }
+                Op::AlarmRetry {
+                    namespace,
+                    id,
+                    name,
+                    due_ms,
+                    attempt,
+                    fire_at_ms,
+                    backoff_ms,
+                    error,
+                } => {
+                    alarm_retry.execute(params![
+                        &**namespace,
+                        id.as_bytes().as_slice(),
+                        name,
+                        due_ms,
+                        attempt,
+                        fire_at_ms,
+                        error,
+                        backoff_ms
+                    ])?;
+                }
+                Op::AlarmDead {
+                    namespace,
+                    id,
+                    name,
+                    due_ms,
+                    attempts,
+                    error,
+                    at_ms,
+                } => {
+                    let key = params![&**namespace, id.as_bytes().as_slice(), name, due_ms];
+                    alarm_done.execute(key)?;
+                    alarm_dead.execute(params![
+                        &**namespace,
+                        id.as_bytes().as_slice(),
+                        name,
+                        due_ms,
+                        attempts,
+                        error,
+                        at_ms
+                    ])?;
                 }
             }
         }
@@ -378,7 +673,16 @@ fn reconcile(
                 continue;
             }
             match read_identity(&file.path()) {
-                Some((ns, recorded_id, name, created)) if ns == namespace && recorded_id == id => {
+                Some((ns, recorded_id, name, created, alarms))
+                    if ns == namespace && recorded_id == id =>
+                {
+                    for (alarm, due) in alarms {
+                        conn.execute(
+                            "INSERT OR IGNORE INTO alarms (namespace, id, name, due_ms, attempts, fire_at_ms)
+                             VALUES (?1, ?2, ?3, ?4, 0, ?4)",
+                            params![namespace, id.as_bytes().as_slice(), alarm, due],
+                        )?;
+                    }
                     let last_active = file
                         .metadata()
                         .ok()
@@ -399,8 +703,10 @@ fn reconcile(
     Ok(())
 }
 
-/// The identity an actor file records, read without writing to it.
-fn read_identity(path: &Path) -> Option<(String, ActorId, Option<String>, i64)> {
+type FileIdentity = (String, ActorId, Option<String>, i64, Vec<(String, i64)>);
+
+/// The identity and alarms an actor file records, read without writing to it.
+fn read_identity(path: &Path) -> Option<FileIdentity> {
     // Opened the way the runtime opens it, so that reading changes nothing on disk.
     let conn = crate::storage::Storage::connect(
         path,
@@ -432,11 +738,19 @@ fn read_identity(path: &Path) -> Option<(String, ActorId, Option<String>, i64)> 
             _ => None,
         })
         .unwrap_or(0);
+    let alarms = conn
+        .prepare("SELECT name, due_ms FROM _burrow_alarms")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .unwrap_or_default();
     Some((
         text("namespace")?,
         text("id")?.parse().ok()?,
         text("name"),
         created,
+        alarms,
     ))
 }
 
@@ -501,6 +815,22 @@ impl Catalog {
     ) -> Result<Option<ActorRecord>, crate::CallError> {
         let namespace = namespace.to_owned();
         self.read(move |c| get(c, &namespace, &id)).await
+    }
+
+    /// The pending alarms of one actor, as indexed (with retry state).
+    pub async fn alarms(
+        &self,
+        namespace: &str,
+        id: ActorId,
+    ) -> Result<Vec<AlarmRecord>, crate::CallError> {
+        let namespace = namespace.to_owned();
+        self.read(move |c| alarms_of(c, &namespace, &id)).await
+    }
+
+    /// The dead-letter list of `namespace`: alarms whose handler failed every attempt.
+    pub async fn dead_alarms(&self, namespace: &str) -> Result<Vec<DeadAlarm>, crate::CallError> {
+        let namespace = namespace.to_owned();
+        self.read(move |c| dead_alarms(c, &namespace)).await
     }
 
     /// Deletes an actor: closes it if it is resident and idle (a busy actor is an

@@ -46,7 +46,8 @@ impl ErrorKind {
 }
 
 impl CallError {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> CallError {
+    /// An error of `kind`: for code that wraps calls and passes their errors on.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> CallError {
         CallError {
             kind,
             message: message.into(),

@@ -48,6 +48,7 @@
 //! ```
 
 mod actor;
+mod alarm;
 mod catalog;
 mod error;
 mod faults;
@@ -55,17 +56,20 @@ mod hook;
 mod id;
 mod namespace;
 mod options;
+mod retry;
 mod runtime;
 mod shard;
 mod storage;
 
 pub use actor::{Actor, ActorInfo, Context, LostReason, LostState};
-pub use catalog::{ActorRecord, Catalog, CatalogStartup};
+pub use alarm::{Alarm, AlarmPolicy};
+pub use catalog::{ActorRecord, AlarmRecord, Catalog, CatalogStartup, DeadAlarm};
 pub use error::{Abort, CallError, ErrorKind, RuntimeError};
 pub use hook::{CommitHook, CommitInfo, HookFuture};
 pub use id::{ActorId, InvalidActorId};
 pub use namespace::{Namespace, Stub};
 pub use options::{Durability, Options};
+pub use retry::{RetryPolicy, with_retry};
 pub use runtime::{Runtime, ShutdownReport};
 pub use storage::{RESERVED_PREFIX, Storage};
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actor::{Actor, ActorInfo, Envelope};
+use crate::actor::{Actor, ActorInfo, Envelope, Work};
+use crate::alarm::Delivery;
 use crate::error::{CallError, ErrorKind};
 use crate::id::{ActorId, InvalidActorId};
 use crate::options::Durability;
@@ -30,6 +31,8 @@ pub(crate) trait ErasedNamespace: Send + Sync + 'static {
     fn name(&self) -> &Arc<str>;
     /// Answers a request with an error.
     fn fail(&self, envelope: Boxed, error: CallError);
+    /// Wraps an alarm delivery for this namespace's actors.
+    fn alarm_envelope(&self, delivery: Delivery) -> Boxed;
     /// Spawns the task that runs one actor of this namespace on `shard`.
     fn start(
         self: Arc<Self>,
@@ -52,6 +55,13 @@ impl<A: Actor> ErasedNamespace for NamespaceInner<A> {
 
     fn fail(&self, envelope: Boxed, error: CallError) {
         Envelope::<A>::fail(envelope, error);
+    }
+
+    fn alarm_envelope(&self, delivery: Delivery) -> Boxed {
+        Box::new(Envelope::<A> {
+            work: Work::Alarm(delivery),
+            reply: None,
+        })
     }
 
     fn start(
@@ -237,7 +247,7 @@ impl<A: Actor> Stub<A> {
                 id: self.id,
                 name: self.name.clone(),
                 envelope: Box::new(Envelope::<A> {
-                    request,
+                    work: Work::Request(request),
                     reply: Some(reply),
                 }) as Box<dyn Any + Send>,
             },

@@ -33,6 +33,7 @@ pub struct Options {
     pub(crate) max_resident: usize,
     pub(crate) mailbox_capacity: usize,
     pub(crate) idle_timeout: std::time::Duration,
+    pub(crate) alarm_policy: crate::AlarmPolicy,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
 }
 
@@ -45,6 +46,7 @@ impl std::fmt::Debug for Options {
             .field("max_resident", &self.max_resident)
             .field("mailbox_capacity", &self.mailbox_capacity)
             .field("idle_timeout", &self.idle_timeout)
+            .field("alarm_policy", &self.alarm_policy)
             .field("commit_hook", &self.commit_hook.is_some())
             .finish()
     }
@@ -65,6 +67,7 @@ impl Options {
             max_resident: default_max_resident(),
             mailbox_capacity: 1024,
             idle_timeout: std::time::Duration::from_secs(30),
+            alarm_policy: crate::AlarmPolicy::default(),
             commit_hook: None,
         }
     }
@@ -95,6 +98,12 @@ impl Options {
     /// stays open. Default 30 s.
     pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Options {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// How failed alarm handlers are retried (see [`AlarmPolicy`](crate::AlarmPolicy)).
+    pub fn alarm_policy(mut self, policy: crate::AlarmPolicy) -> Options {
+        self.alarm_policy = policy;
         self
     }
 

@@ -1,6 +1,5 @@
 //! The runtime: shard threads, namespaces, and shutdown.
 
-use std::any::TypeId;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -12,9 +11,11 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Actor, ActorInfo};
+use crate::alarm::{Delivery, Scheduler};
 use crate::catalog::{Catalog, CatalogStartup, Store};
 use crate::error::{CallError, ErrorKind, RuntimeError};
 use crate::id::ActorId;
+use crate::namespace::ErasedNamespace;
 use crate::namespace::{Namespace, NamespaceInner};
 use crate::options::{Durability, Options};
 use crate::shard::{ShardConfig, ShardMsg, run_shard};
@@ -39,6 +40,12 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// A registered namespace: its index and type-erased face.
+struct Registered {
+    index: u32,
+    namespace: Arc<dyn ErasedNamespace>,
+}
+
 pub(crate) struct Inner {
     data_dir: PathBuf,
     durability: Durability,
@@ -46,7 +53,8 @@ pub(crate) struct Inner {
     shards: Vec<mpsc::UnboundedSender<ShardMsg>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closing: AtomicBool,
-    namespaces: Mutex<HashMap<String, (TypeId, u32)>>,
+    namespaces: Mutex<HashMap<String, Registered>>,
+    scheduler: std::sync::OnceLock<Scheduler>,
     pub(crate) catalog: Arc<Store>,
     catalog_startup: CatalogStartup,
     /// Held from open to the end of shutdown.
@@ -121,10 +129,18 @@ impl Runtime {
             threads: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             namespaces: Mutex::new(HashMap::new()),
+            scheduler: std::sync::OnceLock::new(),
             catalog: catalog.clone(),
             catalog_startup,
             lock: Mutex::new(Some(lock)),
         });
+        let scheduler = Scheduler::start(
+            catalog.clone(),
+            options.alarm_policy.clone(),
+            Arc::downgrade(&inner),
+        )
+        .map_err(RuntimeError::Thread)?;
+        let _ = inner.scheduler.set(scheduler);
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let config = ShardConfig {
                 runtime: Arc::downgrade(&inner),
@@ -157,17 +173,13 @@ impl Runtime {
         factory: impl Fn(&ActorInfo) -> A + Send + Sync + 'static,
     ) -> Result<Namespace<A>, RuntimeError> {
         validate_namespace(name)?;
-        let index = {
-            let mut namespaces = self.inner.namespaces.lock().expect("not poisoned");
-            if namespaces.contains_key(name) {
-                return Err(RuntimeError::DuplicateNamespace {
-                    name: name.to_owned(),
-                });
-            }
-            let index = namespaces.len() as u32;
-            namespaces.insert(name.to_owned(), (TypeId::of::<A>(), index));
-            index
-        };
+        let mut namespaces = self.inner.namespaces.lock().expect("not poisoned");
+        if namespaces.contains_key(name) {
+            return Err(RuntimeError::DuplicateNamespace {
+                name: name.to_owned(),
+            });
+        }
+        let index = namespaces.len() as u32;
         let dir = self.inner.data_dir.join("actors").join(name);
         std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::DataDir {
             path: dir.clone(),
@@ -185,8 +197,20 @@ impl Runtime {
                 }
             }
         }
-        let inner = NamespaceInner::new(name, index, dir, Box::new(factory));
-        Ok(Namespace::new(Arc::new(inner), self.clone()))
+        let inner = Arc::new(NamespaceInner::new(name, index, dir, Box::new(factory)));
+        namespaces.insert(
+            name.to_owned(),
+            Registered {
+                index,
+                namespace: inner.clone(),
+            },
+        );
+        drop(namespaces);
+        // Alarms of this namespace may have been waiting for it.
+        if let Some(scheduler) = self.inner.scheduler.get() {
+            scheduler.sink().wake();
+        }
+        Ok(Namespace::new(inner, self.clone()))
     }
 
     /// The catalog of every actor in the data directory.
@@ -211,7 +235,36 @@ impl Runtime {
             .lock()
             .expect("not poisoned")
             .get(name)
-            .map(|(_, index)| *index)
+            .map(|r| r.index)
+    }
+
+    /// The type-erased face of a registered namespace.
+    pub(crate) fn registered(&self, name: &str) -> Option<Arc<dyn ErasedNamespace>> {
+        self.inner
+            .namespaces
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .map(|r| r.namespace.clone())
+    }
+
+    /// Sends an alarm delivery to the shard of its actor.
+    pub(crate) fn deliver_alarm(
+        &self,
+        namespace: &Arc<dyn ErasedNamespace>,
+        delivery: Delivery,
+    ) -> Result<(), CallError> {
+        let id = delivery.id;
+        let envelope = namespace.alarm_envelope(delivery);
+        self.send(
+            id,
+            ShardMsg::Deliver {
+                namespace: namespace.clone(),
+                id,
+                name: None,
+                envelope,
+            },
+        )
     }
 
     /// Runs `task` on the shard that owns `id`, between turns.
@@ -263,6 +316,9 @@ impl Runtime {
     /// then closes every actor's file, commits the catalog and stops the shard threads.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.inner.closing.store(true, Ordering::Release);
+        if let Some(scheduler) = self.inner.scheduler.get() {
+            scheduler.stop();
+        }
         let deadline = Instant::now() + grace;
         let mut pending = Vec::new();
         for shard in &self.inner.shards {

@@ -255,7 +255,8 @@ impl Storage {
         conn.execute_batch(
             "BEGIN;
              CREATE TABLE _burrow_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-             CREATE TABLE _burrow_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
+             CREATE TABLE _burrow_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+             CREATE TABLE _burrow_alarms (name TEXT PRIMARY KEY, due_ms INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
         conn.execute(
             "INSERT INTO _burrow_meta (key, value) VALUES
@@ -422,6 +423,52 @@ impl Storage {
                 )?,
                 [prefix.as_bytes()],
             ),
+        })
+    }
+
+    pub(crate) fn set_alarm_row(&self, name: &str, due_ms: i64) -> Result<(), rusqlite::Error> {
+        self.run_internal(|c| {
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO _burrow_alarms (name, due_ms) VALUES (?1, ?2)",
+            )?
+            .execute(params![name, due_ms])
+            .map(drop)
+        })
+    }
+
+    pub(crate) fn delete_alarm_row(&self, name: &str) -> Result<bool, rusqlite::Error> {
+        self.run_internal(|c| {
+            c.prepare_cached("DELETE FROM _burrow_alarms WHERE name = ?1")?
+                .execute([name])
+                .map(|n| n > 0)
+        })
+    }
+
+    pub(crate) fn delete_alarm_row_if_due(
+        &self,
+        name: &str,
+        due_ms: i64,
+    ) -> Result<bool, rusqlite::Error> {
+        self.run_internal(|c| {
+            c.prepare_cached("DELETE FROM _burrow_alarms WHERE name = ?1 AND due_ms = ?2")?
+                .execute(params![name, due_ms])
+                .map(|n| n > 0)
+        })
+    }
+
+    pub(crate) fn alarm_due(&self, name: &str) -> Result<Option<i64>, rusqlite::Error> {
+        self.run_internal(|c| {
+            c.prepare_cached("SELECT due_ms FROM _burrow_alarms WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    pub(crate) fn alarm_rows(&self) -> Result<Vec<(String, i64)>, rusqlite::Error> {
+        self.run_internal(|c| {
+            c.prepare_cached("SELECT name, due_ms FROM _burrow_alarms ORDER BY name")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
         })
     }
 

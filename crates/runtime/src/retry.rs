@@ -1,0 +1,75 @@
+//! Retrying calls that failed for a reason that may pass.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::alarm::unit_random;
+use crate::error::CallError;
+
+/// How [`with_retry`] retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 3).
+    pub attempts: u32,
+    /// The ceiling of the first backoff; it doubles with each retry (default 100 ms).
+    pub base: Duration,
+    /// The largest backoff ceiling (default 5 s).
+    pub cap: Duration,
+    /// Give up rather than sleep past this moment (default: none).
+    pub deadline: Option<Instant>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+            deadline: None,
+        }
+    }
+}
+
+/// Runs `op` on a stub from `get_stub`, retrying [retryable](CallError::is_retryable) errors.
+///
+/// Every attempt gets a fresh stub (a stub that failed may be broken). Only retryable errors
+/// are retried — an overloaded actor, invalid input or the actor's own failure are returned at
+/// once. Between attempts it sleeps a random time up to `base × 2^(attempt − 1)`, capped at
+/// `cap` ("full jitter"), and gives up early rather than sleep past the deadline. When it gives
+/// up it returns the last error.
+///
+/// ```no_run
+/// # async fn demo(ns: burrow_runtime::Namespace<impl burrow_runtime::Actor<Request = (), Response = ()>>) -> Result<(), burrow_runtime::CallError> {
+/// use burrow_runtime::{with_retry, RetryPolicy};
+/// with_retry(|| ns.get_by_name("alice"), |stub| stub.call(()), &RetryPolicy::default()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn with_retry<S, T, F>(
+    mut get_stub: impl FnMut() -> S,
+    mut op: impl FnMut(S) -> F,
+    policy: &RetryPolicy,
+) -> Result<T, CallError>
+where
+    F: Future<Output = Result<T, CallError>>,
+{
+    let mut attempt = 1u32;
+    loop {
+        let error = match op(get_stub()).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if !error.is_retryable() || attempt >= policy.attempts {
+            return Err(error);
+        }
+        let ceiling = policy
+            .base
+            .saturating_mul(1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX))
+            .min(policy.cap);
+        let pause = ceiling.mul_f64(unit_random());
+        if policy.deadline.is_some_and(|d| Instant::now() + pause >= d) {
+            return Err(error);
+        }
+        tokio::time::sleep(pause).await;
+        attempt += 1;
+    }
+}

@@ -1,0 +1,151 @@
+//! `with_retry`: fresh stubs, retryable errors only, give-up rules — observed through counters.
+
+mod common;
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burrow_runtime::{ErrorKind, Options, RetryPolicy, Runtime, with_retry};
+use common::{Probe, Req, Resp, TestActor};
+use tokio::sync::oneshot;
+
+fn fast(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        attempts,
+        base: Duration::from_millis(1),
+        ..RetryPolicy::default()
+    }
+}
+
+#[tokio::test]
+async fn a_retryable_error_is_retried_with_a_fresh_stub() {
+    let (dead_dir, live_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let probe = Arc::new(Probe::default());
+    let dead = Runtime::open(Options::new(dead_dir.path())).unwrap();
+    let dead_ns = dead
+        .namespace("test", TestActor::factory(probe.clone()))
+        .unwrap();
+    dead.shutdown(Duration::from_secs(5)).await; // its stubs now fail with ShuttingDown
+    let live = Runtime::open(Options::new(live_dir.path())).unwrap();
+    let live_ns = live.namespace("test", TestActor::factory(probe)).unwrap();
+
+    let stubs_made = Cell::new(0);
+    let calls = Cell::new(0);
+    let outcome = with_retry(
+        || {
+            stubs_made.set(stubs_made.get() + 1);
+            if stubs_made.get() == 1 {
+                dead_ns.get_by_name("a")
+            } else {
+                live_ns.get_by_name("a")
+            }
+        },
+        |stub| {
+            calls.set(calls.get() + 1);
+            stub.call(Req::Get("k".into()))
+        },
+        &fast(3),
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), Resp::Value(None));
+    assert_eq!((stubs_made.get(), calls.get()), (2, 2));
+    live.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn overloaded_and_the_actors_own_failures_are_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::open(Options::new(dir.path()).mailbox_capacity(1)).unwrap();
+    let ns = runtime
+        .namespace("test", TestActor::factory(Arc::new(Probe::default())))
+        .unwrap();
+    let stub = ns.get_by_name("busy");
+    // One request in the turn, one in the mailbox: the mailbox is full.
+    let (open_gate, gate) = oneshot::channel();
+    let in_turn = tokio::spawn(stub.call(Req::Gated(gate)));
+    let (_keep_shut, gate2) = oneshot::channel::<()>();
+    let queued = stub.call(Req::Gated(gate2));
+    let calls = Cell::new(0);
+    let err = with_retry(
+        || ns.get_by_name("busy"),
+        |stub| {
+            calls.set(calls.get() + 1);
+            stub.call(Req::Info)
+        },
+        &fast(5),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Overloaded);
+    assert_eq!(calls.get(), 1, "overloaded must not be retried");
+
+    calls.set(0);
+    let err = with_retry(
+        || ns.get_by_name("panics"),
+        |stub| {
+            calls.set(calls.get() + 1);
+            stub.call(Req::PutThenPanic("k".into(), "v".into()))
+        },
+        &fast(5),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ActorFailed);
+    assert_eq!(
+        calls.get(),
+        1,
+        "the actor's own failure must not be retried"
+    );
+    open_gate.send(()).unwrap();
+    in_turn.await.unwrap().unwrap();
+    drop((queued, _keep_shut));
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn it_gives_up_after_the_attempts_or_before_the_deadline_with_the_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::open(Options::new(dir.path())).unwrap();
+    let ns = runtime
+        .namespace("test", TestActor::factory(Arc::new(Probe::default())))
+        .unwrap();
+    runtime.shutdown(Duration::from_secs(5)).await;
+
+    let calls = Cell::new(0);
+    let err = with_retry(
+        || ns.get_by_name("a"),
+        |s| {
+            calls.set(calls.get() + 1);
+            s.call(Req::Info)
+        },
+        &fast(4),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!((err.kind(), calls.get()), (ErrorKind::ShuttingDown, 4));
+
+    calls.set(0);
+    let policy = RetryPolicy {
+        attempts: 100,
+        base: Duration::from_secs(10),
+        deadline: Some(Instant::now() + Duration::from_millis(1)),
+        ..RetryPolicy::default()
+    };
+    let err = with_retry(
+        || ns.get_by_name("a"),
+        |s| {
+            calls.set(calls.get() + 1);
+            s.call(Req::Info)
+        },
+        &policy,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ShuttingDown);
+    assert!(
+        calls.get() < 100,
+        "the deadline stopped it after {} calls",
+        calls.get()
+    );
+}
