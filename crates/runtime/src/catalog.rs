@@ -330,17 +330,9 @@ impl Store {
 }
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActorRecord> {
-    let id: Vec<u8> = row.get(1)?;
-    let id = ActorId::from_bytes(&id).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            1,
-            rusqlite::types::Type::Blob,
-            "actor id is not 32 bytes".into(),
-        )
-    })?;
     Ok(ActorRecord {
         namespace: row.get(0)?,
-        id,
+        id: id_from_column(row, 1)?,
         name: row.get(2)?,
         created_at_ms: row.get(3)?,
         last_active_ms: row.get(4)?,

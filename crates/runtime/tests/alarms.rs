@@ -1,10 +1,13 @@
 //! Alarms: delivery, retries with growing backoff, dead letters, recurrence, and alarms set by
 //! aborted turns.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use burrow_runtime::{Abort, Actor, Alarm, AlarmPolicy, Context, Namespace, Options, Runtime};
+use common::now_ms;
 
 /// What the handler saw, per delivery.
 #[derive(Default)]
@@ -61,13 +64,6 @@ impl Actor for Alarmed {
         }
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn open(

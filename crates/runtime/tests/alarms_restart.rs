@@ -5,6 +5,8 @@
 
 mod harness;
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::Path;
@@ -13,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use burrow_runtime::{Abort, Actor, Alarm, Context, Namespace, Options, Runtime};
+use common::now_ms;
+use harness::executor;
 
 const ACTORS: u64 = 1_000;
 
@@ -51,21 +55,6 @@ impl Actor for Sleeper {
             .push((name, alarm.due_ms, ran_at, alarm.late_by));
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn executor() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn open(dir: &Path, fired: &Fired, echo: bool) -> (Runtime, Namespace<Sleeper>) {

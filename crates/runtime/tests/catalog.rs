@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use burrow_runtime::{Abort, Actor, ActorId, ActorRecord, Context, Options, Runtime};
+use harness::executor;
 
 struct Nop;
 
@@ -21,14 +22,6 @@ impl Actor for Nop {
     async fn handle(&mut self, _: &mut Context<Self>, (): ()) -> Result<(), Abort> {
         Ok(())
     }
-}
-
-fn executor() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn create(runtime: &Runtime, count: u64, prefix: &str, mut acked: impl FnMut(u64)) {

@@ -42,12 +42,7 @@ fn actor_name(n: u64) -> String {
 
 /// The child: write round `round`'s numbers forever, printing each once acknowledged.
 fn child(dir: &Path, round: u64) {
-    let executor = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    executor.block_on(async {
+    harness::executor().block_on(async {
         let runtime = Runtime::open(Options::new(dir).shards(2)).unwrap();
         let ns = runtime.namespace("writer", |_| Writer).unwrap();
         for w in 0..WRITERS {

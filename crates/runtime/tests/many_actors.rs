@@ -1,10 +1,12 @@
 //! 10,000 actors in one process without running out of file descriptors. A test binary of its
 //! own, so that no other test's descriptors are counted.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
 use burrow_runtime::{Abort, Actor, Context, Options, Runtime};
+use common::fds_under;
 
 struct Cell;
 
@@ -25,15 +27,6 @@ impl Actor for Cell {
             .get("v")?
             .map(|b| u64::from_le_bytes(b.try_into().unwrap())))
     }
-}
-
-/// Descriptors this process has open on files under `dir`.
-fn fds_under(dir: &Path) -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|target| target.starts_with(dir)))
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

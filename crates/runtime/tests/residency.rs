@@ -1,12 +1,14 @@
 //! Bounded residency at scale: 20,000 actors, each called twice in random order, with
 //! `max_resident = 100`. A test binary of its own, so that only its descriptors are counted.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use burrow_runtime::{Abort, Actor, Context, Options, Runtime};
+use common::fds_under;
 
 struct Tally;
 
@@ -30,14 +32,6 @@ impl Actor for Tally {
         storage.put("seen", &bytes)?;
         Ok(seen)
     }
-}
-
-fn fds_under(dir: &Path) -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir)))
-        .count()
 }
 
 fn shuffled(n: u64) -> Vec<u64> {

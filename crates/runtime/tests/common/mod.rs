@@ -184,3 +184,20 @@ pub fn read_from_copy(db: &Path, key: &str) -> Option<String> {
     .ok()
     .map(|v| String::from_utf8(v).unwrap())
 }
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Descriptors this process has open on files under `dir`.
+pub fn fds_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir)))
+        .count()
+}

@@ -52,3 +52,12 @@ pub fn main(tests: &[Test], child: fn(&[String])) {
         std::process::exit(1);
     }
 }
+
+/// A two-worker tokio runtime for the tests and their children.
+pub fn executor() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
