@@ -4,3 +4,4 @@
 
 pub use burrow_identity as identity;
 pub use burrow_runtime as runtime;
+pub use burrow_state as state;
