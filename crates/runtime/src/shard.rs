@@ -397,6 +397,7 @@ impl Shard {
 /// Closes an actor: drops the live actor (closing its database) and records when it was last
 /// active. Dropping the entry's sender ends the actor's task.
 fn close(resident: Resident, catalog: &Store, reason: Eviction) {
+    let _span = tracing::debug_span!("evict", id = %resident.id, reason = reason.label()).entered();
     drop(resident.slot.state.borrow_mut().take());
     let idle_for = resident.slot.last_used.get().elapsed();
     catalog.send(Op::Upsert {
@@ -409,7 +410,7 @@ fn close(resident: Resident, catalog: &Store, reason: Eviction) {
     });
     metrics::counter!("burrow_evictions_total", "reason" => reason.label()).increment(1);
     metrics::gauge!("burrow_resident_actors").decrement(1.0);
-    tracing::trace!(id = %resident.id, reason = reason.label(), "closed actor");
+    tracing::trace!("closed actor");
 }
 
 /// Closes the least recently used idle actor; returns whether there was one.
