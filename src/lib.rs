@@ -4,4 +4,5 @@
 
 pub use burrow_identity as identity;
 pub use burrow_runtime as runtime;
+pub use burrow_restore as restore;
 pub use burrow_state as state;

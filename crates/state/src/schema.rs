@@ -435,6 +435,9 @@ schema! {
     restored_at: Option<i64> = None; absent None;
     /// Which registry lookup that restore used.
     restored_from: Option<RestoreSource> = None; absent None;
+    /// Set by a restore from the registry, which holds no configuration: the env vars and
+    /// secrets are gone from this state (the quarantined actor file may still hold them).
+    configuration_lost: bool = false; absent false;
     /// Fields whose stored bytes failed to decode and were reset to their defaults (their raw
     /// bytes are kept under `state.quarantined/<field>`).
     quarantined_fields: Vec<String> = Vec::new(); absent Vec::new();

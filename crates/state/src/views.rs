@@ -101,6 +101,8 @@ pub struct DebugStatusView {
     pub restored_from: Option<RestoreSource>,
     /// Fields reset after failing to decode.
     pub quarantined_fields: Vec<String>,
+    /// A restore lost the configuration.
+    pub configuration_lost: bool,
 }
 
 impl InstanceState {
@@ -160,6 +162,7 @@ impl InstanceState {
             restored_at: self.restored_at,
             restored_from: self.restored_from,
             quarantined_fields: self.quarantined_fields.clone(),
+            configuration_lost: self.configuration_lost,
         }
     }
 }

@@ -1,0 +1,67 @@
+//! Rebuilding a lost actor's state from the registry, by the actor's own key.
+
+use burrow_identity::ActorName;
+use burrow_state::{InstanceState, RestoreSource, Status};
+
+use crate::error::RegistryError;
+use crate::model::InstanceRow;
+use crate::registry::Registry;
+
+/// A state rebuilt from the registry, ready to be written by the actor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restored {
+    /// Identity from the row; lifecycle at a safe "provisioned"; configuration empty and
+    /// `configuration_lost` set (the registry holds no configuration).
+    pub state: InstanceState,
+    /// The row it came from.
+    pub row: InstanceRow,
+    /// Which lookup found the row.
+    pub source: RestoreSource,
+}
+
+/// Finds the row of the actor named `actor` and builds the state to write, or `None` when the
+/// registry has no active row for it (a destroyed row restores nothing).
+///
+/// An instance-keyed actor looks itself up by its instance id — never by its user, so an
+/// instance of a user who also has a legacy personal instance restores its own row. A legacy
+/// actor looks up its legacy sandbox id, then the user's active personal instance. Nothing is
+/// written here: a registry that cannot answer leaves the actor as it was (the error says
+/// whether to retry).
+pub async fn restore<R: Registry>(
+    registry: &R,
+    actor: &ActorName,
+    now_ms: i64,
+) -> Result<Option<Restored>, RegistryError> {
+    let found = match actor {
+        ActorName::Instance(id) => registry
+            .get(*id)
+            .await?
+            .filter(InstanceRow::is_active)
+            .map(|row| (row, RestoreSource::InstanceId)),
+        ActorName::Legacy(user) => {
+            match registry
+                .get_by_sandbox(&user.legacy_sandbox_id())
+                .await?
+                .filter(|row| row.is_active() && row.user_id == *user)
+            {
+                Some(row) => Some((row, RestoreSource::SandboxId)),
+                None => registry
+                    .personal_instance(user)
+                    .await?
+                    .map(|row| (row, RestoreSource::PersonalInstance)),
+            }
+        }
+    };
+    Ok(found.map(|(row, source)| {
+        let mut state = InstanceState::fresh();
+        state.user_id = Some(row.user_id.clone());
+        state.sandbox_id = Some(row.sandbox_id.clone());
+        state.org_id = row.org_id;
+        state.status = Some(Status::Provisioned);
+        state.provisioned_at = Some(row.created_at_ms);
+        state.restored_at = Some(now_ms);
+        state.restored_from = Some(source);
+        state.configuration_lost = true;
+        Restored { state, row, source }
+    }))
+}
