@@ -3,6 +3,6 @@
 //! This facade re-exports Burrow's crates under one name. See `docs/ARCHITECTURE.md` for the map.
 
 pub use burrow_identity as identity;
-pub use burrow_runtime as runtime;
 pub use burrow_restore as restore;
+pub use burrow_runtime as runtime;
 pub use burrow_state as state;

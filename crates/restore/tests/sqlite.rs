@@ -66,3 +66,25 @@ fn migrations_apply_once_and_bring_older_databases_forward() {
         .unwrap();
     assert_eq!(indexes, 1);
 }
+
+#[tokio::test]
+async fn without_a_database_url_the_embedded_registry_is_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [None, Some(""), Some("  ")] {
+        let registry =
+            burrow_restore::AnyRegistry::open(url, dir.path(), std::time::Duration::from_secs(5))
+                .await
+                .unwrap();
+        assert!(matches!(registry, burrow_restore::AnyRegistry::Sqlite(_)));
+    }
+    assert!(
+        dir.path()
+            .join(burrow_restore::SQLITE_REGISTRY_FILE)
+            .exists()
+    );
+    let registry =
+        burrow_restore::AnyRegistry::open(None, dir.path(), std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    common::restore_cases(&registry).await;
+}

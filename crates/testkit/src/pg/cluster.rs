@@ -151,6 +151,61 @@ impl Cluster {
         self.pg_ctl_stop("immediate")
     }
 
+    /// Freezes the server and every one of its processes (SIGSTOP): connections stay open but
+    /// nothing answers, as with a hung host. Undo with [`resume`](Cluster::resume).
+    pub fn pause(&self) -> Result<(), Error> {
+        self.signal_all(nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) -> Result<(), Error> {
+        self.signal_all(nix::sys::signal::Signal::SIGCONT)
+    }
+
+    /// Sends `signal` to the postmaster and its children.
+    fn signal_all(&self, signal: nix::sys::signal::Signal) -> Result<(), Error> {
+        let pidfile = self.data().join("postmaster.pid");
+        let text = fs::read_to_string(&pidfile).map_err(Error::io("reading", &pidfile))?;
+        let postmaster: i32 = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| Error::Command {
+                what: "reading postmaster.pid".into(),
+                detail: format!("no pid in {}", pidfile.display()),
+            })?;
+        let mut pids = vec![postmaster];
+        for entry in fs::read_dir("/proc")
+            .map_err(Error::io("listing", "/proc"))?
+            .flatten()
+        {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // Field 4 of /proc/<pid>/stat, after the parenthesised name, is the parent's pid.
+            let parent = fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat[stat.rfind(')')? + 1..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<i32>()
+                        .ok()
+                });
+            if parent == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+        Ok(())
+    }
+
     /// Starts the stopped server again, on the same port and data.
     pub fn restart(&mut self) -> Result<(), Error> {
         if self.running {
