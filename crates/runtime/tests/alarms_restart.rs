@@ -71,7 +71,7 @@ fn open(dir: &Path, fired: &Fired, echo: bool) -> (Runtime, Namespace<Sleeper>) 
     (runtime, ns)
 }
 
-/// Sets one alarm per actor, due between 0.5 and 4.5 s from now: some fire before the runtime
+/// Sets one alarm per actor, due between 1.5 and 5.5 s from now: some may fire before the runtime
 /// goes away, some come due while it is down, some after it is back. Calls `acked` with each.
 async fn set_alarms(ns: &Namespace<Sleeper>, mut acked: impl FnMut(u64, i64)) {
     let ids: Vec<u64> = (0..ACTORS).collect();
@@ -83,7 +83,7 @@ async fn set_alarms(ns: &Namespace<Sleeper>, mut acked: impl FnMut(u64, i64)) {
             let calls: Vec<_> = batch
                 .iter()
                 .map(|i| {
-                    let due_in = set.then_some(500 + 4 * (*i as i64 % 1000));
+                    let due_in = set.then_some(1500 + 4 * (*i as i64 % 1000));
                     ns.get_by_name(&format!("s{i}")).call(due_in)
                 })
                 .collect();
