@@ -154,6 +154,27 @@ impl PgRegistry {
     }
 }
 
+impl PgRegistry {
+    /// Active rows whose `owner_column` equals `owner`, in id order, after `after`.
+    async fn list_active(
+        &self,
+        owner_column: &str,
+        owner: &(dyn tokio_postgres::types::ToSql + Sync),
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRow>, RegistryError> {
+        let after = after.map_or(Uuid::nil(), |a| a.as_uuid());
+        self.many(
+            &format!(
+                "SELECT {COLUMNS} FROM instances
+                 WHERE {owner_column} = $1 AND destroyed_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
+            ),
+            &[owner, &after, &(limit as i64)],
+        )
+        .await
+    }
+}
+
 impl Registry for PgRegistry {
     async fn create_organization(
         &self,
@@ -305,15 +326,8 @@ impl Registry for PgRegistry {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceRow>, RegistryError> {
-        let after = after.map_or(Uuid::nil(), |a| a.as_uuid());
-        self.many(
-            &format!(
-                "SELECT {COLUMNS} FROM instances
-                 WHERE user_id = $1 AND destroyed_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
-            ),
-            &[&user_id.as_str(), &after, &(limit as i64)],
-        )
-        .await
+        self.list_active("user_id", &user_id.as_str(), after, limit)
+            .await
     }
 
     async fn list_by_org(
@@ -322,15 +336,8 @@ impl Registry for PgRegistry {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceRow>, RegistryError> {
-        let after = after.map_or(Uuid::nil(), |a| a.as_uuid());
-        self.many(
-            &format!(
-                "SELECT {COLUMNS} FROM instances
-                 WHERE organization_id = $1 AND destroyed_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
-            ),
-            &[&org_id.as_uuid(), &after, &(limit as i64)],
-        )
-        .await
+        self.list_active("organization_id", &org_id.as_uuid(), after, limit)
+            .await
     }
 
     async fn mark_destroyed(&self, id: InstanceId) -> Result<MarkOutcome, RegistryError> {

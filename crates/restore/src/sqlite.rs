@@ -110,6 +110,31 @@ impl SqliteRegistry {
     }
 }
 
+impl SqliteRegistry {
+    /// Active rows whose `owner_column` equals `owner`, in id order, after `after`.
+    async fn list_active(
+        &self,
+        owner_column: &'static str,
+        owner: String,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRow>, RegistryError> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        self.with(move |conn| {
+            Self::query_many(
+                conn,
+                &format!(
+                    "SELECT {COLUMNS} FROM instances
+                     WHERE {owner_column} = ?1 AND destroyed_at_ms IS NULL AND id > ?2
+                     ORDER BY id LIMIT ?3"
+                ),
+                params![owner, after, limit as i64],
+            )
+        })
+        .await
+    }
+}
+
 impl Registry for SqliteRegistry {
     async fn create_organization(
         &self,
@@ -256,19 +281,8 @@ impl Registry for SqliteRegistry {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceRow>, RegistryError> {
-        let user = user_id.as_str().to_owned();
-        let after = after.map(|a| a.to_string()).unwrap_or_default();
-        self.with(move |conn| {
-            Self::query_many(
-                conn,
-                &format!(
-                    "SELECT {COLUMNS} FROM instances WHERE user_id = ?1 AND destroyed_at_ms IS NULL AND id > ?2
-                     ORDER BY id LIMIT ?3"
-                ),
-                params![user, after, limit as i64],
-            )
-        })
-        .await
+        self.list_active("user_id", user_id.as_str().to_owned(), after, limit)
+            .await
     }
 
     async fn list_by_org(
@@ -277,18 +291,8 @@ impl Registry for SqliteRegistry {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceRow>, RegistryError> {
-        let after = after.map(|a| a.to_string()).unwrap_or_default();
-        self.with(move |conn| {
-            Self::query_many(
-                conn,
-                &format!(
-                    "SELECT {COLUMNS} FROM instances WHERE organization_id = ?1 AND destroyed_at_ms IS NULL AND id > ?2
-                     ORDER BY id LIMIT ?3"
-                ),
-                params![org_id.to_string(), after, limit as i64],
-            )
-        })
-        .await
+        self.list_active("organization_id", org_id.to_string(), after, limit)
+            .await
     }
 
     async fn mark_destroyed(&self, id: InstanceId) -> Result<MarkOutcome, RegistryError> {
