@@ -10,7 +10,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak as RcWeak};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -115,7 +115,8 @@ pub(crate) struct Shard {
     runtime: Weak<Inner>,
     me: RcWeak<Shard>,
     table: RefCell<LinkedHashMap<Key, Resident>>,
-    waiting: RefCell<VecDeque<Waiting>>,
+    /// Activations waiting for room, oldest first, found by key in constant time.
+    waiting: RefCell<LinkedHashMap<Key, Waiting>>,
     /// Why an actor discarded after finding its file corrupt lost its state, for its next
     /// activation to report.
     lost_notes: RefCell<HashMap<Key, LostState>>,
@@ -186,10 +187,7 @@ impl Shard {
         let resident = self.table.borrow_mut().to_back(&key).is_some();
         if !resident {
             let mut waiting = self.waiting.borrow_mut();
-            if let Some(w) = waiting
-                .iter_mut()
-                .find(|w| (w.namespace.index(), w.id) == key)
-            {
+            if let Some(w) = waiting.get_mut(&key) {
                 if w.envelopes.len() >= self.mailbox_capacity {
                     drop(waiting);
                     self.overloaded(&namespace, id, envelope);
@@ -201,13 +199,16 @@ impl Shard {
             let room = self.table.borrow().len() < self.budget
                 || evict_one_idle(&mut self.table.borrow_mut(), &self.catalog);
             if !room {
-                waiting.push_back(Waiting {
-                    namespace,
-                    id,
-                    name,
-                    envelopes: vec![envelope],
-                    since: Instant::now(),
-                });
+                waiting.insert(
+                    key,
+                    Waiting {
+                        namespace,
+                        id,
+                        name,
+                        envelopes: vec![envelope],
+                        since: Instant::now(),
+                    },
+                );
                 return;
             }
             drop(waiting);
@@ -285,7 +286,7 @@ impl Shard {
     /// idle actors while the shard holds more than its budget.
     fn rebalance(&self) {
         loop {
-            let Some(since) = self.waiting.borrow().front().map(|w| w.since) else {
+            let Some(since) = self.waiting.borrow().front().map(|(_, w)| w.since) else {
                 break;
             };
             let room = self.table.borrow().len() < self.budget
@@ -299,7 +300,7 @@ impl Shard {
                     "every resident actor is busy; activating beyond max_resident"
                 );
             }
-            let w = self.waiting.borrow_mut().pop_front().expect("seen above");
+            let (_, w) = self.waiting.borrow_mut().pop_front().expect("seen above");
             self.activate(w.namespace.clone(), w.id, w.name);
             let key = (w.namespace.index(), w.id);
             for envelope in w.envelopes {
@@ -370,7 +371,7 @@ impl Shard {
     /// `deadline`, then closes every actor.
     async fn shutdown(&self, deadline: Instant) -> ShardReport {
         self.closing.set(true);
-        for w in self.waiting.borrow_mut().drain(..) {
+        for (_, w) in self.waiting.borrow_mut().drain() {
             for envelope in w.envelopes {
                 w.namespace.fail(
                     envelope,
@@ -534,7 +535,7 @@ pub(crate) fn run_shard(config: ShardConfig, mut inbox: mpsc::UnboundedReceiver<
             runtime: config.runtime,
             me: me.clone(),
             table: RefCell::new(LinkedHashMap::new()),
-            waiting: RefCell::new(VecDeque::new()),
+            waiting: RefCell::new(LinkedHashMap::new()),
             lost_notes: RefCell::new(HashMap::new()),
             catalog: config.catalog,
             catalog_reader: RefCell::new(None),

@@ -15,6 +15,27 @@ struct Seen {
     deliveries: Mutex<Vec<Alarm>>,
 }
 
+impl Seen {
+    fn count(&self) -> usize {
+        self.deliveries.lock().unwrap().len()
+    }
+
+    /// The deliveries of the alarm `name`, in order.
+    fn of(&self, name: &str) -> Vec<Alarm> {
+        let deliveries = self.deliveries.lock().unwrap();
+        deliveries
+            .iter()
+            .filter(|d| d.name == name)
+            .cloned()
+            .collect()
+    }
+
+    fn names(&self) -> Vec<String> {
+        let deliveries = self.deliveries.lock().unwrap();
+        deliveries.iter().map(|d| d.name.clone()).collect()
+    }
+}
+
 enum Req {
     /// Set an alarm `name` due after `ms`, then commit.
     Set(String, i64),
@@ -140,7 +161,7 @@ async fn an_alarm_fires_once_for_an_evicted_actor_and_is_then_gone() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(indexed, []);
-    assert_eq!(seen.deliveries.lock().unwrap().len(), 1);
+    assert_eq!(seen.count(), 1);
     runtime.shutdown(Duration::from_secs(10)).await;
 }
 
@@ -155,21 +176,8 @@ async fn an_alarm_set_by_an_aborted_turn_is_never_delivered() {
     // A later alarm that does fire: the scheduler fires in due order, so once it has, the
     // ghost would have too.
     stub.call(Req::Set("marker".into(), 300)).await.unwrap();
-    until(|| {
-        seen.deliveries
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|d| d.name == "marker")
-    })
-    .await;
-    let names: Vec<String> = seen
-        .deliveries
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|d| d.name.clone())
-        .collect();
+    until(|| !seen.of("marker").is_empty()).await;
+    let names = seen.names();
     assert_eq!(names, ["marker"]);
     runtime.shutdown(Duration::from_secs(10)).await;
 }
@@ -182,28 +190,14 @@ async fn a_failing_handler_is_retried_with_growing_backoff() {
         .call(Req::Set("flaky".into(), 10))
         .await
         .unwrap();
-    until(|| seen.deliveries.lock().unwrap().len() >= 3).await;
+    until(|| seen.count() >= 3).await;
     // Let a fourth delivery show itself if there were going to be one.
     ns.get_by_name("a")
         .call(Req::Set("marker".into(), 200))
         .await
         .unwrap();
-    until(|| {
-        seen.deliveries
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|d| d.name == "marker")
-    })
-    .await;
-    let flaky: Vec<Alarm> = seen
-        .deliveries
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|d| d.name == "flaky")
-        .cloned()
-        .collect();
+    until(|| !seen.of("marker").is_empty()).await;
+    let flaky = seen.of("flaky");
     assert_eq!(
         flaky.iter().map(|d| d.attempt).collect::<Vec<_>>(),
         [1, 2, 3]
@@ -300,20 +294,13 @@ async fn a_handler_that_sets_its_alarm_again_recurs() {
     let (runtime, ns, seen) = open(dir.path(), 0, 2, 6);
     let stub = ns.get_by_name("a");
     stub.call(Req::Set("tick".into(), 10)).await.unwrap();
-    until(|| seen.deliveries.lock().unwrap().len() >= 3).await;
+    until(|| seen.count() >= 3).await;
     let marker_due = stub.call(Req::Set("marker".into(), 200)).await.unwrap();
     assert!(
         marker_due.iter().all(|(n, _)| n != "tick"),
         "no fourth tick is pending: {marker_due:?}"
     );
-    until(|| {
-        seen.deliveries
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|d| d.name == "marker")
-    })
-    .await;
+    until(|| !seen.of("marker").is_empty()).await;
     let ticks = seen
         .deliveries
         .lock()
