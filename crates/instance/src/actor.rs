@@ -1,0 +1,280 @@
+//! The instance actor: one per instance (or per legacy user), holding its persisted state.
+//!
+//! Every request first makes sure the state is there: loaded from the actor's storage, or —
+//! when the runtime reports the actor's file lost, or the identity in it does not decode —
+//! restored from the registry by the actor's own name. The lifecycle operations live in
+//! `lifecycle.rs`; this file holds the dispatch, the loading and the restore.
+
+use std::sync::Arc;
+
+use burrow_identity::ActorName;
+use burrow_restore::RegistryError;
+use burrow_runtime::{Abort, Actor, Alarm, Context};
+use burrow_state::{
+    FIELDS, InstanceState, KEY_PREFIX, Loaded, QUARANTINE_PREFIX, StateError, Status, Update,
+};
+
+use crate::protocol::{InstanceError, Reply, Request};
+use crate::provider::{MachineState, SandboxProvider, best_machine};
+use crate::services::Services;
+
+/// Set when a turn found the actor's state lost but could not restore it yet (registry
+/// down): the next turn retries the restore even though the runtime no longer reports the
+/// loss.
+pub(crate) const RESTORE_PENDING_KEY: &str = "instance.restore_pending";
+/// The reconcile alarm's name.
+pub(crate) const RECONCILE_ALARM: &str = "reconcile";
+
+/// What one call answers.
+pub(crate) type Outcome<T> = Result<Result<T, InstanceError>, Abort>;
+
+/// The actor. Created by [`Instances`](crate::Instances); not used directly.
+pub struct InstanceActor<P> {
+    pub(crate) services: Arc<Services<P>>,
+    pub(crate) name: ActorName,
+    /// The state as last loaded or written; `None` until loaded.
+    pub(crate) cached: Option<Option<InstanceState>>,
+    /// The current start or restart; reports from older ones are stale.
+    pub(crate) attempt: u64,
+    /// The attempt whose background work is still running, if any. A status of starting
+    /// with nothing in flight is left over from a crash, and does not block a new start.
+    pub(crate) in_flight: Option<u64>,
+}
+
+impl<P: SandboxProvider> InstanceActor<P> {
+    pub(crate) fn new(services: Arc<Services<P>>, name: ActorName) -> InstanceActor<P> {
+        InstanceActor {
+            services,
+            name,
+            cached: None,
+            attempt: 0,
+            in_flight: None,
+        }
+    }
+
+    /// The state, loading or restoring it first. `Ok(None)`: not provisioned.
+    pub(crate) async fn state(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> Result<Result<Option<InstanceState>, InstanceError>, Abort> {
+        if let Some(cached) = &self.cached {
+            return Ok(Ok(cached.clone()));
+        }
+        let storage = ctx.storage();
+        let lost = match InstanceState::load(storage).map_err(state_abort)? {
+            // A provisioned state without its identity cannot be served: restore it.
+            Loaded::State { state, .. }
+                if state.status.is_some()
+                    && (state.user_id.is_none() || state.sandbox_id.is_none()) =>
+            {
+                tracing::warn!(actor = %self.name, "state without identity; restoring");
+                true
+            }
+            Loaded::State { state, failures } => {
+                for f in failures {
+                    tracing::warn!(actor = %self.name, field = f.field, reason = %f.reason,
+                        "a state field did not decode; its bytes were set aside");
+                }
+                self.cached = Some(Some(*state));
+                return Ok(Ok(self.cached.clone().flatten()));
+            }
+            Loaded::Empty => {
+                ctx.info().lost_state().is_some() || storage.get(RESTORE_PENDING_KEY)?.is_some()
+            }
+            Loaded::Lost { failures } => {
+                tracing::warn!(actor = %self.name, ?failures, "identity does not decode; restoring");
+                true
+            }
+        };
+        if !lost {
+            self.cached = Some(None);
+            return Ok(Ok(None));
+        }
+        // Remember the loss in the file itself: if the restore cannot finish now, a later
+        // turn must still try, whatever happens to this activation.
+        storage.put(RESTORE_PENDING_KEY, b"1")?;
+        match self.restore(ctx).await? {
+            Ok(state) => {
+                self.cached = Some(state.clone());
+                Ok(Ok(state))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Rebuilds the state from the registry by the actor's own name and re-binds a sandbox
+    /// that still runs. Writes nothing if the registry cannot answer.
+    async fn restore(&mut self, ctx: &mut Context<Self>) -> Outcome<Option<InstanceState>> {
+        let name = self.name.clone();
+        let now = now_ms();
+        let found = self
+            .services
+            .registry(move |r| async move { burrow_restore::restore(&r, &name, now).await })
+            .await;
+        let restored = match found {
+            Ok(Some(restored)) => restored,
+            Ok(None) => {
+                tracing::info!(actor = %self.name, "state lost and nothing to restore");
+                ctx.storage().delete(RESTORE_PENDING_KEY)?;
+                return Ok(Ok(None));
+            }
+            Err(e) => return Ok(Err(registry_error(e))),
+        };
+        let mut state = restored.state;
+        // The sandbox may have outlived the state: find it by its labels (without charging
+        // the recovery cooldown, which belongs to starts).
+        let (user, sandbox) = (
+            state.user_id.clone().expect("restored states have a user"),
+            state
+                .sandbox_id
+                .clone()
+                .expect("restored states have a sandbox"),
+        );
+        let listed = self
+            .services
+            .provider(
+                self.services.lifecycle.provider_timeout,
+                move |p| async move { p.list(&user, &sandbox).await },
+            )
+            .await;
+        match listed {
+            Ok(machines) => {
+                if let Some(m) = best_machine(&machines) {
+                    state.machine_id = Some(m.id.clone());
+                    state.volume_id = Some(m.volume_id.clone());
+                    state.provider_app_name = Some("local".to_owned());
+                    state.status = Some(match m.state {
+                        MachineState::Running | MachineState::Starting => Status::Running,
+                        _ => Status::Stopped,
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(actor = %self.name, error = %e,
+                "could not list sandboxes while restoring; a start will recover them"),
+        }
+        let storage = ctx.storage();
+        // Identity fields that did not decode stay on disk, set aside, before being rewritten.
+        for field in FIELDS {
+            let key = format!("{KEY_PREFIX}{field}");
+            if let Some(raw) = storage.get(&key)?
+                && storage
+                    .get(&format!("{QUARANTINE_PREFIX}{field}"))?
+                    .is_none()
+            {
+                storage.put(&format!("{QUARANTINE_PREFIX}{field}.before_restore"), &raw)?;
+            }
+        }
+        state.create(storage).map_err(state_abort)?;
+        storage.delete(RESTORE_PENDING_KEY)?;
+        tracing::info!(actor = %self.name, source = ?restored.source, machine = ?state.machine_id,
+            "state restored from the registry");
+        let status = state.status;
+        self.cached = Some(Some(state));
+        if let Some(status) = status {
+            self.schedule(ctx, status)?;
+        }
+        Ok(Ok(self.cached.clone().flatten()))
+    }
+
+    /// Applies `update` to the state in memory and in storage.
+    pub(crate) fn update(&mut self, ctx: &Context<Self>, update: Update) -> Result<(), Abort> {
+        let Some(Some(state)) = &mut self.cached else {
+            return Err(Abort::new("updating an instance that is not loaded"));
+        };
+        update.apply(state, ctx.storage()).map_err(state_abort)
+    }
+
+    /// The loaded state (only after [`state`](Self::state) found one).
+    pub(crate) fn current(&self) -> Option<&InstanceState> {
+        self.cached.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Sets the reconcile alarm for `status`, with jitter.
+    pub(crate) fn schedule(&self, ctx: &mut Context<Self>, status: Status) -> Result<(), Abort> {
+        let lifecycle = &self.services.lifecycle;
+        let interval = lifecycle.reconcile_interval(status).as_millis() as i64;
+        let jitter_max = lifecycle.reconcile_jitter.as_millis() as u64;
+        let jitter = if jitter_max == 0 {
+            0
+        } else {
+            getrandom::u64().unwrap_or(0) % (jitter_max + 1)
+        };
+        ctx.set_alarm_ms(RECONCILE_ALARM, now_ms() + interval + jitter as i64)
+    }
+}
+
+impl<P: SandboxProvider> Actor for InstanceActor<P> {
+    type Request = Request;
+    type Response = Result<Reply, InstanceError>;
+
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        request: Request,
+    ) -> Result<Result<Reply, InstanceError>, Abort> {
+        let result = match request {
+            Request::Provision(p) => self.provision(ctx, p).await?.map(Reply::Provisioned),
+            Request::Start { skip_cooldown } => {
+                self.start(ctx, skip_cooldown).await?.map(Reply::Started)
+            }
+            Request::Stop => self.stop(ctx).await?.map(|()| Reply::Stopped),
+            Request::Restart { image_tag } => {
+                self.restart(ctx, image_tag).await?.map(Reply::Restarted)
+            }
+            Request::Destroy {
+                mark_registry_on_finalize,
+            } => self
+                .destroy(ctx, mark_registry_on_finalize)
+                .await?
+                .map(Reply::Destroyed),
+            Request::Status => self.status(ctx).await?.map(|s| Reply::Status(Box::new(s))),
+            Request::DebugStatus => self
+                .debug_status(ctx)
+                .await?
+                .map(|s| Reply::DebugStatus(Box::new(s))),
+            Request::Config => self.config(ctx).await?.map(Reply::Config),
+            Request::PatchConfig(patch) => self.patch_config(ctx, patch).await?.map(Reply::Config),
+            Request::Route => self.route(ctx).await?.map(Reply::Route),
+            Request::Internal(report) => {
+                self.report(ctx, report.0).await?;
+                Ok(Reply::Done)
+            }
+        };
+        Ok(result)
+    }
+
+    async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
+        if alarm.name != RECONCILE_ALARM {
+            tracing::warn!(actor = %self.name, alarm = %alarm.name, "dropping an unknown alarm");
+            return Ok(());
+        }
+        self.reconcile(ctx).await
+    }
+}
+
+/// A state error as a failed turn: storage errors keep their kind (so that the caller can
+/// tell a transient failure), the rest are internal.
+pub(crate) fn state_abort(e: StateError) -> Abort {
+    match e {
+        StateError::Storage(e) => Abort::from(e),
+        other => Abort::new(other.to_string()),
+    }
+}
+
+/// A registry error as the caller should see it.
+pub(crate) fn registry_error(e: RegistryError) -> InstanceError {
+    match e {
+        e if e.is_retryable() => InstanceError::RegistryUnavailable(e.to_string()),
+        RegistryError::UnknownOrganization(org) => InstanceError::UnknownOrganization(org),
+        RegistryError::Conflict(m) => InstanceError::Conflict(m),
+        RegistryError::InvalidInput(m) => InstanceError::Invalid(m),
+        other => InstanceError::Registry(other.to_string()),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

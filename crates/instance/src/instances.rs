@@ -1,0 +1,240 @@
+//! The entry point: [`Instances`] registers the instance actor with a runtime, and
+//! [`InstanceRef`] calls one instance with typed methods.
+
+use std::sync::Arc;
+
+use burrow_identity::{ActorName, SandboxId};
+use burrow_restore::AnyRegistry;
+use burrow_runtime::{Namespace, RetryPolicy, Runtime, RuntimeError, with_retry};
+use burrow_state::StatusView;
+
+use crate::actor::InstanceActor;
+use crate::config::LifecycleConfig;
+use crate::env::gateway_token;
+use crate::protocol::{
+    ConfigPatch, ConfigView, DebugStatus, Destroyed, InstanceError, Provision, Provisioned, Reply,
+    Request, Route,
+};
+use crate::provider::SandboxProvider;
+use crate::secrets::ServerKey;
+use crate::services::Services;
+
+/// The runtime namespace instance actors live in.
+pub const NAMESPACE: &str = "instance";
+
+/// What [`Instances::open`] needs.
+#[derive(Debug)]
+pub struct Settings<P> {
+    /// The registry (restore source and record of every instance).
+    pub registry: AnyRegistry,
+    /// Where sandboxes come from.
+    pub provider: P,
+    /// Lifecycle timing.
+    pub lifecycle: LifecycleConfig,
+    /// Wraps every instance's data key.
+    pub server_key: ServerKey,
+    /// Derives each sandbox's gateway token.
+    pub gateway_secret: Vec<u8>,
+}
+
+/// The instance actors of one runtime.
+pub struct Instances<P: SandboxProvider> {
+    namespace: Namespace<InstanceActor<P>>,
+    services: Arc<Services<P>>,
+}
+
+impl<P: SandboxProvider> Clone for Instances<P> {
+    fn clone(&self) -> Self {
+        Instances {
+            namespace: self.namespace.clone(),
+            services: self.services.clone(),
+        }
+    }
+}
+
+impl<P: SandboxProvider> Instances<P> {
+    /// Registers the instance actor with `runtime`. Must be called within the host's tokio
+    /// runtime: registry and provider calls run there.
+    pub fn open(runtime: &Runtime, settings: Settings<P>) -> Result<Instances<P>, RuntimeError> {
+        let services = Arc::new(Services {
+            registry: settings.registry,
+            provider: Arc::new(settings.provider),
+            lifecycle: settings.lifecycle,
+            server_key: settings.server_key,
+            gateway_secret: settings.gateway_secret,
+            host: tokio::runtime::Handle::current(),
+        });
+        let shared = services.clone();
+        let namespace = runtime.namespace(NAMESPACE, move |info| {
+            // Actors are only ever addressed by `ActorName`; anything else is a bug upstream
+            // and gets a name that restores nothing.
+            let name = info
+                .name()
+                .and_then(|n| n.parse::<ActorName>().ok())
+                .unwrap_or_else(|| ActorName::Legacy("unnamed".parse().expect("a valid user id")));
+            InstanceActor::new(shared.clone(), name)
+        })?;
+        Ok(Instances {
+            namespace,
+            services,
+        })
+    }
+
+    /// The instance named `name` (an instance id, or a user id for legacy instances).
+    pub fn get(&self, name: &ActorName) -> InstanceRef<P> {
+        InstanceRef {
+            stub: self.namespace.get_by_name(&name.to_string()),
+            name: name.clone(),
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &AnyRegistry {
+        &self.services.registry
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &P {
+        &self.services.provider
+    }
+
+    /// The gateway token of a sandbox.
+    pub fn gateway_token(&self, sandbox: &SandboxId) -> String {
+        gateway_token(&self.services.gateway_secret, sandbox)
+    }
+
+    /// The namespace, for catalog queries.
+    pub fn namespace(&self) -> &Namespace<InstanceActor<P>> {
+        &self.namespace
+    }
+}
+
+/// One instance. Every method is idempotent: retrying after an error is safe.
+pub struct InstanceRef<P: SandboxProvider> {
+    stub: burrow_runtime::Stub<InstanceActor<P>>,
+    name: ActorName,
+}
+
+impl<P: SandboxProvider> InstanceRef<P> {
+    /// The actor's name.
+    pub fn name(&self) -> &ActorName {
+        &self.name
+    }
+
+    /// Sends `request` (built anew for each attempt), retrying what the runtime reports as
+    /// retryable.
+    async fn call(&self, request: impl Fn() -> Request) -> Result<Reply, InstanceError> {
+        with_retry(
+            || &self.stub,
+            |stub| stub.call(request()),
+            &RetryPolicy::default(),
+        )
+        .await?
+    }
+
+    /// Provisions the instance (or updates the configuration of an existing one) and starts it.
+    pub async fn provision(&self, p: Provision) -> Result<Provisioned, InstanceError> {
+        match self.call(|| Request::Provision(p.clone())).await? {
+            Reply::Provisioned(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts the sandbox; `true` when this call began a start.
+    pub async fn start(&self, skip_cooldown: bool) -> Result<bool, InstanceError> {
+        match self.call(|| Request::Start { skip_cooldown }).await? {
+            Reply::Started(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stops the sandbox (its process is gone when this returns).
+    pub async fn stop(&self) -> Result<(), InstanceError> {
+        match self.call(|| Request::Stop).await? {
+            Reply::Stopped => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Restarts the sandbox with the current configuration, recording `image_tag` if given.
+    /// `Err(message)` inside: the restart was refused (for example, a start is in progress).
+    pub async fn restart(
+        &self,
+        image_tag: Option<String>,
+    ) -> Result<Result<(), String>, InstanceError> {
+        match self
+            .call(|| Request::Restart {
+                image_tag: image_tag.clone(),
+            })
+            .await?
+        {
+            Reply::Restarted(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Destroys the instance (two-phase). With `mark_registry_on_finalize` the registry row is
+    /// marked destroyed when everything else is gone.
+    pub async fn destroy(
+        &self,
+        mark_registry_on_finalize: bool,
+    ) -> Result<Destroyed, InstanceError> {
+        match self
+            .call(|| Request::Destroy {
+                mark_registry_on_finalize,
+            })
+            .await?
+        {
+            Reply::Destroyed(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// What the user may see.
+    pub async fn status(&self) -> Result<StatusView, InstanceError> {
+        match self.call(|| Request::Status).await? {
+            Reply::Status(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Everything an admin may see, and the next alarm.
+    pub async fn debug_status(&self) -> Result<DebugStatus, InstanceError> {
+        match self.call(|| Request::DebugStatus).await? {
+            Reply::DebugStatus(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The configuration (secret names only).
+    pub async fn config(&self) -> Result<ConfigView, InstanceError> {
+        match self.call(|| Request::Config).await? {
+            Reply::Config(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets or removes env vars and secrets; returns the new configuration. Takes effect at
+    /// the next start or restart.
+    pub async fn patch_config(&self, patch: ConfigPatch) -> Result<ConfigView, InstanceError> {
+        match self.call(|| Request::PatchConfig(patch.clone())).await? {
+            Reply::Config(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Where to proxy to: owner, status and the sandbox's address while it runs.
+    pub async fn route(&self) -> Result<Route, InstanceError> {
+        match self.call(|| Request::Route).await? {
+            Reply::Route(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(reply: Reply) -> InstanceError {
+    InstanceError::Call(burrow_runtime::CallError::new(
+        burrow_runtime::ErrorKind::ActorFailed,
+        format!("the instance answered with an unexpected reply: {reply:?}"),
+    ))
+}
