@@ -140,12 +140,25 @@ impl<P: SandboxProvider> InstanceActor<P> {
         match listed {
             Ok(machines) => {
                 if let Some(m) = best_machine(&machines) {
+                    let id = m.id.clone();
+                    let healthy = m.state == MachineState::Running
+                        && self
+                            .services
+                            .provider(
+                                self.services.lifecycle.provider_timeout,
+                                move |p| async move { p.healthy(&id).await },
+                            )
+                            .await
+                            == Ok(true);
                     state.machine_id = Some(m.id.clone());
                     state.volume_id = Some(m.volume_id.clone());
                     state.provider_app_name = Some("local".to_owned());
-                    state.status = Some(match m.state {
-                        MachineState::Running | MachineState::Starting => Status::Running,
-                        _ => Status::Stopped,
+                    // Running only if it answers; otherwise stopped, and reconcile stops a
+                    // process that runs without answering.
+                    state.status = Some(if healthy {
+                        Status::Running
+                    } else {
+                        Status::Stopped
                     });
                 }
             }

@@ -401,40 +401,76 @@ impl<P: SandboxProvider> InstanceActor<P> {
     /// Phase two: delete what is recorded; finalise when all of it is gone. Returns whether
     /// the instance is finalised. Failures are recorded and retried by the reconcile alarm.
     async fn destroy_step(&mut self, ctx: &mut Context<Self>) -> Result<bool, Abort> {
+        let timeout = self.services.lifecycle.provider_timeout;
+        // Each round deletes what is recorded, then looks for machines labelled with this
+        // instance that were never recorded (a start interrupted before it could report its
+        // machine) and records the next one. Bounded, in case the provider keeps making more.
+        for _ in 0..16 {
+            let state = self
+                .current()
+                .cloned()
+                .expect("destroying a loaded instance");
+            if let Some(id) = state.pending_destroy_machine_id.clone() {
+                let deleted = self
+                    .services
+                    .provider(timeout, move |p| async move { p.delete_machine(&id).await })
+                    .await;
+                match deleted {
+                    Ok(()) => self.update(
+                        ctx,
+                        Update::default()
+                            .pending_destroy_machine_id(None)
+                            .machine_id(None),
+                    )?,
+                    Err(e) => return self.destroy_failed(ctx, "delete machine", e.to_string()),
+                }
+            }
+            if let Some(id) = state.pending_destroy_volume_id.clone() {
+                let deleted = self
+                    .services
+                    .provider(timeout, move |p| async move { p.delete_volume(&id).await })
+                    .await;
+                match deleted {
+                    Ok(()) => self.update(
+                        ctx,
+                        Update::default()
+                            .pending_destroy_volume_id(None)
+                            .volume_id(None),
+                    )?,
+                    Err(e) => return self.destroy_failed(ctx, "delete volume", e.to_string()),
+                }
+            }
+            let (user, sandbox) = identity(&state);
+            let left = self
+                .services
+                .provider(
+                    timeout,
+                    move |p| async move { p.list(&user, &sandbox).await },
+                )
+                .await;
+            match left {
+                Ok(machines) => match machines.into_iter().next() {
+                    Some(m) => self.update(
+                        ctx,
+                        Update::default()
+                            .pending_destroy_machine_id(Some(m.id))
+                            .pending_destroy_volume_id(Some(m.volume_id)),
+                    )?,
+                    None => break,
+                },
+                Err(e) => return self.destroy_failed(ctx, "list machines", e.to_string()),
+            }
+        }
         let state = self
             .current()
             .cloned()
             .expect("destroying a loaded instance");
-        let timeout = self.services.lifecycle.provider_timeout;
-        if let Some(id) = state.pending_destroy_machine_id.clone() {
-            let deleted = self
-                .services
-                .provider(timeout, move |p| async move { p.delete_machine(&id).await })
-                .await;
-            match deleted {
-                Ok(()) => self.update(
-                    ctx,
-                    Update::default()
-                        .pending_destroy_machine_id(None)
-                        .machine_id(None),
-                )?,
-                Err(e) => return self.destroy_failed(ctx, "delete machine", e.to_string()),
-            }
-        }
-        if let Some(id) = state.pending_destroy_volume_id.clone() {
-            let deleted = self
-                .services
-                .provider(timeout, move |p| async move { p.delete_volume(&id).await })
-                .await;
-            match deleted {
-                Ok(()) => self.update(
-                    ctx,
-                    Update::default()
-                        .pending_destroy_volume_id(None)
-                        .volume_id(None),
-                )?,
-                Err(e) => return self.destroy_failed(ctx, "delete volume", e.to_string()),
-            }
+        if state.pending_destroy_machine_id.is_some() {
+            return self.destroy_failed(
+                ctx,
+                "delete machines",
+                "machines labelled with this instance keep appearing".to_owned(),
+            );
         }
         if state.pending_registry_mark_on_finalize {
             let (name, (user, sandbox)) = (self.name.clone(), identity(&state));
@@ -823,7 +859,11 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 }
             }
             Status::Provisioned => {
-                let never_started = state.last_started_at.is_none() && self.in_flight.is_none();
+                // A restored instance may have run for months before its file was lost: only
+                // an instance provisioned here and abandoned destroys itself.
+                let never_started = state.last_started_at.is_none()
+                    && state.restored_at.is_none()
+                    && self.in_flight.is_none();
                 let expired = state
                     .provisioned_at
                     .is_some_and(|at| now - at >= lifecycle.never_started_ttl.as_millis() as i64);
@@ -838,17 +878,42 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 }
             }
             Status::Stopped => {
-                if let Some(id) = state.machine_id.clone() {
-                    let machine = self
+                let machine = match state.machine_id.clone() {
+                    Some(id) => self
                         .services
                         .provider(timeout, move |p| async move { p.get(&id).await })
-                        .await;
-                    if let Ok(Some(m)) = machine
-                        && matches!(m.state, MachineState::Running | MachineState::Starting)
-                    {
-                        tracing::info!(actor = %self.name, "stopped instance with a running sandbox: stopping it");
-                        self.clean_up(ctx, Cleanup::Stop(m.id));
+                        .await
+                        .ok()
+                        .flatten(),
+                    // A start interrupted before it recorded its machine may have left one
+                    // running: adopt it (and stop it) rather than leave it orphaned.
+                    None => {
+                        let (user, sandbox) = identity(&state);
+                        let listed = self
+                            .services
+                            .provider(
+                                timeout,
+                                move |p| async move { p.list(&user, &sandbox).await },
+                            )
+                            .await;
+                        let found = listed.ok().and_then(|ms| best_machine(&ms).cloned());
+                        if let Some(m) = &found {
+                            tracing::info!(actor = %self.name, machine = %m.id, "adopting an unrecorded machine");
+                            self.update(
+                                ctx,
+                                Update::default()
+                                    .machine_id(Some(m.id.clone()))
+                                    .volume_id(Some(m.volume_id.clone())),
+                            )?;
+                        }
+                        found
                     }
+                };
+                if let Some(m) = machine
+                    && matches!(m.state, MachineState::Running | MachineState::Starting)
+                {
+                    tracing::info!(actor = %self.name, "stopped instance with a running sandbox: stopping it");
+                    self.clean_up(ctx, Cleanup::Stop(m.id));
                 }
             }
             Status::Restoring => {}

@@ -476,3 +476,101 @@ async fn a_start_recovers_the_best_labelled_sandbox_instead_of_creating_one() {
     );
     assert!(h.provider.pid(&foreign.id).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_brings_a_new_process_with_the_current_configuration_and_image_tag() {
+    let h = Harness::start(quiet_lifecycle()).await;
+    let (_, keyed) = instance_name();
+    let ivan = user("ivan");
+    h.get(&keyed).provision(provision(&ivan)).await.unwrap();
+    let view = h.wait_for(&keyed, Status::Running).await;
+    let machine = view.machine_id.clone().unwrap();
+    let old_pid = h.provider.pid(&machine).unwrap();
+    let mut patch = ConfigPatch::default();
+    patch.env_vars.insert("ADDED".into(), Some("later".into()));
+    h.get(&keyed).patch_config(patch).await.unwrap();
+
+    assert_eq!(
+        h.get(&keyed).restart(Some("v2.1".into())).await.unwrap(),
+        Ok(())
+    );
+    // A second restart while the first is under way is refused, with a reason.
+    let second = h.get(&keyed).restart(None).await.unwrap();
+    let view = h.wait_for(&keyed, Status::Running).await;
+    if h.provider.pid(&machine) != Some(old_pid) {
+        // (it may also have been accepted if the first had already finished)
+        let _ = second;
+    }
+    assert_eq!(
+        view.machine_id.as_ref(),
+        Some(&machine),
+        "restart replaced the machine"
+    );
+    assert_eq!(view.tracked_image_tag.as_deref(), Some("v2.1"));
+    let pid = h.provider.pid(&machine).unwrap();
+    assert_ne!(pid, old_pid);
+    assert!(!process_runs(old_pid));
+    let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap())
+        .into_owned();
+    assert!(
+        environ.split('\0').any(|v| v == "BURROW_IMAGE_TAG=v2.1"),
+        "{environ}"
+    );
+    assert!(environ.split('\0').any(|v| v == "ADDED=later"), "{environ}");
+    assert!(matches!(
+        h.get(&keyed).restart(Some("bad tag".into())).await,
+        Err(InstanceError::Invalid(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_start_times_out_to_stopped_and_a_restored_instance_never_destroys_itself() {
+    let lifecycle = burrow_instance::LifecycleConfig {
+        reconcile_transient: Duration::from_millis(100),
+        reconcile_idle: Duration::from_millis(100),
+        transient_timeout: Duration::from_millis(300),
+        never_started_ttl: Duration::from_millis(1),
+        ..quiet_lifecycle()
+    };
+    let mut h = Harness::start_with(lifecycle, Duration::from_millis(300)).await;
+    let (instance_id, keyed) = instance_name();
+    let mut p = provision(&user("judy"));
+    p.env_vars
+        .insert("SANDBOX_BOOT_DELAY_MS".into(), "600000".into());
+    h.get(&keyed).provision(p).await.unwrap();
+    // The server goes away mid-start; the start's background work goes with it.
+    h.restart().await;
+    let view = h.wait_for(&keyed, Status::Stopped).await;
+    let error = view.last_start_error.clone().unwrap();
+    assert!(
+        error.message.contains("did not become healthy"),
+        "{error:?}"
+    );
+
+    // Destroy everything but the registry row, then lose the actor's file: the instance is
+    // restored as provisioned, never started here — and must not destroy itself.
+    assert!(h.get(&keyed).destroy(false).await.unwrap().finalized);
+    // The machine the interrupted start made (never recorded by the actor) went too.
+    assert!(
+        h.provider.machines().unwrap().is_empty(),
+        "an orphaned sandbox survived the destroy"
+    );
+    let file = h.actor_file(&keyed);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while holds_open(&file) {
+        assert!(Instant::now() < deadline, "never evicted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::remove_file(&file).unwrap();
+    let view = h.debug(&keyed).await;
+    assert_eq!(view.status.status, Some(Status::Provisioned));
+    assert_eq!(view.restored_from, Some(RestoreSource::InstanceId));
+    assert!(view.status.last_started_at.is_none());
+    tokio::time::sleep(Duration::from_secs(1)).await; // ten reconcile periods
+    assert_eq!(
+        h.debug(&keyed).await.status.status,
+        Some(Status::Provisioned)
+    );
+    let row = h.registry.get(instance_id).await.unwrap().unwrap();
+    assert!(row.destroyed_at_ms.is_none());
+}
