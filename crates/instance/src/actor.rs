@@ -78,9 +78,24 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 self.cached = Some(Some(*state));
                 return Ok(Ok(self.cached.clone().flatten()));
             }
-            Loaded::Empty => {
-                ctx.info().lost_state().is_some() || storage.get(RESTORE_PENDING_KEY)?.is_some()
+            Loaded::Empty
+                if ctx.info().lost_state().is_some()
+                    || storage.get(RESTORE_PENDING_KEY)?.is_some() =>
+            {
+                true
             }
+            // Never seen here, but the registry may know it (a rebuilt data directory): an
+            // instance-keyed actor looks itself up by its own id. Nothing is written unless a
+            // row is found. (A legacy actor does not: its fallback to the user's personal
+            // instance could make two actors drive one sandbox.)
+            Loaded::Empty if matches!(self.name, ActorName::Instance(_)) => {
+                let restored = self.restore(ctx).await?;
+                if let Ok(state) = &restored {
+                    self.cached = Some(state.clone());
+                }
+                return Ok(restored);
+            }
+            Loaded::Empty => false,
             Loaded::Lost { failures } => {
                 tracing::warn!(actor = %self.name, ?failures, "identity does not decode; restoring");
                 true

@@ -571,3 +571,26 @@ async fn an_interrupted_start_times_out_to_stopped_and_a_restored_instance_never
     let row = h.registry.get(instance_id).await.unwrap().unwrap();
     assert!(row.destroyed_at_ms.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_the_registry_knows_but_this_node_does_not_is_restored_by_its_id() {
+    let mut h = Harness::start(quiet_lifecycle()).await;
+    let kim = user("kim");
+    let (_, keyed) = instance_name();
+    h.get(&keyed).provision(provision(&kim)).await.unwrap();
+    h.wait_for(&keyed, Status::Running).await;
+    // Everything local goes (the registry row stays), and the node restarts.
+    assert!(h.get(&keyed).destroy(false).await.unwrap().finalized);
+    h.restart().await;
+    let view = h.debug(&keyed).await;
+    assert_eq!(view.status.status, Some(Status::Provisioned));
+    assert_eq!(view.restored_from, Some(RestoreSource::InstanceId));
+    assert_eq!(view.status.user_id, Some(kim));
+    // A legacy actor never seen here stays unprovisioned, even though its user has a personal
+    // instance in the registry.
+    let legacy = ActorName::Legacy(user("kim"));
+    assert_eq!(
+        h.get(&legacy).status().await,
+        Err(InstanceError::NotProvisioned)
+    );
+}

@@ -33,10 +33,12 @@ pub async fn restore<R: Registry>(
     now_ms: i64,
 ) -> Result<Option<Restored>, RegistryError> {
     let found = match actor {
+        // Only the instance-keyed row of this id: a legacy row also has an id, but its actor
+        // is the user's legacy actor, and two actors must never drive one sandbox.
         ActorName::Instance(id) => registry
             .get(*id)
             .await?
-            .filter(InstanceRow::is_active)
+            .filter(|row| row.is_active() && row.sandbox_id == id.sandbox_id())
             .map(|row| (row, RestoreSource::InstanceId)),
         ActorName::Legacy(user) => {
             match registry

@@ -229,6 +229,14 @@ pub async fn restore_cases<R: Registry>(registry: &R) {
     );
     assert_eq!(restored.state.restored_at, Some(now));
 
+    // The legacy row has an id too, but an instance-keyed actor of that id is not its actor.
+    assert_eq!(
+        restore(registry, &ActorName::Instance(legacy_row.id), now)
+            .await
+            .unwrap(),
+        None
+    );
+
     // A legacy actor restores by its sandbox id.
     let restored = restore(registry, &ActorName::Legacy(carol.clone()), now)
         .await
