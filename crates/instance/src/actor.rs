@@ -89,7 +89,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             // row is found. (A legacy actor does not: its fallback to the user's personal
             // instance could make two actors drive one sandbox.)
             Loaded::Empty if matches!(self.name, ActorName::Instance(_)) => {
-                let restored = self.restore(ctx).await?;
+                let restored = self.restore(ctx, false).await?;
                 if let Ok(state) = &restored {
                     self.cached = Some(state.clone());
                 }
@@ -108,7 +108,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
         // Remember the loss in the file itself: if the restore cannot finish now, a later
         // turn must still try, whatever happens to this activation.
         storage.put(RESTORE_PENDING_KEY, b"1")?;
-        match self.restore(ctx).await? {
+        match self.restore(ctx, true).await? {
             Ok(state) => {
                 self.cached = Some(state.clone());
                 Ok(Ok(state))
@@ -119,7 +119,11 @@ impl<P: SandboxProvider> InstanceActor<P> {
 
     /// Rebuilds the state from the registry by the actor's own name and re-binds a sandbox
     /// that still runs. Writes nothing if the registry cannot answer.
-    async fn restore(&mut self, ctx: &mut Context<Self>) -> Outcome<Option<InstanceState>> {
+    async fn restore(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reported_loss: bool,
+    ) -> Outcome<Option<InstanceState>> {
         let name = self.name.clone();
         let now = now_ms();
         let found = self
@@ -129,8 +133,10 @@ impl<P: SandboxProvider> InstanceActor<P> {
         let restored = match found {
             Ok(Some(restored)) => restored,
             Ok(None) => {
-                tracing::info!(actor = %self.name, "state lost and nothing to restore");
-                ctx.storage().delete(RESTORE_PENDING_KEY)?;
+                if reported_loss {
+                    tracing::warn!(actor = %self.name, "state lost and nothing to restore");
+                    ctx.storage().delete(RESTORE_PENDING_KEY)?;
+                }
                 return Ok(Ok(None));
             }
             Err(e) => return Ok(Err(registry_error(e))),

@@ -47,13 +47,26 @@ impl AnyRegistry {
     }
 }
 
+/// Runs the call on whichever registry this is, counting it and timing it by operation:
+/// `burrow_registry_operations_total{op,outcome}` and `burrow_registry_operation_seconds{op}`.
 macro_rules! delegate {
-    ($self:ident, $r:ident => $call:expr) => {
-        match $self {
+    ($self:ident, $op:literal, $r:ident => $call:expr) => {{
+        let started = std::time::Instant::now();
+        let result = match $self {
             AnyRegistry::Postgres($r) => $call.await,
             AnyRegistry::Sqlite($r) => $call.await,
-        }
-    };
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_retryable() => "unavailable",
+            Err(_) => "error",
+        };
+        metrics::counter!("burrow_registry_operations_total", "op" => $op, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("burrow_registry_operation_seconds", "op" => $op)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }};
 }
 
 impl Registry for AnyRegistry {
@@ -62,29 +75,29 @@ impl Registry for AnyRegistry {
         id: OrgId,
         name: &str,
     ) -> Result<Organization, RegistryError> {
-        delegate!(self, r => r.create_organization(id, name))
+        delegate!(self, "create_organization", r => r.create_organization(id, name))
     }
 
     async fn create_instance(&self, new: &NewInstance) -> Result<InstanceRow, RegistryError> {
-        delegate!(self, r => r.create_instance(new))
+        delegate!(self, "create_instance", r => r.create_instance(new))
     }
 
     async fn get(&self, id: InstanceId) -> Result<Option<InstanceRow>, RegistryError> {
-        delegate!(self, r => r.get(id))
+        delegate!(self, "get", r => r.get(id))
     }
 
     async fn get_by_sandbox(
         &self,
         sandbox_id: &SandboxId,
     ) -> Result<Option<InstanceRow>, RegistryError> {
-        delegate!(self, r => r.get_by_sandbox(sandbox_id))
+        delegate!(self, "get_by_sandbox", r => r.get_by_sandbox(sandbox_id))
     }
 
     async fn personal_instance(
         &self,
         user_id: &UserId,
     ) -> Result<Option<InstanceRow>, RegistryError> {
-        delegate!(self, r => r.personal_instance(user_id))
+        delegate!(self, "personal_instance", r => r.personal_instance(user_id))
     }
 
     async fn list_by_user(
@@ -93,7 +106,7 @@ impl Registry for AnyRegistry {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceRow>, RegistryError> {
-        delegate!(self, r => r.list_by_user(user_id, after, limit))
+        delegate!(self, "list_by_user", r => r.list_by_user(user_id, after, limit))
     }
 
     async fn list_by_org(
@@ -102,14 +115,14 @@ impl Registry for AnyRegistry {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceRow>, RegistryError> {
-        delegate!(self, r => r.list_by_org(org_id, after, limit))
+        delegate!(self, "list_by_org", r => r.list_by_org(org_id, after, limit))
     }
 
     async fn mark_destroyed(&self, id: InstanceId) -> Result<MarkOutcome, RegistryError> {
-        delegate!(self, r => r.mark_destroyed(id))
+        delegate!(self, "mark_destroyed", r => r.mark_destroyed(id))
     }
 
     async fn undo_destroy(&self, id: InstanceId) -> Result<bool, RegistryError> {
-        delegate!(self, r => r.undo_destroy(id))
+        delegate!(self, "undo_destroy", r => r.undo_destroy(id))
     }
 }

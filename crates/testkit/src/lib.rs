@@ -1,7 +1,8 @@
 //! Test-only helpers for Burrow.
 //!
 //! Real parts, thrown away afterwards: [`pg`] starts PostgreSQL clusters in temporary
-//! directories on free loopback ports and hands out fresh databases.
+//! directories on free loopback ports and hands out fresh databases; [`server`] runs the
+//! `burrow` binary as a child process and cleans up every sandbox it started.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,3 +20,4 @@
 //! ```
 
 pub mod pg;
+pub mod server;

@@ -1,0 +1,179 @@
+//! `/api/admin/*`: any instance, with an admin token.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use burrow_identity::{InstanceId, OrgId};
+use burrow_restore::Registry as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{Admin, Json, Params, user_id};
+use crate::resolve::{Scope, any_instance};
+use crate::views;
+
+/// The admin routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/instances", get(list))
+        .route("/instances/{instance_id}", get(debug_status))
+        .route("/instances/{instance_id}/start", post(start))
+        .route("/instances/{instance_id}/destroy", post(destroy))
+        .route("/actors", get(actors))
+}
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+fn limit(given: Option<usize>) -> Result<usize, ApiError> {
+    match given {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_LIMIT}, got {n}"
+        ))),
+    }
+}
+
+fn path_id(text: &str) -> Result<InstanceId, ApiError> {
+    text.parse().map_err(|_| ApiError::invalid_instance_id())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    user_id: Option<String>,
+    org_id: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    Admin(_): Admin,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<ListQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let limit = limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<InstanceId>()
+                .map_err(|_| ApiError::bad_request("Invalid cursor"))
+        })
+        .transpose()?;
+    let rows = match (query.user_id.as_deref(), query.org_id.as_deref()) {
+        (Some(user), None) => {
+            let user = user_id(Some(user))?;
+            state.registry.list_by_user(&user, after, limit).await
+        }
+        (None, Some(org)) => {
+            let org: OrgId = org
+                .parse()
+                .map_err(|_| ApiError::bad_request("Invalid organization ID"))?;
+            state.registry.list_by_org(org, after, limit).await
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of userId and orgId",
+            ));
+        }
+    }
+    .map_err(|e| ApiError::from_registry("list instances", e))?;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(axum::Json(json!({
+        "instances": rows.iter().map(views::row).collect::<Vec<_>>(),
+        "nextCursor": next,
+    })))
+}
+
+async fn debug_status(
+    Admin(_): Admin,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (name, handle, _) = any_instance(&state, path_id(&id)?).await?;
+    let debug = handle
+        .debug_status()
+        .await
+        .map_err(|e| Scope::User.error("debug status", e))?;
+    Ok(axum::Json(views::debug_status(&name, &debug)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartBody {
+    #[serde(default)]
+    skip_cooldown: bool,
+}
+
+async fn start(
+    Admin(admin): Admin,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(body): Json<StartBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (name, handle, _) = any_instance(&state, path_id(&id)?).await?;
+    tracing::info!(admin = %admin.user_id, instance = %name, "admin start");
+    let started = handle
+        .start(body.skip_cooldown)
+        .await
+        .map_err(|e| Scope::User.error("start", e))?;
+    Ok(axum::Json(json!({ "started": started })))
+}
+
+async fn destroy(
+    Admin(admin): Admin,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (name, handle, _) = any_instance(&state, path_id(&id)?).await?;
+    tracing::info!(admin = %admin.user_id, instance = %name, "admin destroy");
+    crate::platform::destroy_instance(&state, &name, &handle).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ActorsQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn actors(
+    Admin(_): Admin,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<ActorsQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let limit = limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse()
+                .map_err(|_| ApiError::bad_request("Invalid cursor"))
+        })
+        .transpose()?;
+    let records = state
+        .runtime
+        .catalog()
+        .list(burrow_instance::NAMESPACE, after, limit)
+        .await
+        .map_err(|e| ApiError::from_call("list actors", e))?;
+    let next = (records.len() == limit)
+        .then(|| records.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(axum::Json(json!({
+        "actors": records.iter().map(|r| json!({
+            "id": r.id.to_string(),
+            "name": r.name,
+            "createdAt": r.created_at_ms,
+            "lastActiveAt": r.last_active_ms,
+        })).collect::<Vec<_>>(),
+        "nextCursor": next,
+    })))
+}

@@ -1,0 +1,364 @@
+//! `/api/platform/*`: the internal API, authenticated by `x-internal-api-key`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use burrow_identity::{ActorName, InstanceId, OrgId, UserId};
+use burrow_instance::{InstanceRef, LocalProvider, Provision};
+use burrow_restore::{MarkOutcome, Registry as _};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{Json, Params, Platform, instance_id, user_id};
+use crate::resolve::{Scope, instance};
+use crate::views;
+
+/// The platform routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/organizations", post(create_organization))
+        .route("/provision", post(provision))
+        .route("/start", post(start))
+        .route("/stop", post(stop))
+        .route("/restart", post(restart))
+        .route("/destroy", post(destroy))
+        .route("/status", get(status))
+        .route("/debug-status", get(debug_status))
+        .route("/gateway-token", get(gateway_token))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceQuery {
+    instance_id: Option<String>,
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrganizationBody {
+    name: Option<String>,
+    id: Option<String>,
+}
+
+async fn create_organization(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<OrganizationBody>,
+) -> Result<Response, ApiError> {
+    let name = body.name.unwrap_or_default();
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(ApiError::bad_request(
+            "name is required: 1 to 200 characters, not blank",
+        ));
+    }
+    let id = match body.id {
+        Some(id) => id
+            .parse::<OrgId>()
+            .map_err(|_| ApiError::bad_request("Invalid organization ID"))?,
+        None => OrgId::new_random(),
+    };
+    let org = state
+        .registry
+        .create_organization(id, name.trim())
+        .await
+        .map_err(|e| ApiError::from_registry("create organization", e))?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "orgId": org.id }))).into_response())
+}
+
+/// The instance a platform request names, after checking the user owns it.
+async fn target(
+    state: &AppState,
+    query: &InstanceQuery,
+    body_user: Option<&str>,
+    body_instance: Option<&str>,
+) -> Result<(ActorName, InstanceRef<LocalProvider>, UserId), ApiError> {
+    let id = match (query.instance_id.as_deref(), body_instance) {
+        (Some(q), Some(b)) if q != b => {
+            return Err(ApiError::bad_request(
+                "instanceId differs between the query and the body",
+            ));
+        }
+        (q, b) => instance_id(q.or(b))?,
+    };
+    let user = user_id(body_user.or(query.user_id.as_deref()))?;
+    let (name, handle) = instance(state, Scope::Platform, &user, id).await?;
+    Ok((name, handle, user))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProvisionBody {
+    user_id: Option<String>,
+    instance_id: Option<String>,
+    org_id: Option<String>,
+    #[serde(default)]
+    env_vars: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+}
+
+async fn provision(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+    Json(body): Json<ProvisionBody>,
+) -> Result<Response, ApiError> {
+    let id = match (query.instance_id.as_deref(), body.instance_id.as_deref()) {
+        (Some(q), Some(b)) if q != b => {
+            return Err(ApiError::bad_request(
+                "instanceId differs between the query and the body",
+            ));
+        }
+        (q, b) => instance_id(q.or(b))?,
+    };
+    let user = user_id(body.user_id.as_deref().or(query.user_id.as_deref()))?;
+    let org_id = body
+        .org_id
+        .as_deref()
+        .map(|o| {
+            o.parse::<OrgId>()
+                .map_err(|_| ApiError::bad_request("Invalid organization ID"))
+        })
+        .transpose()?;
+    if org_id.is_some() && id.is_none() {
+        return Err(ApiError::bad_request(
+            "an organization instance needs an instanceId (legacy instances are personal)",
+        ));
+    }
+    // A new instance has no registry row yet: only an existing row must be the user's.
+    if let Some(id) = id {
+        let row = state
+            .registry
+            .get(id)
+            .await
+            .map_err(|e| ApiError::from_registry("provision", e))?;
+        if let Some(row) = row
+            && row.is_active()
+            && row.user_id != user
+        {
+            return Err(ApiError::instance_not_found());
+        }
+    }
+    let name = match id {
+        Some(id) => ActorName::Instance(id),
+        None => ActorName::Legacy(user.clone()),
+    };
+    let provisioned = state
+        .instances
+        .get(&name)
+        .provision(Provision {
+            user_id: user,
+            org_id,
+            env_vars: body.env_vars,
+            secrets: body.secrets,
+        })
+        .await
+        .map_err(|e| Scope::Platform.error("provision", e))?;
+    let code = if provisioned.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        code,
+        axum::Json(json!({
+            "sandboxId": provisioned.sandbox_id,
+            "instanceId": provisioned.instance_id,
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserBody {
+    user_id: Option<String>,
+    instance_id: Option<String>,
+    #[serde(default)]
+    skip_cooldown: bool,
+    image_tag: Option<String>,
+}
+
+async fn start(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+    Json(body): Json<UserBody>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (_, handle, _) = target(
+        &state,
+        &query,
+        body.user_id.as_deref(),
+        body.instance_id.as_deref(),
+    )
+    .await?;
+    let started = handle
+        .start(body.skip_cooldown)
+        .await
+        .map_err(|e| Scope::Platform.error("start", e))?;
+    Ok(axum::Json(json!({ "started": started })))
+}
+
+async fn stop(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+    Json(body): Json<UserBody>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (_, handle, _) = target(
+        &state,
+        &query,
+        body.user_id.as_deref(),
+        body.instance_id.as_deref(),
+    )
+    .await?;
+    handle
+        .stop()
+        .await
+        .map_err(|e| Scope::Platform.error("stop", e))?;
+    Ok(axum::Json(json!({ "stopped": true })))
+}
+
+async fn restart(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+    Json(body): Json<UserBody>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (_, handle, _) = target(
+        &state,
+        &query,
+        body.user_id.as_deref(),
+        body.instance_id.as_deref(),
+    )
+    .await?;
+    let outcome = handle
+        .restart(body.image_tag)
+        .await
+        .map_err(|e| Scope::Platform.error("restart", e))?;
+    Ok(axum::Json(match outcome {
+        Ok(()) => json!({ "success": true }),
+        Err(e) => json!({ "success": false, "error": e }),
+    }))
+}
+
+async fn destroy(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+    Json(body): Json<UserBody>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (name, handle, _) = target(
+        &state,
+        &query,
+        body.user_id.as_deref(),
+        body.instance_id.as_deref(),
+    )
+    .await?;
+    destroy_instance(&state, &name, &handle).await
+}
+
+/// Marks the registry row destroyed first (so that a crash cannot leave an active row that
+/// would bring the instance back), then destroys the actor; un-marks if the actor refuses.
+pub(crate) async fn destroy_instance(
+    state: &AppState,
+    name: &ActorName,
+    handle: &InstanceRef<LocalProvider>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let row_id: Option<InstanceId> = match name {
+        ActorName::Instance(id) => Some(*id),
+        ActorName::Legacy(user) => state
+            .registry
+            .get_by_sandbox(&user.legacy_sandbox_id())
+            .await
+            .map_err(|e| ApiError::from_registry("destroy", e))?
+            .filter(|row| row.is_active() && row.user_id == *user)
+            .map(|row| row.id),
+    };
+    // The actor must exist before anything is marked (and a lost one is restored now, while
+    // its row is still active).
+    handle
+        .status()
+        .await
+        .map_err(|e| Scope::Platform.error("destroy", e))?;
+    let mut marked = false;
+    if let Some(id) = row_id {
+        marked = state
+            .registry
+            .mark_destroyed(id)
+            .await
+            .map_err(|e| ApiError::from_registry("destroy", e))?
+            == MarkOutcome::Marked;
+    }
+    match handle.destroy(true).await {
+        Ok(d) => Ok(axum::Json(json!({
+            "finalized": d.finalized,
+            "destroyedUserId": d.user_id,
+            "destroyedSandboxId": d.sandbox_id,
+        }))),
+        Err(e) => {
+            if marked
+                && let Some(id) = row_id
+                && let Err(undo) = state.registry.undo_destroy(id).await
+            {
+                tracing::error!(instance = %id, error = %undo, "could not un-mark a refused destroy");
+            }
+            Err(Scope::Platform.error("destroy", e))
+        }
+    }
+}
+
+async fn status(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (name, handle, _) = target(&state, &query, None, None).await?;
+    let view = handle
+        .status()
+        .await
+        .map_err(|e| Scope::Platform.error("status", e))?;
+    Ok(axum::Json(views::status(&name, &view)))
+}
+
+async fn debug_status(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (name, handle, _) = target(&state, &query, None, None).await?;
+    let debug = handle
+        .debug_status()
+        .await
+        .map_err(|e| Scope::Platform.error("debug status", e))?;
+    Ok(axum::Json(views::debug_status(&name, &debug)))
+}
+
+async fn gateway_token(
+    _: Platform,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (_, handle, _) = target(&state, &query, None, None).await?;
+    let view = handle
+        .status()
+        .await
+        .map_err(|e| Scope::Platform.error("gateway token", e))?;
+    let sandbox = view.sandbox_id.ok_or_else(|| {
+        ApiError::internal(
+            "gateway token",
+            "a provisioned instance without a sandbox id",
+        )
+    })?;
+    Ok(axum::Json(
+        json!({ "gatewayToken": state.instances.gateway_token(&sandbox) }),
+    ))
+}

@@ -1,0 +1,128 @@
+//! `/api/user/*`: a user's own instances, with a bearer token. Another user's instance and a
+//! missing one answer the same 404.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use burrow_identity::ActorName;
+use burrow_instance::ConfigPatch;
+use burrow_restore::Registry as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{Json, Params, User, instance_id};
+use crate::resolve::{Scope, instance};
+use crate::views;
+
+/// The user routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/status", get(status))
+        .route("/config", get(config).patch(patch_config))
+        .route("/instances", get(instances))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceQuery {
+    instance_id: Option<String>,
+}
+
+async fn status(
+    User(caller): User,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = instance_id(query.instance_id.as_deref())?;
+    let (name, handle) = instance(&state, Scope::User, &caller.user_id, id).await?;
+    let view = handle
+        .status()
+        .await
+        .map_err(|e| Scope::User.error("status", e))?;
+    Ok(axum::Json(views::status(&name, &view)))
+}
+
+async fn config(
+    User(caller): User,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = instance_id(query.instance_id.as_deref())?;
+    let (_, handle) = instance(&state, Scope::User, &caller.user_id, id).await?;
+    let config = handle
+        .config()
+        .await
+        .map_err(|e| Scope::User.error("config", e))?;
+    Ok(axum::Json(views::config(&config)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchBody {
+    #[serde(default)]
+    env_vars: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    secrets: BTreeMap<String, Option<String>>,
+}
+
+async fn patch_config(
+    User(caller): User,
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<InstanceQuery>,
+    Json(body): Json<PatchBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = instance_id(query.instance_id.as_deref())?;
+    let (_, handle) = instance(&state, Scope::User, &caller.user_id, id).await?;
+    let config = handle
+        .patch_config(ConfigPatch {
+            env_vars: body.env_vars,
+            secrets: body.secrets,
+        })
+        .await
+        .map_err(|e| Scope::User.error("config update", e))?;
+    Ok(axum::Json(views::config(&config)))
+}
+
+/// The most instances one listing returns.
+const LIST_LIMIT: usize = 500;
+
+async fn instances(
+    User(caller): User,
+    State(state): State<Arc<AppState>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let rows = state
+        .registry
+        .list_by_user(&caller.user_id, None, LIST_LIMIT)
+        .await
+        .map_err(|e| ApiError::from_registry("list instances", e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let instance_id = views::row_instance_id(&row);
+        let name = match instance_id {
+            Some(id) => ActorName::Instance(id),
+            None => ActorName::Legacy(caller.user_id.clone()),
+        };
+        // The status is the actor's; an actor that cannot answer right now is listed
+        // without one rather than failing the whole list.
+        let status = match state.instances.get(&name).status().await {
+            Ok(v) => json!(v.status),
+            Err(e) => {
+                tracing::warn!(instance = %name, error = %e, "status unavailable for listing");
+                Value::Null
+            }
+        };
+        out.push(json!({
+            "instanceId": instance_id,
+            "sandboxId": row.sandbox_id,
+            "orgId": row.org_id,
+            "name": row.name,
+            "status": status,
+        }));
+    }
+    Ok(axum::Json(json!({ "instances": out })))
+}

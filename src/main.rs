@@ -1,0 +1,249 @@
+//! `burrow`: run the server, mint a token, or run a sandbox's gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use burrow_instance::LifecycleConfig;
+use burrow_server::{KeyOverrides, Keys, Server, ServerConfig};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "burrow",
+    version,
+    about = "Durable actors on SQLite, and the instance manager built on them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (embedded registry and local sandboxes unless configured otherwise).
+    Serve(Box<Serve>),
+    /// Print a bearer token for a user.
+    Token(Token),
+    /// Run a sandbox's gateway (started by the server's local provider).
+    Sandbox(burrow_sandbox::Args),
+}
+
+#[derive(Debug, Args)]
+struct Secrets {
+    /// The data directory (generated secrets are kept here).
+    #[arg(long, env = "BURROW_DATA_DIR", default_value = "./burrow-data")]
+    data_dir: PathBuf,
+    /// Secret that signs bearer tokens (default: generated once into the data directory).
+    #[arg(long, env = "BURROW_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct Serve {
+    #[command(flatten)]
+    secrets: Secrets,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "BURROW_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// PostgreSQL registry URL (default: the embedded SQLite registry in the data directory).
+    #[arg(long, env = "BURROW_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Key platform callers send in `x-internal-api-key` (default: generated once).
+    #[arg(long, env = "BURROW_INTERNAL_API_KEY", hide_env_values = true)]
+    internal_api_key: Option<String>,
+    /// Secret that derives sandboxes' gateway tokens (default: generated once).
+    #[arg(long, env = "BURROW_GATEWAY_SECRET", hide_env_values = true)]
+    gateway_secret: Option<String>,
+    /// How long one registry operation may take, in milliseconds.
+    #[arg(long, env = "BURROW_REGISTRY_TIMEOUT_MS", default_value_t = 5000)]
+    registry_timeout_ms: u64,
+    /// Shard threads (default: one per core).
+    #[arg(long, env = "BURROW_SHARDS")]
+    shards: Option<usize>,
+    /// Most actors open at once.
+    #[arg(long, env = "BURROW_MAX_RESIDENT")]
+    max_resident: Option<usize>,
+    /// Close an idle actor after this many milliseconds.
+    #[arg(long, env = "BURROW_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    idle_timeout_ms: u64,
+    #[command(flatten)]
+    lifecycle: Lifecycle,
+}
+
+/// Reconcile and lifecycle limits, in milliseconds unless said otherwise.
+#[derive(Debug, Args)]
+struct Lifecycle {
+    /// Reconcile interval of running instances.
+    #[arg(long, env = "BURROW_RECONCILE_RUNNING_MS", default_value_t = 300_000)]
+    reconcile_running_ms: u64,
+    /// Reconcile interval of starting, restarting and destroying instances.
+    #[arg(long, env = "BURROW_RECONCILE_TRANSIENT_MS", default_value_t = 60_000)]
+    reconcile_transient_ms: u64,
+    /// Reconcile interval of provisioned and stopped instances.
+    #[arg(long, env = "BURROW_RECONCILE_IDLE_MS", default_value_t = 1_800_000)]
+    reconcile_idle_ms: u64,
+    /// Random delay added to each reconcile, at most.
+    #[arg(long, env = "BURROW_RECONCILE_JITTER_MS", default_value_t = 60_000)]
+    reconcile_jitter_ms: u64,
+    /// Failed health checks in a row before a running instance counts as stopped.
+    #[arg(long, env = "BURROW_UNHEALTHY_CHECKS", default_value_t = 5)]
+    unhealthy_checks: u32,
+    /// A start or restart still in progress after this long becomes stopped.
+    #[arg(long, env = "BURROW_TRANSIENT_TIMEOUT_MS", default_value_t = 300_000)]
+    transient_timeout_ms: u64,
+    /// A provisioned instance never started for this long destroys itself.
+    #[arg(
+        long,
+        env = "BURROW_NEVER_STARTED_TTL_MS",
+        default_value_t = 28_800_000
+    )]
+    never_started_ttl_ms: u64,
+    /// How long a start waits for the sandbox's health check.
+    #[arg(long, env = "BURROW_HEALTH_WAIT_MS", default_value_t = 120_000)]
+    health_wait_ms: u64,
+    /// Metadata recovery runs at most once per this period unless a start skips the cooldown.
+    #[arg(long, env = "BURROW_RECOVERY_COOLDOWN_MS", default_value_t = 1_800_000)]
+    recovery_cooldown_ms: u64,
+}
+
+impl Lifecycle {
+    fn config(&self) -> LifecycleConfig {
+        let ms = Duration::from_millis;
+        LifecycleConfig {
+            reconcile_running: ms(self.reconcile_running_ms),
+            reconcile_transient: ms(self.reconcile_transient_ms),
+            reconcile_idle: ms(self.reconcile_idle_ms),
+            reconcile_jitter: ms(self.reconcile_jitter_ms),
+            unhealthy_checks: self.unhealthy_checks,
+            transient_timeout: ms(self.transient_timeout_ms),
+            never_started_ttl: ms(self.never_started_ttl_ms),
+            health_wait: ms(self.health_wait_ms),
+            recovery_cooldown: ms(self.recovery_cooldown_ms),
+            ..LifecycleConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct Token {
+    #[command(flatten)]
+    secrets: Secrets,
+    /// The user the token speaks for.
+    #[arg(long)]
+    user: String,
+    /// Allow the admin routes.
+    #[arg(long)]
+    admin: bool,
+    /// Validity in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    ttl: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sandbox(args) => burrow_sandbox::main(args),
+        Command::Token(token) => print_token(&token),
+        Command::Serve(serve) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("burrow: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(serve_until_signalled(*serve))
+        }
+    }
+}
+
+fn print_token(token: &Token) -> ExitCode {
+    let user = match token.user.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("burrow token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let overrides = KeyOverrides {
+        token_secret: token.secrets.token_secret.clone(),
+        ..KeyOverrides::default()
+    };
+    match Keys::resolve(&token.secrets.data_dir, &overrides) {
+        Ok(keys) => {
+            let t = burrow_server::tokens::issue(
+                &keys.token_secret,
+                &user,
+                token.admin,
+                Duration::from_secs(token.ttl),
+            );
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("burrow token: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_until_signalled(serve: Serve) -> ExitCode {
+    let mut config = ServerConfig::new(&serve.secrets.data_dir);
+    config.listen = serve.listen;
+    config.database_url = serve.database_url.clone();
+    config.registry_timeout = Duration::from_millis(serve.registry_timeout_ms);
+    config.keys = KeyOverrides {
+        internal_api_key: serve.internal_api_key.clone(),
+        token_secret: serve.secrets.token_secret.clone(),
+        gateway_secret: serve.gateway_secret.clone(),
+    };
+    config.shards = serve.shards;
+    config.max_resident = serve.max_resident;
+    config.idle_timeout = Duration::from_millis(serve.idle_timeout_ms);
+    config.lifecycle = serve.lifecycle.config();
+    let server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("burrow serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening on http://{}", server.address());
+    println!(
+        "get a token: burrow token --user <user id> --data-dir {}",
+        serve.secrets.data_dir.display()
+    );
+    println!(
+        "the internal API key is in {}",
+        serve
+            .secrets
+            .data_dir
+            .join(burrow_server::KEYS_FILE)
+            .display()
+    );
+    let signal = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match &mut term { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    signal.await;
+    tracing::info!("signal received; draining");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,82 @@
+//! The real `burrow` binary for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use burrow::identity::{InstanceId, UserId};
+use burrow_client::{PlatformClient, ProvisionRequest};
+use burrow_testkit::server::{BurrowProcess, ServeOptions};
+
+pub struct Served {
+    pub process: BurrowProcess,
+    pub client: PlatformClient,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn serve() -> Served {
+    serve_with(|o| o).await
+}
+
+pub async fn serve_with(configure: impl FnOnce(ServeOptions) -> ServeOptions) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let options = configure(
+        ServeOptions::new(dir.path().join("data"))
+            .env("BURROW_RECONCILE_JITTER_MS", 0)
+            .env("BURROW_HEALTH_WAIT_MS", 30_000),
+    );
+    let process = BurrowProcess::start(env!("CARGO_BIN_EXE_burrow").as_ref(), options)
+        .await
+        .unwrap();
+    let client = PlatformClient::new(process.url(), process.key("internalApiKey"));
+    Served {
+        process,
+        client,
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Served {
+    pub fn url(&self) -> String {
+        self.process.url()
+    }
+
+    pub fn token(&self, user: &str, admin: bool) -> String {
+        burrow::server::tokens::issue(
+            &self.process.key("tokenSecret"),
+            &user.parse().unwrap(),
+            admin,
+            Duration::from_secs(600),
+        )
+    }
+
+    /// Provisions and waits until running.
+    pub async fn running(&self, user: &UserId, instance: Option<InstanceId>) {
+        let mut request = ProvisionRequest::new(user);
+        request.instance_id = instance;
+        self.client.provision(&request).await.unwrap();
+        self.wait_status(user, instance, "running").await;
+    }
+
+    pub async fn wait_status(&self, user: &UserId, instance: Option<InstanceId>, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.client.status(user, instance).await.unwrap();
+            if s.status.as_deref() == Some(status) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {status}: {s:?}\n{}",
+                self.process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn user(name: &str) -> UserId {
+    name.parse().unwrap()
+}
