@@ -356,4 +356,35 @@ async fn platform_lifecycle_through_the_typed_client() {
         .unwrap();
     assert_eq!(listed["instances"].as_array().unwrap().len(), 0, "{listed}");
     assert!(s.process.sandbox_pids().is_empty());
+
+    // Operations endpoints: health, and metrics from the runtime, the registry and HTTP.
+    let health: Value = s
+        .http
+        .get(format!("{}/healthz", s.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok"}));
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "burrow_activations_total",
+        "burrow_registry_operations_total{op=\"create_instance\",outcome=\"ok\"}",
+        "burrow_http_requests_total{method=\"POST\",route=\"/api/platform/provision\",status=\"201\"}",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from /metrics:\n{metrics}"
+        );
+    }
 }
