@@ -569,7 +569,20 @@ impl<A: Actor> Live<A> {
             .catch_unwind()
             .await;
         let outcome = match handled {
-            Ok(Ok(response)) => self.finish().await.map(|()| response),
+            Ok(Ok(response)) => {
+                if let Some(delay) = crate::faults::ack_before_commit() {
+                    // Broken on purpose (fault injection in tests only): reply, then commit.
+                    send(Ok(response));
+                    tokio::time::sleep(delay).await;
+                    return match self.finish().await {
+                        Err(failure) if failure.discard => Fate::Discard {
+                            corrupt: failure.corrupt,
+                        },
+                        _ => Fate::Keep,
+                    };
+                }
+                self.finish().await.map(|()| response)
+            }
             Ok(Err(abort)) => Err(self.roll_back(Ok(abort))),
             Err(panic) => Err(self.roll_back(Err(panic))),
         };

@@ -21,3 +21,23 @@ pub(crate) fn catalog_delay() {
 
 #[cfg(not(feature = "faults"))]
 pub(crate) fn catalog_delay() {}
+
+/// `BURROW_FAULT_ACK_BEFORE_COMMIT_MS`: breaks the output gate on purpose — a request turn's
+/// reply is sent *before* its commit, which then waits this long. The crash suites run with it
+/// to prove that they notice lost acknowledged writes.
+#[cfg(feature = "faults")]
+pub(crate) fn ack_before_commit() -> Option<std::time::Duration> {
+    use std::sync::OnceLock;
+    static DELAY: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("BURROW_FAULT_ACK_BEFORE_COMMIT_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    })
+}
+
+#[cfg(not(feature = "faults"))]
+pub(crate) fn ack_before_commit() -> Option<std::time::Duration> {
+    None
+}

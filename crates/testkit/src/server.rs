@@ -246,13 +246,24 @@ fn spawn(binary: &Path, options: &ServeOptions) -> Result<(Child, SocketAddr), S
     }
 }
 
-/// Pids recorded in `<data dir>/sandboxes/machines/*/machine.json` whose process still runs
-/// with the recorded start time.
-pub fn sandbox_pids(data_dir: &Path) -> Vec<i32> {
+/// A sandbox process recorded in a data directory that still runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxProcess {
+    /// Its pid (also its process group).
+    pub pid: i32,
+    /// The machine id.
+    pub machine_id: String,
+    /// The sandbox id it is labelled with.
+    pub sandbox_id: String,
+}
+
+/// The sandbox processes recorded in `<data dir>/sandboxes/machines/*/machine.json` whose
+/// process still runs with the recorded start time.
+pub fn sandboxes(data_dir: &Path) -> Vec<SandboxProcess> {
     let Ok(entries) = std::fs::read_dir(data_dir.join("sandboxes").join("machines")) else {
         return Vec::new();
     };
-    let mut pids = Vec::new();
+    let mut found = Vec::new();
     for entry in entries.flatten() {
         let Ok(bytes) = std::fs::read(entry.path().join("machine.json")) else {
             continue;
@@ -265,10 +276,22 @@ pub fn sandbox_pids(data_dir: &Path) -> Vec<i32> {
             continue;
         };
         if start_time(pid as i32) == Some(started) {
-            pids.push(pid as i32);
+            found.push(SandboxProcess {
+                pid: pid as i32,
+                machine_id: record["id"].as_str().unwrap_or_default().to_owned(),
+                sandbox_id: record["labels"]["sandboxId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
         }
     }
-    pids
+    found
+}
+
+/// The pids of [`sandboxes`].
+pub fn sandbox_pids(data_dir: &Path) -> Vec<i32> {
+    sandboxes(data_dir).into_iter().map(|s| s.pid).collect()
 }
 
 /// A process's start time from /proc (`None` if it is gone or a zombie).
