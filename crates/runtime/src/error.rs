@@ -13,8 +13,11 @@ pub enum ErrorKind {
     ActorReset,
     /// The runtime is shutting down or has shut down. Retryable, elsewhere or later.
     ShuttingDown,
-    /// A transient storage failure (I/O error, disk full, busy file). Retryable.
+    /// A transient storage failure (I/O error, busy file). Retryable.
     TransientIo,
+    /// The disk (or the file system's quota) is full: nothing was written. Not retryable at
+    /// once — it succeeds again only after space is freed.
+    StorageFull,
     /// The actor's mailbox is full. Not retryable: retrying adds to the overload.
     Overloaded,
     /// The request itself was refused as invalid. Not retryable.
@@ -38,6 +41,7 @@ impl ErrorKind {
             ErrorKind::ActorReset => "actor reset",
             ErrorKind::ShuttingDown => "runtime shutting down",
             ErrorKind::TransientIo => "transient storage error",
+            ErrorKind::StorageFull => "storage full",
             ErrorKind::Overloaded => "actor overloaded",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::ActorFailed => "actor failed",
@@ -77,9 +81,10 @@ impl CallError {
 pub(crate) fn storage_error_kind(e: &rusqlite::Error) -> ErrorKind {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
-        Some(
-            SystemIoFailure | DiskFull | DatabaseBusy | DatabaseLocked | OutOfMemory | CannotOpen,
-        ) => ErrorKind::TransientIo,
+        Some(DiskFull) => ErrorKind::StorageFull,
+        Some(SystemIoFailure | DatabaseBusy | DatabaseLocked | OutOfMemory | CannotOpen) => {
+            ErrorKind::TransientIo
+        }
         Some(DatabaseCorrupt | NotADatabase) => ErrorKind::ActorReset,
         _ => ErrorKind::ActorFailed,
     }

@@ -97,6 +97,11 @@ impl ApiError {
     pub fn from_call(operation: &str, e: CallError) -> ApiError {
         match e.kind() {
             ErrorKind::Overloaded => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Overloaded"),
+            ErrorKind::StorageFull => {
+                tracing::error!(operation, error = %e, "storage full");
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "Insufficient storage")
+                    .details("the server's disk is full; nothing was written")
+            }
             ErrorKind::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
             }
