@@ -154,6 +154,9 @@ fn main() -> ExitCode {
                 )
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                // A log that cannot be written (a full disk) must not take requests down:
+                // by default the subscriber reports that with eprintln!, which panics then.
+                .log_internal_errors(false)
                 .init();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
