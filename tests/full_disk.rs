@@ -88,7 +88,7 @@ async fn a_full_disk_refuses_writes_clearly_loses_nothing_acknowledged_and_recov
     );
     let url = |p: &str| format!("{}{p}?instanceId={id}", process.url());
     let mut acknowledged: Vec<(String, String)> = Vec::new();
-    let mut write = |n: usize| {
+    let write = |n: usize| {
         let (http, url, token) = (http.clone(), url("/api/user/config"), token.clone());
         async move {
             let key = format!("K{n}");
