@@ -112,12 +112,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
                     .details(format!("the limit is {MAX_BODY} bytes"))
             })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(bytes)
+        // JSON is UTF-8 (RFC 8259); serde would skip over bad bytes in fields it ignores.
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            ApiError::bad_request("Invalid request body").details(format!("not UTF-8: {e}"))
+        })?;
+        let text = if text.trim().is_empty() { "{}" } else { text };
+        serde_json::from_str(text)
             .map(Json)
             .map_err(|e| ApiError::bad_request("Invalid request body").details(e.to_string()))
     }
