@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use burrow_identity::{InstanceId, OrgId, SandboxId, UserId};
 use burrow_runtime::{Abort, Actor, Context, Namespace, Options, Runtime};
 use burrow_state::{
-    DestroyError, ErrorNote, FIELDS, InstanceState, Loaded, MachineSize, QUARANTINE_PREFIX,
-    RestoreSource, SecretEnvelope, Status, Update,
+    DestroyError, ErrorNote, FIELDS, IDENTITY_FIELDS, InstanceState, Loaded, MachineSize,
+    QUARANTINE_PREFIX, RestoreSource, SecretEnvelope, Status, Update,
 };
 use proptest::prelude::*;
 
@@ -309,6 +309,49 @@ proptest! {
                 prop_assert!(expected.validate().is_err(), "{}", reason);
                 prop_assert_eq!(stored, base);
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Whatever bytes a field holds, loading never fails or panics and never silently resets:
+    /// an identity field that does not decode makes the state lost with nothing rewritten; any
+    /// other keeps its raw bytes aside and lists itself as quarantined.
+    #[test]
+    fn arbitrary_stored_bytes_never_silently_reset_a_state(
+        field in proptest::sample::select(FIELDS.to_vec()),
+        bytes in prop::collection::vec(any::<u8>(), 0..48),
+    ) {
+        exec("fuzz", Op::Reset);
+        exec("fuzz", Op::RawPut(format!("{QUARANTINE_PREFIX}{field}"), Vec::new()));
+        exec("fuzz", Op::Create(Box::new(provisioned())));
+        let key = format!("state/{field}");
+        exec("fuzz", Op::RawPut(key.clone(), bytes.clone()));
+        match load("fuzz") {
+            Loaded::Lost { failures } => {
+                prop_assert!(IDENTITY_FIELDS.contains(&field), "{} made the state lost", field);
+                prop_assert_eq!(failures.iter().map(|f| f.field).collect::<Vec<_>>(), vec![field]);
+                match exec("fuzz", Op::RawGet(key)) {
+                    Out::Raw(raw) => prop_assert_eq!(raw, Some(bytes)),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Loaded::State { state, failures } if failures.is_empty() => {
+                // The bytes happened to decode: the state is whatever they say, never empty.
+                prop_assert!(state.user_id.is_some() || field == "user_id");
+            }
+            Loaded::State { state, failures } => {
+                prop_assert!(!IDENTITY_FIELDS.contains(&field));
+                prop_assert_eq!(failures.iter().map(|f| f.field).collect::<Vec<_>>(), vec![field]);
+                prop_assert!(state.quarantined_fields.iter().any(|f| f == field));
+                match exec("fuzz", Op::RawGet(format!("{QUARANTINE_PREFIX}{field}"))) {
+                    Out::Raw(raw) => prop_assert_eq!(raw, Some(bytes)),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Loaded::Empty => prop_assert!(false, "a stored state loaded as empty"),
         }
     }
 }
