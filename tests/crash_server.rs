@@ -166,9 +166,11 @@ impl Suite {
     /// Waits until no instance is starting or restarting, and restarts stopped ones.
     async fn settle(&self, report: &mut Report) {
         let client = self.client();
-        let deadline =
-            Instant::now() + Duration::from_millis(TRANSIENT_TIMEOUT_MS) + Duration::from_secs(20);
         for t in &self.targets {
+            // Its timeout, a reconcile period, and a start of its own.
+            let deadline = Instant::now()
+                + Duration::from_millis(TRANSIENT_TIMEOUT_MS)
+                + Duration::from_secs(15);
             loop {
                 let status = client
                     .status(&t.user, t.instance)
@@ -184,9 +186,12 @@ impl Suite {
                     _ => {}
                 }
                 if Instant::now() > deadline {
-                    report
-                        .lost
-                        .push(format!("{} stayed {status} past its timeout", t.label()));
+                    let debug = client.debug_status(&t.user, t.instance).await.ok();
+                    report.lost.push(format!(
+                        "{} stayed {status} past its timeout: {}",
+                        t.label(),
+                        debug.map_or_else(String::new, |d| d.to_string())
+                    ));
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -387,12 +392,15 @@ async fn nothing_acknowledged_is_lost_across_kill_9() {
     let mut suite = Suite::start(None).await;
     let report = suite.rounds(rounds, false).await;
     eprintln!("{report:?}");
-    assert!(
-        report.lost.is_empty(),
-        "lost: {:#?}\nlog:\n{}",
-        report.lost,
-        suite.process.log()
-    );
+    if !report.lost.is_empty() {
+        let log = suite.process.log();
+        let tail: Vec<&str> = log.lines().rev().take(200).collect();
+        panic!(
+            "lost: {:#?}\nlog (last 200 lines, newest first):\n{}",
+            report.lost,
+            tail.join("\n")
+        );
+    }
     assert!(report.corrupt.is_empty(), "corrupt: {:#?}", report.corrupt);
     assert_eq!(report.kills, rounds);
     assert!(report.acknowledged > 0 && report.files_checked >= rounds * suite.targets.len());
