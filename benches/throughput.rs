@@ -5,9 +5,15 @@
 //! - `BURROW_BENCH_ACTORS` — actors per cold/re-activation run (default 20,000);
 //! - `BURROW_BENCH_CALLS` — calls per warm run (default 20,000);
 //! - `BURROW_BENCH_CONCURRENCY` — comma-separated caller counts (default `1,16,64,256`);
-//! - `BURROW_BENCH_MODES` — `process`, `machine` or both (default both).
+//! - `BURROW_BENCH_MODES` — `process`, `machine` or both (default both);
+//! - `BURROW_BENCH_RESTORE` — instances restored from PostgreSQL per restore run (default 2,000;
+//!   0 skips the scenario, which starts a throwaway PostgreSQL cluster);
+//! - `BURROW_BENCH_SCALE=1` — also run the scale scenario (process mode): cold activation with
+//!   10,000 vs `BURROW_BENCH_SCALE_ACTORS` (default 1,000,000) actors already on disk; checks
+//!   free disk space first.
 //!
-//! Writes a table to stdout and `target/burrow-bench/results.json`.
+//! Writes a table to stdout, `target/burrow-bench/results.json` and
+//! `target/burrow-bench/throughput.svg` (rate against concurrency, one panel per scenario).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -245,6 +251,206 @@ fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The restore scenario: `n` instances registered in PostgreSQL whose actor files were
+/// deleted, each restored by its first call; and the baseline doing the same visible work by
+/// hand (the registry lookup, then a new SQLite file with one row per state field).
+mod restore {
+    use super::*;
+    use burrow::identity::{ActorName, InstanceId, UserId};
+    use burrow::instance::{Instances, LifecycleConfig, LocalProvider, LocalProviderConfig, Settings};
+    use burrow::restore::{AnyRegistry, NewInstance, PgRegistry, Registry as _};
+
+    pub struct Fixture {
+        pub registry: AnyRegistry,
+        pub ids: Vec<InstanceId>,
+        _db: burrow_testkit::pg::TestDatabase,
+    }
+
+    pub async fn fixture(n: u64) -> Fixture {
+        let db = burrow_testkit::pg::fresh_database().await;
+        let registry = AnyRegistry::Postgres(
+            PgRegistry::connect(db.url(), Duration::from_secs(30)).await.unwrap(),
+        );
+        let user: UserId = "bench".parse().unwrap();
+        let ids: Vec<InstanceId> = (0..n).map(|_| InstanceId::new_random()).collect();
+        let chunks: Vec<Vec<InstanceId>> = ids.chunks(ids.len().div_ceil(16).max(1)).map(<[_]>::to_vec).collect();
+        let mut tasks = Vec::new();
+        for chunk in chunks {
+            let (registry, user) = (registry.clone(), user.clone());
+            tasks.push(tokio::spawn(async move {
+                for id in chunk {
+                    registry
+                        .create_instance(&NewInstance::instance_keyed(id, user.clone(), None))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        Fixture { registry, ids, _db: db }
+    }
+
+    fn instances(runtime: &Runtime, registry: &AnyRegistry, dir: &Path) -> Instances<LocalProvider> {
+        let provider = LocalProvider::new(LocalProviderConfig::new(dir.join("sandboxes"), vec!["true".into()])).unwrap();
+        Instances::open(
+            runtime,
+            Settings {
+                registry: registry.clone(),
+                provider,
+                lifecycle: LifecycleConfig::default(),
+                server_key: burrow::instance::secrets::ServerKey::generate(),
+                gateway_secret: b"bench".to_vec(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// Restores per second: materialise every instance once, close the runtime, delete the
+    /// actor files, reopen, and time the first call of each.
+    pub async fn burrow(f: &Fixture, dir: &Path, durability: Durability, concurrency: usize) -> f64 {
+        let options = || Options::new(dir.join("rt")).durability(durability).max_resident(1_000);
+        let runtime = Runtime::open(options()).unwrap();
+        let inst = instances(&runtime, &f.registry, dir);
+        calls(&inst, &f.ids, 64).await;
+        runtime.shutdown(Duration::from_secs(60)).await;
+        std::fs::remove_dir_all(dir.join("rt/actors")).unwrap();
+        let runtime = Runtime::open(options()).unwrap();
+        let inst = instances(&runtime, &f.registry, dir);
+        let started = Instant::now();
+        calls(&inst, &f.ids, concurrency).await;
+        let rate = f.ids.len() as f64 / started.elapsed().as_secs_f64();
+        runtime.shutdown(Duration::from_secs(60)).await;
+        rate
+    }
+
+    async fn calls(inst: &Instances<LocalProvider>, ids: &[InstanceId], concurrency: usize) {
+        let next = Arc::new(AtomicU64::new(0));
+        let ids = Arc::new(ids.to_vec());
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (inst, ids, next) = (inst.clone(), ids.clone(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        if i >= ids.len() {
+                            break;
+                        }
+                        let status = inst.get(&ActorName::Instance(ids[i])).status().await.unwrap();
+                        assert!(status.status.is_some());
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+    }
+
+    /// The same visible work by hand: look the row up, create the file, write the fields.
+    pub async fn baseline(f: &Fixture, dir: &Path, durability: Durability, concurrency: usize) -> f64 {
+        let fields = burrow::state::FIELDS.len();
+        let next = Arc::new(AtomicU64::new(0));
+        let ids = Arc::new(f.ids.clone());
+        let dir = Arc::new(dir.join("baseline-restore"));
+        std::fs::create_dir_all(&*dir).unwrap();
+        let started = Instant::now();
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (registry, ids, next, dir) = (f.registry.clone(), ids.clone(), next.clone(), dir.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        if i >= ids.len() {
+                            break;
+                        }
+                        let row = registry.get(ids[i]).await.unwrap().unwrap();
+                        let path = dir.join(format!("{}.db", row.id));
+                        tokio::task::spawn_blocking(move || {
+                            let conn = baseline_connect(&path, true, durability);
+                            conn.execute_batch("BEGIN; CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v BLOB)").unwrap();
+                            for field in 0..fields {
+                                conn.execute("INSERT OR REPLACE INTO t VALUES (?1, ?2)", rusqlite::params![format!("f{field}"), &ROW[..16]]).unwrap();
+                            }
+                            conn.execute_batch("COMMIT").unwrap();
+                        })
+                        .await
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+        f.ids.len() as f64 / started.elapsed().as_secs_f64()
+    }
+}
+
+/// Free bytes on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    let stat = nix::sys::statvfs::statvfs(dir).unwrap();
+    stat.blocks_available() as u64 * stat.fragment_size() as u64
+}
+
+/// Draws rate against concurrency, one panel per scenario: Burrow and its baseline per mode.
+fn plot(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in rows {
+        if !scenarios.contains(&r.scenario.as_str()) {
+            scenarios.push(&r.scenario);
+        }
+    }
+    let columns = 2;
+    let panels = scenarios.len().max(1);
+    let height = 320 * panels.div_ceil(columns) as u32;
+    let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((panels.div_ceil(columns), columns));
+    for (scenario, area) in scenarios.iter().zip(areas) {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.scenario == *scenario).collect();
+        let max_c = mine.iter().map(|r| r.concurrency).max().unwrap_or(1).max(2) as f64;
+        let max_rate = mine.iter().map(|r| r.rate.max(r.baseline)).fold(1.0, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(*scenario, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(64)
+            .build_cartesian_2d((1f64..max_c).log_scale(), 0f64..max_rate)?;
+        chart
+            .configure_mesh()
+            .x_desc("concurrent callers")
+            .y_desc("per second")
+            .draw()?;
+        for (mode, colour) in [("process", BLUE), ("machine", RED)] {
+            let series: Vec<&&Row> = mine.iter().filter(|r| r.mode == mode).collect();
+            if series.is_empty() {
+                continue;
+            }
+            let burrow: Vec<(f64, f64)> = series.iter().map(|r| (r.concurrency.max(1) as f64, r.rate)).collect();
+            let base: Vec<(f64, f64)> = series.iter().map(|r| (r.concurrency.max(1) as f64, r.baseline)).collect();
+            chart
+                .draw_series(LineSeries::new(burrow.clone(), colour.stroke_width(2)))?
+                .label(format!("burrow, {mode}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            chart.draw_series(burrow.iter().map(|p| Circle::new(*p, 3, colour.filled())))?;
+            chart
+                .draw_series(LineSeries::new(base, colour.mix(0.45).stroke_width(1)))?
+                .label(format!("baseline, {mode}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.mix(0.45)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 struct Row {
     mode: &'static str,
     scenario: String,
@@ -331,6 +537,67 @@ fn main() {
             });
         }
     }
+    // Restore from PostgreSQL (both modes).
+    let restore_n: u64 = env("BURROW_BENCH_RESTORE", 2_000);
+    if restore_n > 0 {
+        let fixture = exec.block_on(restore::fixture(restore_n));
+        for durability in [Durability::Process, Durability::Machine] {
+            let mode = match durability {
+                Durability::Process => "process",
+                Durability::Machine => "machine",
+            };
+            if !rows.iter().any(|r| r.mode == mode) {
+                continue;
+            }
+            for &c in &sweep {
+                let dir = tempfile::tempdir().unwrap();
+                let base = exec.block_on(restore::baseline(&fixture, dir.path(), durability, c));
+                let rate = exec.block_on(restore::burrow(&fixture, dir.path(), durability, c));
+                rows.push(Row {
+                    mode,
+                    scenario: "restore from PostgreSQL".into(),
+                    concurrency: c,
+                    rate,
+                    baseline: base,
+                });
+            }
+        }
+    }
+
+    // Scale: does activation slow down with many actors on disk? (opt-in, process mode)
+    let mut scale = Vec::new();
+    if env("BURROW_BENCH_SCALE", 0u8) == 1 {
+        let target: u64 = env("BURROW_BENCH_SCALE_ACTORS", 1_000_000);
+        let dir = tempfile::tempdir().unwrap();
+        // About 12 KiB per actor on disk (database, WAL, directory entry), with margin.
+        let needed = target * 24 * 1024;
+        let free = free_bytes(dir.path());
+        if free < needed {
+            println!(
+                "scale: skipped — {target} actors need about {} GiB free, {} GiB available",
+                needed >> 30,
+                free >> 30
+            );
+        } else {
+            let measure = 10_000u64;
+            exec.block_on(async {
+                let (runtime, ns) = open(dir.path(), Durability::Process, 1_000);
+                let mut on_disk = 0u64;
+                for level in [10_000u64, target] {
+                    let fill_from = on_disk;
+                    drive(&ns, level - fill_from, 64, move |i| format!("fill{}", fill_from + i)).await;
+                    on_disk = level;
+                    let tag = level;
+                    let rate = drive(&ns, measure, 64, move |i| format!("new{tag}-{i}")).await;
+                    on_disk += measure;
+                    println!("scale: {level} actors on disk → cold activation {rate:.0}/s");
+                    scale.push((level, rate));
+                }
+                runtime.shutdown(Duration::from_secs(120)).await;
+            });
+        }
+    }
+
     let ceiling: Vec<(usize, f64)> = sweep
         .iter()
         .map(|&c| (c, exec.block_on(in_memory(1_000, calls, c))))
@@ -373,6 +640,12 @@ fn main() {
             r.rate / r.baseline
         );
     }
+    if let [(small, small_rate), (large, large_rate)] = scale[..] {
+        println!(
+            "\nscale: cold activation with {large} on disk is {:.2} of the rate with {small}",
+            large_rate / small_rate
+        );
+    }
     println!("\nin-memory ceiling (task per key + channel, 1,000 keys):");
     for (c, rate) in &ceiling {
         println!("  concurrency {c:>3}: {rate:>10.0}/s");
@@ -394,11 +667,16 @@ fn main() {
         })).collect::<Vec<_>>(),
         "in_memory_ceiling": ceiling.iter().map(|(c, r)| serde_json::json!({"concurrency": c, "rate": r})).collect::<Vec<_>>(),
         "memory": memory.iter().map(|(n, kib, fd)| serde_json::json!({"resident": n, "rss_kib_per_actor": kib, "fds_per_actor": fd})).collect::<Vec<_>>(),
+        "scale": scale.iter().map(|(n, rate)| serde_json::json!({"on_disk": n, "cold_rate": rate})).collect::<Vec<_>>(),
     });
     std::fs::write(
         out.join("results.json"),
         serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
+    match plot(&rows, &out.join("throughput.svg")) {
+        Ok(()) => println!("wrote {}", out.join("throughput.svg").display()),
+        Err(e) => println!("the plot failed: {e}"),
+    }
     println!("\nwrote {}", out.join("results.json").display());
 }
