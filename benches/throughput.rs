@@ -148,9 +148,12 @@ fn baseline_call(conn: &Connection, create: bool) {
             .unwrap();
     }
     conn.execute_batch("BEGIN").unwrap();
+    // A row that differs from call to call, as Burrow's actor writes: SQLite skips rewriting
+    // a cell with identical content, which made every baseline commit after the first a no-op
+    // (no WAL append, no fsync) until 2026-11-27.
     conn.execute(
         "INSERT OR REPLACE INTO t (k, v) VALUES ('row', ?1)",
-        [&ROW[..]],
+        [row()],
     )
     .unwrap();
     let n: i64 = conn
@@ -257,7 +260,9 @@ fn fds() -> usize {
 mod restore {
     use super::*;
     use burrow::identity::{ActorName, InstanceId, UserId};
-    use burrow::instance::{Instances, LifecycleConfig, LocalProvider, LocalProviderConfig, Settings};
+    use burrow::instance::{
+        Instances, LifecycleConfig, LocalProvider, LocalProviderConfig, Settings,
+    };
     use burrow::restore::{AnyRegistry, NewInstance, PgRegistry, Registry as _};
 
     pub struct Fixture {
@@ -269,11 +274,16 @@ mod restore {
     pub async fn fixture(n: u64) -> Fixture {
         let db = burrow_testkit::pg::fresh_database().await;
         let registry = AnyRegistry::Postgres(
-            PgRegistry::connect(db.url(), Duration::from_secs(30)).await.unwrap(),
+            PgRegistry::connect(db.url(), Duration::from_secs(30))
+                .await
+                .unwrap(),
         );
         let user: UserId = "bench".parse().unwrap();
         let ids: Vec<InstanceId> = (0..n).map(|_| InstanceId::new_random()).collect();
-        let chunks: Vec<Vec<InstanceId>> = ids.chunks(ids.len().div_ceil(16).max(1)).map(<[_]>::to_vec).collect();
+        let chunks: Vec<Vec<InstanceId>> = ids
+            .chunks(ids.len().div_ceil(16).max(1))
+            .map(<[_]>::to_vec)
+            .collect();
         let mut tasks = Vec::new();
         for chunk in chunks {
             let (registry, user) = (registry.clone(), user.clone());
@@ -289,11 +299,23 @@ mod restore {
         for t in tasks {
             t.await.unwrap();
         }
-        Fixture { registry, ids, _db: db }
+        Fixture {
+            registry,
+            ids,
+            _db: db,
+        }
     }
 
-    fn instances(runtime: &Runtime, registry: &AnyRegistry, dir: &Path) -> Instances<LocalProvider> {
-        let provider = LocalProvider::new(LocalProviderConfig::new(dir.join("sandboxes"), vec!["true".into()])).unwrap();
+    fn instances(
+        runtime: &Runtime,
+        registry: &AnyRegistry,
+        dir: &Path,
+    ) -> Instances<LocalProvider> {
+        let provider = LocalProvider::new(LocalProviderConfig::new(
+            dir.join("sandboxes"),
+            vec!["true".into()],
+        ))
+        .unwrap();
         Instances::open(
             runtime,
             Settings {
@@ -309,8 +331,17 @@ mod restore {
 
     /// Restores per second: materialise every instance once, close the runtime, delete the
     /// actor files, reopen, and time the first call of each.
-    pub async fn burrow(f: &Fixture, dir: &Path, durability: Durability, concurrency: usize) -> f64 {
-        let options = || Options::new(dir.join("rt")).durability(durability).max_resident(1_000);
+    pub async fn burrow(
+        f: &Fixture,
+        dir: &Path,
+        durability: Durability,
+        concurrency: usize,
+    ) -> f64 {
+        let options = || {
+            Options::new(dir.join("rt"))
+                .durability(durability)
+                .max_resident(1_000)
+        };
         let runtime = Runtime::open(options()).unwrap();
         let inst = instances(&runtime, &f.registry, dir);
         calls(&inst, &f.ids, 64).await;
@@ -337,7 +368,11 @@ mod restore {
                         if i >= ids.len() {
                             break;
                         }
-                        let status = inst.get(&ActorName::Instance(ids[i])).status().await.unwrap();
+                        let status = inst
+                            .get(&ActorName::Instance(ids[i]))
+                            .status()
+                            .await
+                            .unwrap();
                         assert!(status.status.is_some());
                     }
                 })
@@ -349,7 +384,12 @@ mod restore {
     }
 
     /// The same visible work by hand: look the row up, create the file, write the fields.
-    pub async fn baseline(f: &Fixture, dir: &Path, durability: Durability, concurrency: usize) -> f64 {
+    pub async fn baseline(
+        f: &Fixture,
+        dir: &Path,
+        durability: Durability,
+        concurrency: usize,
+    ) -> f64 {
         let fields = burrow::state::FIELDS.len();
         let next = Arc::new(AtomicU64::new(0));
         let ids = Arc::new(f.ids.clone());
@@ -358,7 +398,8 @@ mod restore {
         let started = Instant::now();
         let workers: Vec<_> = (0..concurrency)
             .map(|_| {
-                let (registry, ids, next, dir) = (f.registry.clone(), ids.clone(), next.clone(), dir.clone());
+                let (registry, ids, next, dir) =
+                    (f.registry.clone(), ids.clone(), next.clone(), dir.clone());
                 tokio::spawn(async move {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -369,9 +410,16 @@ mod restore {
                         let path = dir.join(format!("{}.db", row.id));
                         tokio::task::spawn_blocking(move || {
                             let conn = baseline_connect(&path, true, durability);
-                            conn.execute_batch("BEGIN; CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v BLOB)").unwrap();
+                            conn.execute_batch(
+                                "BEGIN; CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v BLOB)",
+                            )
+                            .unwrap();
                             for field in 0..fields {
-                                conn.execute("INSERT OR REPLACE INTO t VALUES (?1, ?2)", rusqlite::params![format!("f{field}"), &ROW[..16]]).unwrap();
+                                conn.execute(
+                                    "INSERT OR REPLACE INTO t VALUES (?1, ?2)",
+                                    rusqlite::params![format!("f{field}"), &ROW[..16]],
+                                )
+                                .unwrap();
                             }
                             conn.execute_batch("COMMIT").unwrap();
                         })
@@ -412,7 +460,11 @@ fn plot(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     for (scenario, area) in scenarios.iter().zip(areas) {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.scenario == *scenario).collect();
         let max_c = mine.iter().map(|r| r.concurrency).max().unwrap_or(1).max(2) as f64;
-        let max_rate = mine.iter().map(|r| r.rate.max(r.baseline)).fold(1.0, f64::max) * 1.1;
+        let max_rate = mine
+            .iter()
+            .map(|r| r.rate.max(r.baseline))
+            .fold(1.0, f64::max)
+            * 1.1;
         let mut chart = ChartBuilder::on(&area)
             .caption(*scenario, ("sans-serif", 18))
             .margin(12)
@@ -429,17 +481,27 @@ fn plot(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
             if series.is_empty() {
                 continue;
             }
-            let burrow: Vec<(f64, f64)> = series.iter().map(|r| (r.concurrency.max(1) as f64, r.rate)).collect();
-            let base: Vec<(f64, f64)> = series.iter().map(|r| (r.concurrency.max(1) as f64, r.baseline)).collect();
+            let burrow: Vec<(f64, f64)> = series
+                .iter()
+                .map(|r| (r.concurrency.max(1) as f64, r.rate))
+                .collect();
+            let base: Vec<(f64, f64)> = series
+                .iter()
+                .map(|r| (r.concurrency.max(1) as f64, r.baseline))
+                .collect();
             chart
                 .draw_series(LineSeries::new(burrow.clone(), colour.stroke_width(2)))?
                 .label(format!("burrow, {mode}"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
             chart.draw_series(burrow.iter().map(|p| Circle::new(*p, 3, colour.filled())))?;
             chart
                 .draw_series(LineSeries::new(base, colour.mix(0.45).stroke_width(1)))?
                 .label(format!("baseline, {mode}"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.mix(0.45)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.mix(0.45))
+                });
         }
         chart
             .configure_series_labels()
@@ -585,7 +647,10 @@ fn main() {
                 let mut on_disk = 0u64;
                 for level in [10_000u64, target] {
                     let fill_from = on_disk;
-                    drive(&ns, level - fill_from, 64, move |i| format!("fill{}", fill_from + i)).await;
+                    drive(&ns, level - fill_from, 64, move |i| {
+                        format!("fill{}", fill_from + i)
+                    })
+                    .await;
                     on_disk = level;
                     let tag = level;
                     let rate = drive(&ns, measure, 64, move |i| format!("new{tag}-{i}")).await;
