@@ -14,6 +14,7 @@
 //!
 //! Writes a table to stdout, `target/burrow-bench/results.json` and
 //! `target/burrow-bench/throughput.svg` (rate against concurrency, one panel per scenario).
+//! `BURROW_BENCH_PLOT_FROM=<results.json>` only re-draws the plot of an earlier run, beside it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -163,9 +164,11 @@ fn baseline_call(conn: &Connection, create: bool) {
     conn.execute_batch("COMMIT").unwrap();
 }
 
-/// Files per second, creating (or reopening) `count` files on `threads` threads.
+/// Files per second, creating (or reopening) `count` files, numbered from `first`, on
+/// `threads` threads.
 fn baseline_files(
     dir: &Path,
+    first: u64,
     count: u64,
     threads: usize,
     create: bool,
@@ -182,6 +185,7 @@ fn baseline_files(
                     if i >= count {
                         break;
                     }
+                    let i = first + i;
                     let sub = dir.join(format!("{:02x}", i % 256));
                     let _ = std::fs::create_dir(&sub);
                     let conn = baseline_connect(&sub.join(format!("{i}.db")), create, durability);
@@ -525,6 +529,31 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // Re-draw the plot of an earlier run without running anything.
+    if let Ok(json) = std::env::var("BURROW_BENCH_PLOT_FROM") {
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let rows: Vec<Row> = results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| Row {
+                mode: if r["mode"] == "machine" {
+                    "machine"
+                } else {
+                    "process"
+                },
+                scenario: r["scenario"].as_str().unwrap().to_owned(),
+                concurrency: r["concurrency"].as_u64().unwrap() as usize,
+                rate: r["rate"].as_f64().unwrap(),
+                baseline: r["baseline"].as_f64().unwrap(),
+            })
+            .collect();
+        let svg = PathBuf::from(&json).with_extension("svg");
+        plot(&rows, &svg).unwrap();
+        println!("wrote {}", svg.display());
+        return;
+    }
     let actors: u64 = env("BURROW_BENCH_ACTORS", 20_000);
     let calls: u64 = env("BURROW_BENCH_CALLS", 20_000);
     let sweep: Vec<usize> = env("BURROW_BENCH_CONCURRENCY", "1,16,64,256".to_owned())
@@ -538,6 +567,27 @@ fn main() {
     };
     let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
     let exec = executor();
+
+    // Memory per resident idle actor, first: later scenarios leave freed memory behind that
+    // new actors would reuse, which would hide their cost from an RSS difference.
+    let mut memory = Vec::new();
+    for resident in [1_000u64, 5_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let (before_rss, before_fds) = (rss_kib(), fds());
+        let (after_rss, after_fds) = exec.block_on(async {
+            let (runtime, ns) = open(dir.path(), Durability::Process, 6_000);
+            drive(&ns, resident, 64, |i| format!("m{i}")).await;
+            let measured = (rss_kib(), fds());
+            runtime.shutdown(Duration::from_secs(60)).await;
+            measured
+        });
+        memory.push((
+            resident,
+            after_rss.saturating_sub(before_rss) as f64 / resident as f64,
+            after_fds.saturating_sub(before_fds) as f64 / resident as f64,
+        ));
+    }
+
     let mut rows = Vec::new();
     for durability in modes {
         let mode = match durability {
@@ -545,8 +595,8 @@ fn main() {
             Durability::Machine => "machine",
         };
         let base_dir = tempfile::tempdir().unwrap();
-        let cold_base = baseline_files(base_dir.path(), actors, shards, true, durability);
-        let warm_files = baseline_files(base_dir.path(), actors, shards, false, durability);
+        let cold_base = baseline_files(base_dir.path(), 0, actors, shards, true, durability);
+        let warm_files = baseline_files(base_dir.path(), 0, actors, shards, false, durability);
         let warm_base = baseline_warm(base_dir.path(), calls, durability);
         drop(base_dir);
         for &c in &sweep {
@@ -628,11 +678,13 @@ fn main() {
 
     // Scale: does activation slow down with many actors on disk? (opt-in, process mode)
     let mut scale = Vec::new();
+    let mut scale_baseline: Vec<(u64, f64)> = Vec::new();
     if env("BURROW_BENCH_SCALE", 0u8) == 1 {
         let target: u64 = env("BURROW_BENCH_SCALE_ACTORS", 1_000_000);
         let dir = tempfile::tempdir().unwrap();
-        // About 12 KiB per actor on disk (database, WAL, directory entry), with margin.
-        let needed = target * 24 * 1024;
+        // About 12 KiB per actor on disk (database, WAL, directory entry), twice (Burrow and
+        // the baseline), with margin.
+        let needed = target * 48 * 1024;
         let free = free_bytes(dir.path());
         if free < needed {
             println!(
@@ -660,6 +712,30 @@ fn main() {
                 }
                 runtime.shutdown(Duration::from_secs(120)).await;
             });
+            // The same for plain files, to tell the file system's slowdown from Burrow's.
+            let base_dir = tempfile::tempdir().unwrap();
+            let mut on_disk = 0u64;
+            for level in [10_000u64, target] {
+                baseline_files(
+                    base_dir.path(),
+                    on_disk,
+                    level - on_disk,
+                    shards,
+                    true,
+                    Durability::Process,
+                );
+                let rate = baseline_files(
+                    base_dir.path(),
+                    level,
+                    measure,
+                    shards,
+                    true,
+                    Durability::Process,
+                );
+                on_disk = level + measure;
+                println!("scale: {level} plain files on disk → baseline creation {rate:.0}/s");
+                scale_baseline.push((level, rate));
+            }
         }
     }
 
@@ -667,25 +743,6 @@ fn main() {
         .iter()
         .map(|&c| (c, exec.block_on(in_memory(1_000, calls, c))))
         .collect();
-
-    // Memory per resident idle actor.
-    let mut memory = Vec::new();
-    for resident in [1_000u64, 5_000] {
-        let dir = tempfile::tempdir().unwrap();
-        let (before_rss, before_fds) = (rss_kib(), fds());
-        let (after_rss, after_fds) = exec.block_on(async {
-            let (runtime, ns) = open(dir.path(), Durability::Process, 6_000);
-            drive(&ns, resident, 64, |i| format!("m{i}")).await;
-            let measured = (rss_kib(), fds());
-            runtime.shutdown(Duration::from_secs(60)).await;
-            measured
-        });
-        memory.push((
-            resident,
-            after_rss.saturating_sub(before_rss) as f64 / resident as f64,
-            after_fds.saturating_sub(before_fds) as f64 / resident as f64,
-        ));
-    }
 
     println!(
         "\nBurrow throughput ({actors} actors, {calls} warm calls, {shards} shards; baseline: plain rusqlite on {shards} threads)\n"
@@ -710,6 +767,15 @@ fn main() {
             "\nscale: cold activation with {large} on disk is {:.2} of the rate with {small}",
             large_rate / small_rate
         );
+        if let [(_, base_small), (_, base_large)] = scale_baseline[..] {
+            println!(
+                "scale: plain file creation with {large} on disk is {:.2} of the rate with {small}; \
+                 Burrow's ratio to the baseline goes from {:.2} to {:.2}",
+                base_large / base_small,
+                small_rate / base_small,
+                large_rate / base_large
+            );
+        }
     }
     println!("\nin-memory ceiling (task per key + channel, 1,000 keys):");
     for (c, rate) in &ceiling {
@@ -732,7 +798,7 @@ fn main() {
         })).collect::<Vec<_>>(),
         "in_memory_ceiling": ceiling.iter().map(|(c, r)| serde_json::json!({"concurrency": c, "rate": r})).collect::<Vec<_>>(),
         "memory": memory.iter().map(|(n, kib, fd)| serde_json::json!({"resident": n, "rss_kib_per_actor": kib, "fds_per_actor": fd})).collect::<Vec<_>>(),
-        "scale": scale.iter().map(|(n, rate)| serde_json::json!({"on_disk": n, "cold_rate": rate})).collect::<Vec<_>>(),
+        "scale": scale.iter().zip(scale_baseline.iter().map(Some).chain(std::iter::repeat(None))).map(|((n, rate), base)| serde_json::json!({"on_disk": n, "cold_rate": rate, "baseline_rate": base.map(|b| b.1)})).collect::<Vec<_>>(),
     });
     std::fs::write(
         out.join("results.json"),
