@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::walk;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,19 +24,6 @@ fn actor_file(data: &Path, name: &ActorName) -> PathBuf {
         .join(burrow::instance::NAMESPACE)
         .join(&hex[..2])
         .join(format!("{hex}.db"))
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,3 +80,17 @@ impl Served {
 pub fn user(name: &str) -> UserId {
     name.parse().unwrap()
 }
+
+/// Every file below `dir`, recursively (nothing if it does not exist).
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
