@@ -94,6 +94,9 @@ pub async fn registry_suite<R: Registry>(registry: &R) {
         .create_instance(&legacy(&alice, None))
         .await
         .unwrap();
+    // "Oldest" needs two creation times: rows created in the same millisecond tie (and are
+    // then ordered by id, which says nothing about which came first).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let personal_new = registry
         .create_instance(&NewInstance::instance_keyed(
             InstanceId::new_random(),
