@@ -36,7 +36,15 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The proxy's HTTP client.
     pub http: Client<HttpConnector, Body>,
+    /// Owners of instance ids already seen active in the registry. An instance's owner never
+    /// changes, so this saves a registry round trip per request (the proxy's hot path) and
+    /// keeps known instances reachable while the registry is down; a destroyed instance still
+    /// answers 404, from its actor.
+    pub owners: dashmap::DashMap<burrow_identity::InstanceId, burrow_identity::UserId>,
 }
+
+/// The most owners remembered; past it the map starts over (it is only a cache).
+pub const OWNER_CACHE_LIMIT: usize = 100_000;
 
 /// The process-wide Prometheus recorder (a process has one metrics recorder).
 pub fn metrics_handle() -> PrometheusHandle {

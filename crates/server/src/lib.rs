@@ -168,6 +168,7 @@ impl Server {
             keys,
             metrics: app::metrics_handle(),
             http: app::proxy_client(),
+            owners: dashmap::DashMap::new(),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -299,11 +299,16 @@ pub(crate) async fn destroy_instance(
             == MarkOutcome::Marked;
     }
     match handle.destroy(true).await {
-        Ok(d) => Ok(axum::Json(json!({
+        Ok(d) => {
+            if let ActorName::Instance(id) = name {
+                state.owners.remove(id);
+            }
+            Ok(axum::Json(json!({
             "finalized": d.finalized,
             "destroyedUserId": d.user_id,
             "destroyedSandboxId": d.sandbox_id,
-        }))),
+            })))
+        }
         Err(e) => {
             if marked
                 && let Some(id) = row_id

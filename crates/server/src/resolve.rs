@@ -47,18 +47,29 @@ pub async fn instance(
     let name = match id {
         None => ActorName::Legacy(owner.clone()),
         Some(id) => {
-            let row = state
-                .registry
-                .get(id)
-                .await
-                .map_err(|e| ApiError::from_registry("instance lookup", e))?;
-            match row {
-                Some(row) if row.is_active() && row.sandbox_id == id.sandbox_id() => {
-                    if row.user_id != *owner {
-                        return Err(ApiError::instance_not_found());
+            let known = state.owners.get(&id).map(|o| o.clone());
+            let found = match known {
+                Some(found) => found,
+                None => {
+                    let row = state
+                        .registry
+                        .get(id)
+                        .await
+                        .map_err(|e| ApiError::from_registry("instance lookup", e))?;
+                    match row {
+                        Some(row) if row.is_active() && row.sandbox_id == id.sandbox_id() => {
+                            if state.owners.len() >= crate::app::OWNER_CACHE_LIMIT {
+                                state.owners.clear();
+                            }
+                            state.owners.insert(id, row.user_id.clone());
+                            row.user_id
+                        }
+                        _ => return Err(scope.missing()),
                     }
                 }
-                _ => return Err(scope.missing()),
+            };
+            if found != *owner {
+                return Err(ApiError::instance_not_found());
             }
             ActorName::Instance(id)
         }
