@@ -3,7 +3,7 @@
 //! Every request first makes sure the state is there: loaded from the actor's storage, or —
 //! when the runtime reports the actor's file lost, or the identity in it does not decode —
 //! restored from the registry by the actor's own name. The lifecycle operations live in
-//! `lifecycle.rs`; this file holds the dispatch, the loading and the restore.
+//! `lifecycle/`; this file holds the dispatch, the loading and the restore.
 
 use std::sync::Arc;
 
