@@ -36,6 +36,27 @@ impl Scope {
     }
 }
 
+/// The owner of instance `id`, if it has an active instance-keyed row. Owners never change,
+/// so one seen once is remembered (see [`AppState::owners`]).
+async fn owner_of(state: &AppState, id: InstanceId) -> Result<Option<UserId>, ApiError> {
+    if let Some(owner) = state.owners.get(&id) {
+        return Ok(Some(owner.clone()));
+    }
+    let row = state
+        .registry
+        .get(id)
+        .await
+        .map_err(|e| ApiError::from_registry("instance lookup", e))?
+        .filter(|row| row.is_active() && row.sandbox_id == id.sandbox_id());
+    Ok(row.map(|row| {
+        if state.owners.len() >= crate::app::OWNER_CACHE_LIMIT {
+            state.owners.clear();
+        }
+        state.owners.insert(id, row.user_id.clone());
+        row.user_id
+    }))
+}
+
 /// The instance `id` of `owner` (or, without an id, `owner`'s legacy instance). An
 /// instance-keyed id must name an active instance-keyed row of `owner` in the registry.
 pub async fn instance(
@@ -46,33 +67,11 @@ pub async fn instance(
 ) -> Result<(ActorName, InstanceRef<LocalProvider>), ApiError> {
     let name = match id {
         None => ActorName::Legacy(owner.clone()),
-        Some(id) => {
-            let known = state.owners.get(&id).map(|o| o.clone());
-            let found = match known {
-                Some(found) => found,
-                None => {
-                    let row = state
-                        .registry
-                        .get(id)
-                        .await
-                        .map_err(|e| ApiError::from_registry("instance lookup", e))?;
-                    match row {
-                        Some(row) if row.is_active() && row.sandbox_id == id.sandbox_id() => {
-                            if state.owners.len() >= crate::app::OWNER_CACHE_LIMIT {
-                                state.owners.clear();
-                            }
-                            state.owners.insert(id, row.user_id.clone());
-                            row.user_id
-                        }
-                        _ => return Err(scope.missing()),
-                    }
-                }
-            };
-            if found != *owner {
-                return Err(ApiError::instance_not_found());
-            }
-            ActorName::Instance(id)
-        }
+        Some(id) => match owner_of(state, id).await? {
+            None => return Err(scope.missing()),
+            Some(found) if found != *owner => return Err(ApiError::instance_not_found()),
+            Some(_) => ActorName::Instance(id),
+        },
     };
     let handle = state.instances.get(&name);
     Ok((name, handle))
@@ -83,14 +82,10 @@ pub async fn any_instance(
     state: &AppState,
     id: InstanceId,
 ) -> Result<(ActorName, InstanceRef<LocalProvider>, UserId), ApiError> {
-    let row = state
-        .registry
-        .get(id)
-        .await
-        .map_err(|e| ApiError::from_registry("instance lookup", e))?
-        .filter(|row| row.is_active() && row.sandbox_id == id.sandbox_id())
+    let owner = owner_of(state, id)
+        .await?
         .ok_or_else(ApiError::instance_not_found)?;
     let name = ActorName::Instance(id);
     let handle = state.instances.get(&name);
-    Ok((name, handle, row.user_id))
+    Ok((name, handle, owner))
 }
