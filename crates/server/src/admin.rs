@@ -39,6 +39,15 @@ fn limit(given: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
+/// A page cursor: the last id of the previous page.
+fn cursor<T: std::str::FromStr>(text: Option<&str>) -> Result<Option<T>, ApiError> {
+    text.map(|c| {
+        c.parse()
+            .map_err(|_| ApiError::bad_request("Invalid cursor"))
+    })
+    .transpose()
+}
+
 fn path_id(text: &str) -> Result<InstanceId, ApiError> {
     text.parse().map_err(|_| ApiError::invalid_instance_id())
 }
@@ -58,14 +67,7 @@ async fn list(
     Params(query): Params<ListQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let limit = limit(query.limit)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<InstanceId>()
-                .map_err(|_| ApiError::bad_request("Invalid cursor"))
-        })
-        .transpose()?;
+    let after = cursor::<InstanceId>(query.cursor.as_deref())?;
     let rows = match (query.user_id.as_deref(), query.org_id.as_deref()) {
         (Some(user), None) => {
             let user = user_id(Some(user))?;
@@ -150,14 +152,7 @@ async fn actors(
     Params(query): Params<ActorsQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let limit = limit(query.limit)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse()
-                .map_err(|_| ApiError::bad_request("Invalid cursor"))
-        })
-        .transpose()?;
+    let after = cursor(query.cursor.as_deref())?;
     let records = state
         .runtime
         .catalog()
