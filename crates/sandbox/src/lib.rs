@@ -33,6 +33,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use futures_util::StreamExt as _;
 use serde_json::json;
+use subtle::ConstantTimeEq as _;
 
 /// The header a request must carry, holding the gateway token.
 pub const TOKEN_HEADER: &str = "x-burrow-proxy-token";
@@ -144,21 +145,11 @@ async fn health(booted_at: std::time::Instant) -> Response {
     Json(json!({"status": "ok", "sandboxId": sandbox_id})).into_response()
 }
 
-/// Compares in time independent of where the first difference is.
-fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 async fn echo(State(token): State<Arc<String>>, request: Request) -> Response {
     let authorised = request
         .headers()
         .get(TOKEN_HEADER)
-        .is_some_and(|given| same_token(given.as_bytes(), token.as_bytes()));
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())));
     if !authorised {
         return (
             StatusCode::UNAUTHORIZED,

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use burrow_identity::{InstanceId, UserId};
 use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq as _;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -20,16 +21,6 @@ pub const MAX_BODY: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct Platform;
 
-/// Compares in time independent of where the first difference is.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 impl FromRequestParts<Arc<AppState>> for Platform {
     type Rejection = ApiError;
 
@@ -37,10 +28,9 @@ impl FromRequestParts<Arc<AppState>> for Platform {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let ok = parts
-            .headers
-            .get("x-internal-api-key")
-            .is_some_and(|k| same_secret(k.as_bytes(), state.keys.internal_api_key.as_bytes()));
+        let ok = parts.headers.get("x-internal-api-key").is_some_and(|k| {
+            bool::from(k.as_bytes().ct_eq(state.keys.internal_api_key.as_bytes()))
+        });
         if ok {
             Ok(Platform)
         } else {
