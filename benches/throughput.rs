@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use burrow_runtime::{Abort, Actor, Context, Durability, Namespace, Options, Runtime};
+use burrow_runtime::{
+    Abort, Actor, Context, Durability, Handler, Message, Namespace, Options, Runtime,
+};
 use rusqlite::{Connection, OpenFlags};
 
 const ROW: [u8; 200] = [0x5A; 200];
@@ -45,14 +47,20 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// The benchmark actor: one call writes a ~200-byte row and reads it back.
 struct Bench;
 
-impl Actor for Bench {
-    type Request = ();
-    type Response = usize;
+impl Actor for Bench {}
 
-    async fn handle(&mut self, ctx: &mut Context<Self>, (): ()) -> Result<usize, Abort> {
+/// Writes the row and reads it back; replies with its length.
+struct Touch;
+
+impl Message for Touch {
+    type Reply = usize;
+}
+
+impl Handler<Touch> for Bench {
+    async fn handle(&mut self, ctx: &mut Context<Self>, _: Touch) -> Result<usize, Abort> {
         let storage = ctx.storage();
         storage.put("row", &row())?;
-        Ok(storage.get("row")?.map_or(0, |v| v.len()))
+        Ok(storage.get::<Vec<u8>>("row")?.map_or(0, |v| v.len()))
     }
 }
 
@@ -83,7 +91,7 @@ async fn drive(
                     if i >= calls {
                         break;
                     }
-                    let n = ns.get_by_name(&target(i)).call(()).await.unwrap();
+                    let n = ns.get_by_name(&target(i)).call(Touch).await.unwrap();
                     assert_eq!(n, ROW.len());
                 }
             })

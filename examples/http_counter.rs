@@ -20,39 +20,54 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use burrow::runtime::{Abort, Actor, Context, Durability, Namespace, Options, Runtime};
+use burrow::runtime::{
+    Abort, Actor, Context, Durability, Handler, Message, Namespace, Options, Runtime,
+};
 use serde_json::json;
 
-/// Increment (`true`) or read (`false`).
 struct Counter;
 
-impl Actor for Counter {
-    type Request = bool;
-    type Response = i64;
+/// Adds one; replies with the new value.
+struct Increment;
 
-    async fn handle(&mut self, ctx: &mut Context<Self>, increment: bool) -> Result<i64, Abort> {
-        let sql = ctx.storage().sql();
-        if increment {
-            sql.execute_batch(
-                "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
-            )?;
-            Ok(sql.query_row(
-                "INSERT INTO counter (id, value) VALUES (1, 1)
-                 ON CONFLICT (id) DO UPDATE SET value = value + 1 RETURNING value",
-                [],
-                |r| r.get(0),
-            )?)
-        } else {
-            let exists: bool = sql.query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'counter'",
-                [],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Ok(0);
-            }
-            Ok(sql.query_row("SELECT value FROM counter WHERE id = 1", [], |r| r.get(0))?)
-        }
+impl Message for Increment {
+    type Reply = i64;
+}
+
+/// Reads the value.
+struct Read;
+
+impl Message for Read {
+    type Reply = i64;
+}
+
+impl Actor for Counter {
+    async fn on_activate(&mut self, ctx: &mut Context<Self>) -> Result<(), Abort> {
+        ctx.storage().sql().execute_batch(
+            "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+        )?;
+        Ok(())
+    }
+}
+
+impl Handler<Increment> for Counter {
+    async fn handle(&mut self, ctx: &mut Context<Self>, _: Increment) -> Result<i64, Abort> {
+        Ok(ctx.storage().sql().query_row(
+            "INSERT INTO counter (id, value) VALUES (1, 1)
+             ON CONFLICT (id) DO UPDATE SET value = value + 1 RETURNING value",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+impl Handler<Read> for Counter {
+    async fn handle(&mut self, ctx: &mut Context<Self>, _: Read) -> Result<i64, Abort> {
+        Ok(ctx.storage().sql().query_row(
+            "SELECT coalesce(max(value), 0) FROM counter WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?)
     }
 }
 
@@ -64,7 +79,13 @@ async fn call(ns: &Namespace<Counter>, name: &str, increment: bool) -> Response 
         )
             .into_response();
     }
-    match ns.get_by_name(name).call(increment).await {
+    let stub = ns.get_by_name(name);
+    let outcome = if increment {
+        stub.call(Increment).await
+    } else {
+        stub.call(Read).await
+    };
+    match outcome {
         Ok(value) => Json(json!({"name": name, "value": value})).into_response(),
         Err(e) => {
             let status = if e.is_retryable() {

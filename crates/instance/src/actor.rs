@@ -1,20 +1,23 @@
 //! The instance actor: one per instance (or per legacy user), holding its persisted state.
 //!
-//! Every request first makes sure the state is there: loaded from the actor's storage, or —
-//! when the runtime reports the actor's file lost, or the identity in it does not decode —
-//! restored from the registry by the actor's own name. The lifecycle operations live in
-//! `lifecycle/`; this file holds the dispatch, the loading and the restore.
+//! Activation loads the state from the actor's storage; when the runtime reports the actor's
+//! file lost, or the identity in it does not decode, the first turn that needs the state
+//! restores it from the registry by the actor's own name. The lifecycle operations live in
+//! `lifecycle/`, the message handlers in `handlers.rs`; this file holds the loading and the
+//! restore.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use burrow_identity::ActorName;
 use burrow_restore::RegistryError;
-use burrow_runtime::{Abort, Actor, Alarm, Context};
+use burrow_runtime::alarm::Alarm;
+use burrow_runtime::{Abort, Actor, Context};
 use burrow_state::{
     FIELDS, InstanceState, KEY_PREFIX, Loaded, QUARANTINE_PREFIX, StateError, Status, Update,
 };
 
-use crate::protocol::{InstanceError, Reply, Request};
+use crate::protocol::InstanceError;
 use crate::provider::{MachineState, SandboxProvider, best_machine};
 use crate::services::Services;
 
@@ -28,12 +31,25 @@ pub(crate) const RECONCILE_ALARM: &str = "reconcile";
 /// What one call answers.
 pub(crate) type Outcome<T> = Result<Result<T, InstanceError>, Abort>;
 
+/// What the actor knows of its state, decided at activation and kept up to date by every
+/// turn that writes it.
+#[derive(Debug)]
+pub(crate) enum Known {
+    /// Not provisioned (nothing stored, and nothing to restore).
+    NotProvisioned,
+    /// Provisioned: the state as last loaded or written.
+    Provisioned(Box<InstanceState>),
+    /// Not usable yet: the state must first be restored from the registry. `reported_loss`:
+    /// the loss is certain (the runtime reported it, the identity did not decode, or a restore
+    /// is pending); otherwise the actor was simply never seen here and only asks.
+    NeedsRestore { reported_loss: bool },
+}
+
 /// The actor. Created by [`Instances`](crate::Instances); not used directly.
 pub struct InstanceActor<P> {
     pub(crate) services: Arc<Services<P>>,
     pub(crate) name: ActorName,
-    /// The state as last loaded or written; `None` until loaded.
-    pub(crate) cached: Option<Option<InstanceState>>,
+    pub(crate) known: Known,
     /// The current start or restart; reports from older ones are stale.
     pub(crate) attempt: u64,
     /// The attempt whose background work is still running, if any. A status of starting
@@ -46,20 +62,17 @@ impl<P: SandboxProvider> InstanceActor<P> {
         InstanceActor {
             services,
             name,
-            cached: None,
+            // Until `on_activate` has looked, nothing is served.
+            known: Known::NeedsRestore {
+                reported_loss: false,
+            },
             attempt: 0,
             in_flight: None,
         }
     }
 
-    /// The state, loading or restoring it first. `Ok(None)`: not provisioned.
-    pub(crate) async fn state(
-        &mut self,
-        ctx: &mut Context<Self>,
-    ) -> Result<Result<Option<InstanceState>, InstanceError>, Abort> {
-        if let Some(cached) = &self.cached {
-            return Ok(Ok(cached.clone()));
-        }
+    /// Decides, from the actor's own storage, what it knows of its state (see [`Known`]).
+    fn load(&self, ctx: &Context<Self>) -> Result<Known, Abort> {
         let storage = ctx.storage();
         let lost = match InstanceState::load(storage).map_err(state_abort)? {
             // A provisioned state without its identity cannot be served: restore it.
@@ -75,12 +88,11 @@ impl<P: SandboxProvider> InstanceActor<P> {
                     tracing::warn!(actor = %self.name, field = f.field, reason = %f.reason,
                         "a state field did not decode; its bytes were set aside");
                 }
-                self.cached = Some(Some(*state));
-                return Ok(Ok(self.cached.clone().flatten()));
+                return Ok(Known::Provisioned(state));
             }
             Loaded::Empty
                 if ctx.info().lost_state().is_some()
-                    || storage.get(RESTORE_PENDING_KEY)?.is_some() =>
+                    || storage.get::<Vec<u8>>(RESTORE_PENDING_KEY)?.is_some() =>
             {
                 true
             }
@@ -89,31 +101,38 @@ impl<P: SandboxProvider> InstanceActor<P> {
             // row is found. (A legacy actor does not: its fallback to the user's personal
             // instance could make two actors drive one sandbox.)
             Loaded::Empty if matches!(self.name, ActorName::Instance(_)) => {
-                let restored = self.restore(ctx, false).await?;
-                if let Ok(state) = &restored {
-                    self.cached = Some(state.clone());
-                }
-                return Ok(restored);
+                return Ok(Known::NeedsRestore {
+                    reported_loss: false,
+                });
             }
-            Loaded::Empty => false,
+            Loaded::Empty => return Ok(Known::NotProvisioned),
             Loaded::Lost { failures } => {
                 tracing::warn!(actor = %self.name, ?failures, "identity does not decode; restoring");
                 true
             }
         };
-        if !lost {
-            self.cached = Some(None);
-            return Ok(Ok(None));
-        }
+        debug_assert!(lost);
         // Remember the loss in the file itself: if the restore cannot finish now, a later
         // turn must still try, whatever happens to this activation.
         storage.put(RESTORE_PENDING_KEY, b"1")?;
-        match self.restore(ctx, true).await? {
-            Ok(state) => {
-                self.cached = Some(state.clone());
-                Ok(Ok(state))
+        Ok(Known::NeedsRestore {
+            reported_loss: true,
+        })
+    }
+
+    /// The state, restoring it first if it must be. `Ok(None)`: not provisioned.
+    pub(crate) async fn state(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> Result<Result<Option<InstanceState>, InstanceError>, Abort> {
+        match &self.known {
+            Known::NotProvisioned => Ok(Ok(None)),
+            Known::Provisioned(state) => Ok(Ok(Some((**state).clone()))),
+            Known::NeedsRestore { reported_loss } => {
+                let reported_loss = *reported_loss;
+                // A failed restore leaves `known` as it is: the next turn tries again.
+                self.restore(ctx, reported_loss).await
             }
-            Err(e) => Ok(Err(e)),
         }
     }
 
@@ -137,6 +156,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
                     tracing::warn!(actor = %self.name, "state lost and nothing to restore");
                     ctx.storage().delete(RESTORE_PENDING_KEY)?;
                 }
+                self.known = Known::NotProvisioned;
                 return Ok(Ok(None));
             }
             Err(e) => return Ok(Err(registry_error(e))),
@@ -190,9 +210,9 @@ impl<P: SandboxProvider> InstanceActor<P> {
         // Identity fields that did not decode stay on disk, set aside, before being rewritten.
         for field in FIELDS {
             let key = format!("{KEY_PREFIX}{field}");
-            if let Some(raw) = storage.get(&key)?
+            if let Some(raw) = storage.get::<Vec<u8>>(&key)?
                 && storage
-                    .get(&format!("{QUARANTINE_PREFIX}{field}"))?
+                    .get::<Vec<u8>>(&format!("{QUARANTINE_PREFIX}{field}"))?
                     .is_none()
             {
                 storage.put(&format!("{QUARANTINE_PREFIX}{field}.before_restore"), &raw)?;
@@ -203,16 +223,16 @@ impl<P: SandboxProvider> InstanceActor<P> {
         tracing::info!(actor = %self.name, source = ?restored.source, machine = ?state.machine_id,
             "state restored from the registry");
         let status = state.status;
-        self.cached = Some(Some(state));
+        self.known = Known::Provisioned(Box::new(state.clone()));
         if let Some(status) = status {
             self.schedule(ctx, status)?;
         }
-        Ok(Ok(self.cached.clone().flatten()))
+        Ok(Ok(Some(state)))
     }
 
     /// Applies `update` to the state in memory and in storage.
     pub(crate) fn update(&mut self, ctx: &Context<Self>, update: Update) -> Result<(), Abort> {
-        let Some(Some(state)) = &mut self.cached else {
+        let Known::Provisioned(state) = &mut self.known else {
             return Err(Abort::new("updating an instance that is not loaded"));
         };
         update.apply(state, ctx.storage()).map_err(state_abort)
@@ -220,61 +240,33 @@ impl<P: SandboxProvider> InstanceActor<P> {
 
     /// The loaded state (only after [`state`](Self::state) found one).
     pub(crate) fn current(&self) -> Option<&InstanceState> {
-        self.cached.as_ref().and_then(Option::as_ref)
+        match &self.known {
+            Known::Provisioned(state) => Some(state),
+            _ => None,
+        }
     }
 
     /// Sets the reconcile alarm for `status`, with jitter.
     pub(crate) fn schedule(&self, ctx: &mut Context<Self>, status: Status) -> Result<(), Abort> {
         let lifecycle = &self.services.lifecycle;
-        let interval = lifecycle.reconcile_interval(status).as_millis() as i64;
+        let interval = lifecycle.reconcile_interval(status).as_millis() as u64;
         let jitter_max = lifecycle.reconcile_jitter.as_millis() as u64;
         let jitter = if jitter_max == 0 {
             0
         } else {
             getrandom::u64().unwrap_or(0) % (jitter_max + 1)
         };
-        ctx.set_alarm_ms(RECONCILE_ALARM, now_ms() + interval + jitter as i64)
+        ctx.set_alarm(
+            RECONCILE_ALARM,
+            SystemTime::now() + Duration::from_millis(interval + jitter),
+        )
     }
 }
 
 impl<P: SandboxProvider> Actor for InstanceActor<P> {
-    type Request = Request;
-    type Response = Result<Reply, InstanceError>;
-
-    async fn handle(
-        &mut self,
-        ctx: &mut Context<Self>,
-        request: Request,
-    ) -> Result<Result<Reply, InstanceError>, Abort> {
-        let result = match request {
-            Request::Provision(p) => self.provision(ctx, p).await?.map(Reply::Provisioned),
-            Request::Start { skip_cooldown } => {
-                self.start(ctx, skip_cooldown).await?.map(Reply::Started)
-            }
-            Request::Stop => self.stop(ctx).await?.map(|()| Reply::Stopped),
-            Request::Restart { image_tag } => {
-                self.restart(ctx, image_tag).await?.map(Reply::Restarted)
-            }
-            Request::Destroy {
-                mark_registry_on_finalize,
-            } => self
-                .destroy(ctx, mark_registry_on_finalize)
-                .await?
-                .map(Reply::Destroyed),
-            Request::Status => self.status(ctx).await?.map(|s| Reply::Status(Box::new(s))),
-            Request::DebugStatus => self
-                .debug_status(ctx)
-                .await?
-                .map(|s| Reply::DebugStatus(Box::new(s))),
-            Request::Config => self.config(ctx).await?.map(Reply::Config),
-            Request::PatchConfig(patch) => self.patch_config(ctx, patch).await?.map(Reply::Config),
-            Request::Route => self.route(ctx).await?.map(Reply::Route),
-            Request::Internal(report) => {
-                self.report(ctx, report.0).await?;
-                Ok(Reply::Done)
-            }
-        };
-        Ok(result)
+    async fn on_activate(&mut self, ctx: &mut Context<Self>) -> Result<(), Abort> {
+        self.known = self.load(ctx)?;
+        Ok(())
     }
 
     async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
@@ -306,9 +298,13 @@ pub(crate) fn registry_error(e: RegistryError) -> InstanceError {
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    ms_since_epoch(SystemTime::now())
+}
+
+/// A time as milliseconds since the Unix epoch (the unit of the state's timestamps).
+pub(crate) fn ms_since_epoch(time: SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }

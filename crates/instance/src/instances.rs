@@ -5,15 +5,17 @@ use std::sync::Arc;
 
 use burrow_identity::{ActorName, SandboxId};
 use burrow_restore::AnyRegistry;
-use burrow_runtime::{Namespace, RetryPolicy, Runtime, RuntimeError, with_retry};
+use burrow_runtime::retry::{RetryPolicy, with_retry};
+use burrow_runtime::{Handler, Message, Namespace, Runtime, RuntimeError};
 use burrow_state::StatusView;
 
 use crate::actor::InstanceActor;
 use crate::config::LifecycleConfig;
 use crate::env::gateway_token;
 use crate::protocol::{
-    ConfigPatch, ConfigView, DebugStatus, Destroyed, InstanceError, Provision, Provisioned, Reply,
-    Request, Route,
+    Answer, ConfigPatch, ConfigView, DebugStatus, Destroy, Destroyed, GetConfig, GetDebugStatus,
+    GetRoute, GetStatus, InstanceError, Provision, Provisioned, Restart, Restarted, Route, Start,
+    Stop,
 };
 use crate::provider::SandboxProvider;
 use crate::secrets::ServerKey;
@@ -121,12 +123,16 @@ impl<P: SandboxProvider> InstanceRef<P> {
         &self.name
     }
 
-    /// Sends `request` (built anew for each attempt), retrying what the runtime reports as
-    /// retryable.
-    async fn call(&self, request: impl Fn() -> Request) -> Result<Reply, InstanceError> {
+    /// Sends a message (built anew for each attempt), retrying what the runtime reports as
+    /// retryable; the actor's own refusal comes back as the `InstanceError` it chose.
+    pub async fn call<M, T>(&self, message: impl Fn() -> M) -> Result<T, InstanceError>
+    where
+        M: Message<Reply = Answer<T>>,
+        InstanceActor<P>: Handler<M>,
+    {
         with_retry(
             || &self.stub,
-            |stub| stub.call(request()),
+            |stub| stub.call(message()),
             &RetryPolicy::default(),
         )
         .await?
@@ -134,43 +140,25 @@ impl<P: SandboxProvider> InstanceRef<P> {
 
     /// Provisions the instance (or updates the configuration of an existing one) and starts it.
     pub async fn provision(&self, p: Provision) -> Result<Provisioned, InstanceError> {
-        match self.call(|| Request::Provision(p.clone())).await? {
-            Reply::Provisioned(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| p.clone()).await
     }
 
     /// Starts the sandbox; `true` when this call began a start.
     pub async fn start(&self, skip_cooldown: bool) -> Result<bool, InstanceError> {
-        match self.call(|| Request::Start { skip_cooldown }).await? {
-            Reply::Started(s) => Ok(s),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| Start { skip_cooldown }).await
     }
 
     /// Stops the sandbox (its process is gone when this returns).
     pub async fn stop(&self) -> Result<(), InstanceError> {
-        match self.call(|| Request::Stop).await? {
-            Reply::Stopped => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| Stop).await
     }
 
     /// Restarts the sandbox with the current configuration, recording `image_tag` if given.
-    /// `Err(message)` inside: the restart was refused (for example, a start is in progress).
-    pub async fn restart(
-        &self,
-        image_tag: Option<String>,
-    ) -> Result<Result<(), String>, InstanceError> {
-        match self
-            .call(|| Request::Restart {
-                image_tag: image_tag.clone(),
-            })
-            .await?
-        {
-            Reply::Restarted(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub async fn restart(&self, image_tag: Option<String>) -> Result<Restarted, InstanceError> {
+        self.call(|| Restart {
+            image_tag: image_tag.clone(),
+        })
+        .await
     }
 
     /// Destroys the instance (two-phase). With `mark_registry_on_finalize` the registry row is
@@ -179,62 +167,35 @@ impl<P: SandboxProvider> InstanceRef<P> {
         &self,
         mark_registry_on_finalize: bool,
     ) -> Result<Destroyed, InstanceError> {
-        match self
-            .call(|| Request::Destroy {
-                mark_registry_on_finalize,
-            })
-            .await?
-        {
-            Reply::Destroyed(d) => Ok(d),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| Destroy {
+            mark_registry_on_finalize,
+        })
+        .await
     }
 
     /// What the user may see.
     pub async fn status(&self) -> Result<StatusView, InstanceError> {
-        match self.call(|| Request::Status).await? {
-            Reply::Status(s) => Ok(*s),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| GetStatus).await
     }
 
     /// Everything an admin may see, and the next alarm.
     pub async fn debug_status(&self) -> Result<DebugStatus, InstanceError> {
-        match self.call(|| Request::DebugStatus).await? {
-            Reply::DebugStatus(s) => Ok(*s),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| GetDebugStatus).await
     }
 
     /// The configuration (secret names only).
     pub async fn config(&self) -> Result<ConfigView, InstanceError> {
-        match self.call(|| Request::Config).await? {
-            Reply::Config(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| GetConfig).await
     }
 
     /// Sets or removes env vars and secrets; returns the new configuration. Takes effect at
     /// the next start or restart.
     pub async fn patch_config(&self, patch: ConfigPatch) -> Result<ConfigView, InstanceError> {
-        match self.call(|| Request::PatchConfig(patch.clone())).await? {
-            Reply::Config(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| patch.clone()).await
     }
 
     /// Where to proxy to: owner, status and the sandbox's address while it runs.
     pub async fn route(&self) -> Result<Route, InstanceError> {
-        match self.call(|| Request::Route).await? {
-            Reply::Route(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+        self.call(|| GetRoute).await
     }
-}
-
-fn unexpected(reply: Reply) -> InstanceError {
-    InstanceError::Call(burrow_runtime::CallError::new(
-        burrow_runtime::ErrorKind::ActorFailed,
-        format!("the instance answered with an unexpected reply: {reply:?}"),
-    ))
 }

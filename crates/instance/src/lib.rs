@@ -15,6 +15,7 @@
 mod actor;
 mod config;
 pub mod env;
+mod handlers;
 mod instances;
 mod lifecycle;
 mod protocol;
@@ -26,7 +27,8 @@ pub use actor::InstanceActor;
 pub use config::LifecycleConfig;
 pub use instances::{InstanceRef, Instances, NAMESPACE, Settings};
 pub use protocol::{
-    ConfigPatch, ConfigView, DebugStatus, Destroyed, InstanceError, Internal, Provision,
-    Provisioned, Reply, Request, Route,
+    Answer, ConfigPatch, ConfigView, DebugStatus, Destroy, Destroyed, GetConfig, GetDebugStatus,
+    GetRoute, GetStatus, InstanceError, Provision, Provisioned, Restart, Restarted, Route, Start,
+    Stop,
 };
 pub use provider::{LocalProvider, LocalProviderConfig, SandboxProvider};

@@ -1,16 +1,19 @@
-//! What callers send an instance and what they get back.
+//! What callers send an instance and what they get back: one message type per operation,
+//! each naming its reply, all of them serializable (for forwarding to the host that owns an
+//! actor). [`InstanceRef`](crate::InstanceRef) wraps them in methods.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use burrow_identity::{InstanceId, OrgId, SandboxId, UserId};
-use burrow_runtime::CallError;
+use burrow_runtime::{CallError, Message};
 use burrow_state::{DebugStatusView, Status, StatusView};
+use serde::{Deserialize, Serialize};
 
 use crate::provider::Machine;
 
 /// A provision request. The instance id (if any) comes from the actor's own name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provision {
     /// The owner.
     pub user_id: UserId,
@@ -23,7 +26,7 @@ pub struct Provision {
 }
 
 /// A configuration change: `Some` sets a name, `None` removes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigPatch {
     /// Env vars to set or remove.
     pub env_vars: BTreeMap<String, Option<String>>,
@@ -32,7 +35,7 @@ pub struct ConfigPatch {
 }
 
 /// What a provision did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provisioned {
     /// The instance's sandbox id.
     pub sandbox_id: SandboxId,
@@ -44,7 +47,7 @@ pub struct Provisioned {
 }
 
 /// What a destroy did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destroyed {
     /// Whether everything is gone (`false`: the rest is retried by alarm).
     pub finalized: bool,
@@ -55,7 +58,7 @@ pub struct Destroyed {
 }
 
 /// The configuration as users may see it: env var values, secret names only.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigView {
     /// Env vars.
     pub env_vars: BTreeMap<String, String>,
@@ -64,7 +67,7 @@ pub struct ConfigView {
 }
 
 /// The debug status and the next reconcile.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DebugStatus {
     /// Everything an admin may see of the state.
     pub view: DebugStatusView,
@@ -73,7 +76,7 @@ pub struct DebugStatus {
 }
 
 /// Where to send a proxied request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     /// The owner.
     pub user_id: UserId,
@@ -88,7 +91,7 @@ pub struct Route {
 }
 
 /// Why an operation was refused or failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum InstanceError {
     /// There is no instance here, and the registry has none to restore.
     #[error("instance not provisioned")]
@@ -114,8 +117,10 @@ pub enum InstanceError {
     /// The sandbox provider failed.
     #[error("sandbox provider: {0}")]
     Provider(String),
-    /// The runtime could not run the call (overloaded, shutting down, the turn failed…).
+    /// The runtime could not run the call (overloaded, shutting down, the turn failed…). Made
+    /// by the caller's side of a call, never by the actor, so it is never serialized.
     #[error(transparent)]
+    #[serde(skip)]
     Call(#[from] CallError),
 }
 
@@ -130,35 +135,100 @@ impl InstanceError {
     }
 }
 
-/// A request to the instance actor. Build them through [`InstanceRef`](crate::InstanceRef).
-#[derive(Debug)]
-#[doc(hidden)]
-pub enum Request {
-    Provision(Provision),
-    Start {
-        skip_cooldown: bool,
-    },
-    Stop,
-    Restart {
-        image_tag: Option<String>,
-    },
-    Destroy {
-        mark_registry_on_finalize: bool,
-    },
-    Status,
-    DebugStatus,
-    Config,
-    PatchConfig(ConfigPatch),
-    Route,
-    /// Reports of the actor's own background work.
-    Internal(Internal),
+/// What an operation answers: its result, or why it was refused.
+pub type Answer<T> = Result<T, InstanceError>;
+
+impl Message for Provision {
+    type Reply = Answer<Provisioned>;
 }
 
-/// A report of background work, delivered to the actor as a turn.
-#[derive(Debug)]
-#[doc(hidden)]
-pub struct Internal(pub(crate) Report);
+/// Starts the sandbox; the reply is `true` when this call began a start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Start {
+    /// Run metadata recovery even within its cooldown.
+    pub skip_cooldown: bool,
+}
 
+impl Message for Start {
+    type Reply = Answer<bool>;
+}
+
+/// Stops the sandbox (its process is gone when the reply comes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stop;
+
+impl Message for Stop {
+    type Reply = Answer<()>;
+}
+
+/// Restarts the sandbox with the current configuration, recording `image_tag` if given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restart {
+    /// The image version to record.
+    pub image_tag: Option<String>,
+}
+
+impl Message for Restart {
+    type Reply = Answer<Restarted>;
+}
+
+/// What a restart did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Restarted {
+    /// The restart began.
+    Began,
+    /// The restart was refused; the reason says why (for example, a start is in progress).
+    Refused(String),
+}
+
+/// Destroys the instance (two-phase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destroy {
+    /// Mark the registry row destroyed once everything else is gone.
+    pub mark_registry_on_finalize: bool,
+}
+
+impl Message for Destroy {
+    type Reply = Answer<Destroyed>;
+}
+
+/// What the user may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetStatus;
+
+impl Message for GetStatus {
+    type Reply = Answer<StatusView>;
+}
+
+/// Everything an admin may see, and the next alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetDebugStatus;
+
+impl Message for GetDebugStatus {
+    type Reply = Answer<DebugStatus>;
+}
+
+/// The configuration (secret names only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetConfig;
+
+impl Message for GetConfig {
+    type Reply = Answer<ConfigView>;
+}
+
+impl Message for ConfigPatch {
+    type Reply = Answer<ConfigView>;
+}
+
+/// Where to proxy to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetRoute;
+
+impl Message for GetRoute {
+    type Reply = Answer<Route>;
+}
+
+/// A report of the actor's own background work, delivered to it as a turn.
 #[derive(Debug)]
 pub(crate) enum Report {
     /// A start found, re-bound or created its machine (or failed to).
@@ -175,18 +245,6 @@ pub(crate) enum Report {
     Cleaned,
 }
 
-/// The actor's answers. Build them through [`InstanceRef`](crate::InstanceRef).
-#[derive(Debug)]
-#[doc(hidden)]
-pub enum Reply {
-    Provisioned(Provisioned),
-    Started(bool),
-    Stopped,
-    Restarted(Result<(), String>),
-    Destroyed(Destroyed),
-    Status(Box<StatusView>),
-    DebugStatus(Box<DebugStatus>),
-    Config(ConfigView),
-    Route(Route),
-    Done,
+impl Message for Report {
+    type Reply = ();
 }

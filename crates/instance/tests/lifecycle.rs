@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use burrow_identity::ActorName;
-use burrow_instance::{ConfigPatch, InstanceError};
+use burrow_instance::{ConfigPatch, InstanceError, Restarted};
 use burrow_restore::Registry as _;
 use burrow_state::{RestoreSource, Status};
 use common::*;
@@ -492,11 +492,11 @@ async fn restart_brings_a_new_process_with_the_current_configuration_and_image_t
 
     assert_eq!(
         h.get(&keyed).restart(Some("v2.1".into())).await.unwrap(),
-        Ok(())
+        Restarted::Began
     );
     // A second restart while the first is under way is refused, with a reason.
     let second = h.get(&keyed).restart(None).await.unwrap();
-    assert!(second.is_err_and(|e| e.contains("in progress")));
+    assert!(matches!(second, Restarted::Refused(e) if e.contains("in progress")));
     let view = h.wait_for(&keyed, Status::Running).await;
     assert_eq!(
         view.machine_id.as_ref(),

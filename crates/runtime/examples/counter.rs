@@ -9,36 +9,58 @@
 
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, Context, Options, Runtime};
+use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
 
-enum Request {
-    Add(i64),
-    Get,
+/// The counter, with its total loaded once per activation.
+#[derive(Default)]
+struct Counter {
+    total: i64,
 }
 
-struct Counter;
+/// Adds to the counter; replies with the new total.
+struct Add(i64);
+
+impl Message for Add {
+    type Reply = i64;
+}
+
+/// Reads the total.
+struct Get;
+
+impl Message for Get {
+    type Reply = i64;
+}
 
 impl Actor for Counter {
-    type Request = Request;
-    type Response = i64;
-
-    async fn handle(&mut self, ctx: &mut Context<Self>, request: Request) -> Result<i64, Abort> {
+    async fn on_activate(&mut self, ctx: &mut Context<Self>) -> Result<(), Abort> {
         let sql = ctx.storage().sql();
         sql.execute_batch("CREATE TABLE IF NOT EXISTS counter (total INTEGER NOT NULL)")?;
-        let total: i64 = sql.query_row("SELECT coalesce(sum(total), 0) FROM counter", [], |r| {
+        self.total = sql.query_row("SELECT coalesce(sum(total), 0) FROM counter", [], |r| {
             r.get(0)
         })?;
-        match request {
-            Request::Get => Ok(total),
-            Request::Add(n) => {
-                let new = total
-                    .checked_add(n)
-                    .ok_or_else(|| Abort::invalid_input(format!("{total} + {n} overflows")))?;
-                sql.execute("DELETE FROM counter", [])?;
-                sql.execute("INSERT INTO counter (total) VALUES (?1)", [new])?;
-                Ok(new)
-            }
-        }
+        Ok(())
+    }
+}
+
+impl Handler<Add> for Counter {
+    async fn handle(&mut self, ctx: &mut Context<Self>, Add(n): Add) -> Result<i64, Abort> {
+        let total = self.total;
+        let new = total
+            .checked_add(n)
+            .ok_or_else(|| Abort::invalid_input(format!("{total} + {n} overflows")))?;
+        let sql = ctx.storage().sql();
+        sql.execute("DELETE FROM counter", [])?;
+        sql.execute("INSERT INTO counter (total) VALUES (?1)", [new])?;
+        // An abort after this point discards this instance, so memory never runs ahead of
+        // what is committed.
+        self.total = new;
+        Ok(new)
+    }
+}
+
+impl Handler<Get> for Counter {
+    async fn handle(&mut self, _: &mut Context<Self>, _: Get) -> Result<i64, Abort> {
+        Ok(self.total)
     }
 }
 
@@ -46,18 +68,22 @@ impl Actor for Counter {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "default".to_owned());
-    let request = match args.next() {
-        Some(n) => Request::Add(
-            n.parse()
+    let add = match args.next() {
+        Some(n) => Some(
+            n.parse::<i64>()
                 .map_err(|e| format!("{n:?} is not a number: {e}"))?,
         ),
-        None => Request::Get,
+        None => None,
     };
     let dir = std::env::var("BURROW_DATA_DIR").unwrap_or_else(|_| "counter-data".to_owned());
 
     let runtime = Runtime::open(Options::new(dir))?;
-    let counters = runtime.namespace("counter", |_info| Counter)?;
-    let total = counters.get_by_name(&name).call(request).await?;
+    let counters = runtime.namespace("counter", |_info| Counter::default())?;
+    let counter = counters.get_by_name(&name);
+    let total = match add {
+        Some(n) => counter.call(Add(n)).await?,
+        None => counter.call(Get).await?,
+    };
     println!("{name}: {total}");
     runtime.shutdown(Duration::from_secs(5)).await;
     Ok(())

@@ -58,6 +58,14 @@ impl CallError {
         }
     }
 
+    /// The runtime is shutting down (or has shut down) and takes no new calls.
+    pub(crate) fn shutting_down() -> CallError {
+        CallError::new(
+            ErrorKind::ShuttingDown,
+            "the runtime is shutting down and takes no new requests",
+        )
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -75,6 +83,14 @@ impl CallError {
     pub fn message(&self) -> &str {
         &self.message
     }
+}
+
+/// Whether a storage error means the file is damaged (corrupt, or not a database).
+pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 /// The kind a storage error gives a failed turn.
@@ -145,6 +161,14 @@ impl fmt::Debug for Abort {
 impl fmt::Display for Abort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Abort {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.storage
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -24,7 +24,7 @@ pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use burrow_runtime::{CommitHook, CommitInfo, HookFuture};
+/// use burrow_runtime::hook::{CommitHook, CommitInfo, HookFuture};
 ///
 /// struct LogCommits;
 /// impl CommitHook for LogCommits {

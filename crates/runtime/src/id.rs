@@ -31,9 +31,7 @@ impl ActorId {
     }
 
     pub(crate) fn random() -> ActorId {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("the OS random number generator is available");
-        ActorId(bytes)
+        ActorId(crate::random::bytes32())
     }
 
     /// The id with these 32 bytes; `None` for any other length.

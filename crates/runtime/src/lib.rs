@@ -3,74 +3,122 @@
 //!
 //! - **Addressing.** A [`Runtime`] holds [`Namespace`]s, one per actor type. An [`ActorId`] is
 //!   only an address; the first call through a [`Stub`] activates the actor.
-//! - **Turns.** An actor handles one request at a time, to completion, in arrival order, even
+//! - **Typed messages.** An actor accepts the [`Message`] types it has a [`Handler`] for; each
+//!   message names its reply type, so a call cannot get a reply of the wrong kind.
+//! - **Turns.** An actor handles one message at a time, to completion, in arrival order, even
 //!   while its handler awaits. Actors live on a fixed set of shard threads (one per core by
 //!   default), each a single-threaded executor, so an actor's SQLite work never crosses threads
 //!   and never blocks another shard.
 //! - **Storage.** Each actor has its own SQLite file (WAL mode, exclusive locking) under
-//!   `<data dir>/actors/<namespace>/<xx>/<id>.db`, with plain SQL and a key–value API
-//!   ([`Storage`]).
+//!   `<data dir>/actors/<namespace>/<xx>/<id>.db`, with plain SQL and a typed key–value API
+//!   ([`Storage`]). [`Actor::on_activate`] runs once per activation, for schema setup.
 //! - **Atomic turns.** A turn's writes form one transaction, committed before its reply is
 //!   released. A turn that panics or aborts is rolled back, the actor instance is discarded, and
 //!   the caller gets a [`CallError`].
 //! - **Durability.** [`Durability::Process`] survives a process crash; [`Durability::Machine`]
 //!   survives an OS crash or power loss.
 //!
+//! The [`catalog`], [`alarm`]s, the commit [`hook`] and [`retry`] have modules of their own;
+//! the [`guide`] is the embedding guide, with examples that are compiled and run as tests.
+//!
 //! ```
-//! use burrow_runtime::{Abort, Actor, Context, Options, Runtime};
+//! use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
 //!
 //! struct Counter;
+//! impl Actor for Counter {}
 //!
-//! impl Actor for Counter {
-//!     type Request = i64; // add this much
-//!     type Response = i64; // the new total
+//! /// Adds to the counter; the reply is the new total.
+//! struct Add(i64);
+//! impl Message for Add {
+//!     type Reply = i64;
+//! }
 //!
-//!     async fn handle(&mut self, ctx: &mut Context<Self>, add: i64) -> Result<i64, Abort> {
-//!         let storage = ctx.storage();
-//!         let old = storage.get("n")?.map_or(0, |b| i64::from_le_bytes(b.try_into().unwrap()));
-//!         storage.put("n", &(old + add).to_le_bytes())?;
-//!         Ok(old + add) // released only after the write is committed
+//! impl Handler<Add> for Counter {
+//!     async fn handle(&mut self, ctx: &mut Context<Self>, Add(n): Add) -> Result<i64, Abort> {
+//!         let total = ctx.storage().get::<i64>("n")?.unwrap_or(0) + n;
+//!         ctx.storage().put("n", &total)?;
+//!         Ok(total) // released only after the write is committed
 //!     }
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let dir = std::env::temp_dir().join(format!("burrow-doc-{}", std::process::id()));
-//! let runtime = Runtime::open(Options::new(&dir))?;
+//! # let dir = tempfile::tempdir()?;
+//! let runtime = Runtime::open(Options::new(dir.path()))?;
 //! let counters = runtime.namespace("counter", |_info| Counter)?;
 //! let alice = counters.get_by_name("alice");
-//! assert_eq!(alice.call(2).await?, 2);
-//! assert_eq!(alice.call(3).await?, 5);
+//! assert_eq!(alice.call(Add(2)).await?, 2);
+//! assert_eq!(alice.call(Add(3)).await?, 5);
 //! runtime.shutdown(std::time::Duration::from_secs(5)).await;
-//! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(())
 //! # }
 //! ```
 
-mod actor;
-mod alarm;
-mod catalog;
+// Layers, bottom-up: a module imports only from its own layer's lower lines or from layers
+// above this comment's position in the list (docs/ARCHITECTURE.md has the map).
+//
+// Leaves: time, randomness, ids, errors, durability modes, the commit hook's types.
+mod clock;
+mod durability;
 mod error;
 mod faults;
-mod hook;
+pub mod hook;
 mod id;
-mod namespace;
-mod options;
-mod retry;
-mod runtime;
-mod shard;
+mod random;
+
+// Files: the data directory's layout, an actor's database, the catalog's database.
+mod layout;
+
 mod storage;
 
-pub use actor::{Actor, ActorInfo, Context, LostReason, LostState};
-pub use alarm::{Alarm, AlarmPolicy};
-pub use catalog::{ActorRecord, AlarmRecord, Catalog, CatalogStartup, DeadAlarm};
+mod catalog_db;
+
+// Alarms as handlers see them, and the reports of their deliveries.
+pub mod alarm;
+
+mod delivery;
+
+// A turn: what it uses from its shard, how it ends, what the embedder implements.
+mod services;
+
+mod commit;
+
+mod actor;
+
+mod actor_type;
+
+mod turn;
+
+mod activation;
+
+// Shards and the routing of work to them.
+mod shard;
+
+mod actor_task;
+
+mod dispatcher;
+
+// The public handles, and the runtime that ties them together.
+mod namespace;
+mod scheduler;
+
+pub mod catalog;
+mod options;
+pub mod retry;
+
+mod runtime;
+
+#[doc = include_str!("../../../docs/GUIDE.md")]
+pub mod guide {}
+
+pub use actor::{Actor, ActorInfo, Context, Handler, LostReason, LostState, Message};
+pub use durability::Durability;
 pub use error::{Abort, CallError, ErrorKind, RuntimeError};
-pub use hook::{CommitHook, CommitInfo, HookFuture};
 pub use id::{ActorId, InvalidActorId};
 pub use namespace::{Namespace, Stub};
-pub use options::{Durability, Options};
-pub use retry::{RetryPolicy, with_retry};
-pub use runtime::{Runtime, ShutdownReport};
+pub use options::Options;
+pub use runtime::Runtime;
+pub use shard::ShutdownReport;
 pub use storage::{RESERVED_PREFIX, Storage};
 
 /// The SQLite binding actors use through [`Storage::sql`], re-exported so that actor crates

@@ -1,136 +1,30 @@
-//! Namespaces (one per actor type), ids, and stubs.
+//! Namespaces (one per actor type): ids, and the stubs that call actors.
 
-use std::any::Any;
 use std::future::Future;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-
-use crate::actor::{Actor, ActorInfo, Envelope, Work};
-use crate::alarm::Delivery;
+use crate::actor::envelope::{Envelope, Request};
+use crate::actor::{Actor, Handler, Message};
+use crate::actor_type::ActorType;
+use crate::dispatcher::Dispatcher;
 use crate::error::{CallError, ErrorKind};
 use crate::id::{ActorId, InvalidActorId};
-use crate::options::Durability;
-use crate::runtime::Runtime;
-use crate::shard::{Boxed, Shard, ShardMsg, Slot, run_actor};
-
-/// A namespace's type-specific parts, as the shards see them.
-pub(crate) struct NamespaceInner<A: Actor> {
-    pub(crate) name: Arc<str>,
-    pub(crate) index: u32,
-    dir: PathBuf,
-    pub(crate) factory: Box<dyn Fn(&ActorInfo) -> A + Send + Sync>,
-}
-
-/// What a shard needs of a namespace without knowing its actor type.
-pub(crate) trait ErasedNamespace: Send + Sync + 'static {
-    fn index(&self) -> u32;
-    fn name(&self) -> &Arc<str>;
-    /// Answers a request with an error.
-    fn fail(&self, envelope: Boxed, error: CallError);
-    /// Wraps an alarm delivery for this namespace's actors.
-    fn alarm_envelope(&self, delivery: Delivery) -> Boxed;
-    /// Spawns the task that runs one actor of this namespace on `shard`.
-    fn start(
-        self: Arc<Self>,
-        shard: Rc<Shard>,
-        id: ActorId,
-        name: Option<Arc<str>>,
-        mailbox: mpsc::Receiver<Boxed>,
-        slot: Rc<Slot>,
-    );
-}
-
-impl<A: Actor> ErasedNamespace for NamespaceInner<A> {
-    fn index(&self) -> u32 {
-        self.index
-    }
-
-    fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    fn fail(&self, envelope: Boxed, error: CallError) {
-        Envelope::<A>::fail(envelope, error);
-    }
-
-    fn alarm_envelope(&self, delivery: Delivery) -> Boxed {
-        Box::new(Envelope::<A> {
-            work: Work::Alarm(delivery),
-            reply: None,
-        })
-    }
-
-    fn start(
-        self: Arc<Self>,
-        shard: Rc<Shard>,
-        id: ActorId,
-        name: Option<Arc<str>>,
-        mailbox: mpsc::Receiver<Boxed>,
-        slot: Rc<Slot>,
-    ) {
-        tokio::task::spawn_local(run_actor(self, shard, id, name, mailbox, slot));
-    }
-}
-
-impl<A: Actor> NamespaceInner<A> {
-    pub(crate) fn new(
-        name: &str,
-        index: u32,
-        dir: PathBuf,
-        factory: Box<dyn Fn(&ActorInfo) -> A + Send + Sync>,
-    ) -> Self {
-        NamespaceInner {
-            name: Arc::from(name),
-            index,
-            dir,
-            factory,
-        }
-    }
-
-    /// `<namespace dir>/<first two hex digits>/<64 hex digits>.db`: 256 sub-folders keep each
-    /// folder small (about 4,000 files at a million actors).
-    pub(crate) fn path_for(&self, id: &ActorId) -> PathBuf {
-        actor_path(&self.dir, id)
-    }
-
-    /// Creates the sub-folder a new actor's file goes in; in machine mode, makes the new
-    /// folder's entry durable too.
-    pub(crate) fn ensure_dir_for(&self, path: &Path, durability: Durability) -> io::Result<()> {
-        let dir = path.parent().expect("actor paths have a folder");
-        match std::fs::create_dir(dir) {
-            Ok(()) if durability == Durability::Machine => {
-                std::fs::File::open(&self.dir)?.sync_all()
-            }
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// `<namespace dir>/<first two hex digits>/<64 hex digits>.db`.
-pub(crate) fn actor_path(namespace_dir: &Path, id: &ActorId) -> PathBuf {
-    let hex = id.to_string();
-    namespace_dir.join(&hex[..2]).join(format!("{hex}.db"))
-}
+use crate::shard::ShardMsg;
 
 /// The actors of one type, under one name. Cheap to clone.
 ///
-/// Created by [`Runtime::namespace`]. Gives out ids and the stubs that call actors.
+/// Created by [`Runtime::namespace`](crate::Runtime::namespace). Gives out ids and the stubs that call actors.
 pub struct Namespace<A: Actor> {
-    inner: Arc<NamespaceInner<A>>,
-    runtime: Runtime,
+    inner: Arc<ActorType<A>>,
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl<A: Actor> Clone for Namespace<A> {
     fn clone(&self) -> Self {
         Namespace {
             inner: self.inner.clone(),
-            runtime: self.runtime.clone(),
+            dispatcher: self.dispatcher.clone(),
         }
     }
 }
@@ -144,8 +38,8 @@ impl<A: Actor> std::fmt::Debug for Namespace<A> {
 }
 
 impl<A: Actor> Namespace<A> {
-    pub(crate) fn new(inner: Arc<NamespaceInner<A>>, runtime: Runtime) -> Self {
-        Namespace { inner, runtime }
+    pub(crate) fn new(inner: Arc<ActorType<A>>, dispatcher: Arc<Dispatcher>) -> Self {
+        Namespace { inner, dispatcher }
     }
 
     /// The namespace's name.
@@ -187,7 +81,7 @@ impl<A: Actor> Namespace<A> {
     fn stub(&self, id: ActorId, name: Option<Arc<str>>) -> Stub<A> {
         Stub {
             namespace: self.inner.clone(),
-            runtime: self.runtime.clone(),
+            dispatcher: self.dispatcher.clone(),
             id,
             name,
         }
@@ -197,8 +91,8 @@ impl<A: Actor> Namespace<A> {
 /// A handle for calling one actor. Cheap to clone and to create; creating one activates
 /// nothing.
 pub struct Stub<A: Actor> {
-    namespace: Arc<NamespaceInner<A>>,
-    runtime: Runtime,
+    namespace: Arc<ActorType<A>>,
+    dispatcher: Arc<Dispatcher>,
     id: ActorId,
     name: Option<Arc<str>>,
 }
@@ -207,7 +101,7 @@ impl<A: Actor> Clone for Stub<A> {
     fn clone(&self) -> Self {
         Stub {
             namespace: self.namespace.clone(),
-            runtime: self.runtime.clone(),
+            dispatcher: self.dispatcher.clone(),
             id: self.id,
             name: self.name.clone(),
         }
@@ -230,34 +124,61 @@ impl<A: Actor> Stub<A> {
         self.id
     }
 
-    /// Sends `request` to the actor and returns a future of its response.
+    /// Sends `message` to the actor and returns a future of its reply. The actor must have a
+    /// [`Handler`] for the message's type, and the reply is the message's
+    /// [`Reply`](Message::Reply): a mismatch does not compile.
     ///
-    /// The request is queued when `call` is called, not when the future is first polled, so
+    /// The message is queued when `call` is called, not when the future is first polled, so
     /// the order of `call`s is the order the actor sees. Dropping the future does not withdraw
-    /// the request.
-    pub fn call(
+    /// the message.
+    ///
+    /// ```
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// struct Echo;
+    /// impl Actor for Echo {}
+    /// struct Say(String);
+    /// impl Message for Say { type Reply = String; }
+    /// impl Handler<Say> for Echo {
+    ///     async fn handle(&mut self, _: &mut Context<Self>, Say(s): Say) -> Result<String, Abort> {
+    ///         Ok(s)
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let echoes = runtime.namespace("echo", |_| Echo)?;
+    /// let stub = echoes.get_by_name("one");
+    /// let first = stub.call(Say("a".into())); // queued now...
+    /// let second = stub.call(Say("b".into()));
+    /// assert_eq!(second.await?, "b"); // ...so awaited in any order, handled in call order
+    /// assert_eq!(first.await?, "a");
+    /// # runtime.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn call<M: Message>(
         &self,
-        request: A::Request,
-    ) -> impl Future<Output = Result<A::Response, CallError>> + Send + use<A> {
-        let (reply, response) = oneshot::channel();
-        let sent = self.runtime.send(
+        message: M,
+    ) -> impl Future<Output = Result<M::Reply, CallError>> + Send + use<A, M>
+    where
+        A: Handler<M>,
+    {
+        let (request, response) = Request::new(message);
+        let sent = self.dispatcher.send(
             self.id,
             ShardMsg::Deliver {
                 namespace: self.namespace.clone(),
                 id: self.id,
                 name: self.name.clone(),
-                envelope: Box::new(Envelope::<A> {
-                    work: Work::Request(request),
-                    reply: Some(reply),
-                }) as Box<dyn Any + Send>,
+                envelope: Envelope::<A>::call(request),
             },
         );
-        let runtime = self.runtime.clone();
+        let dispatcher = self.dispatcher.clone();
         async move {
             sent?;
             match response.await {
                 Ok(outcome) => outcome,
-                Err(_) if runtime.is_closing() => Err(CallError::new(
+                Err(_) if dispatcher.is_closing() => Err(CallError::new(
                     ErrorKind::ShuttingDown,
                     "the runtime shut down before the actor answered",
                 )),

@@ -3,28 +3,22 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::alarm::AlarmPolicy;
+use crate::durability::Durability;
 use crate::hook::CommitHook;
 
-/// What an acknowledged write survives. Chosen once per runtime.
-///
-/// Both modes keep each actor's file in SQLite's WAL mode with exclusive locking, and commit a
-/// turn's writes before its reply is released. They differ in when the WAL reaches the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Survives a crash of the process (`kill -9`, a panic that aborts, an OOM kill): nothing
-    /// acknowledged is lost, because a commit is in the operating system's page cache before the
-    /// reply leaves. An OS crash or power loss may lose the last moments of acknowledged writes
-    /// (never leaving a file inconsistent). SQLite `synchronous = NORMAL`: the WAL is fsynced at
-    /// checkpoints only.
-    #[default]
-    Process,
-    /// Survives an OS crash or power loss as well: every commit fsyncs the WAL before the reply
-    /// leaves, and a new actor's file and directory entry are fsynced before its first turn is
-    /// acknowledged. SQLite `synchronous = FULL`. Costs an fsync per turn that writes.
-    Machine,
-}
-
 /// A runtime's settings. Build with [`Options::new`] and the setters.
+///
+/// ```
+/// use std::time::Duration;
+/// use burrow_runtime::{Durability, Options};
+/// let options = Options::new("/var/lib/burrow")
+///     .durability(Durability::Machine)
+///     .shards(4)
+///     .max_resident(10_000)
+///     .idle_timeout(Duration::from_secs(60));
+/// # let _ = options;
+/// ```
 #[derive(Clone)]
 pub struct Options {
     pub(crate) data_dir: PathBuf,
@@ -33,7 +27,7 @@ pub struct Options {
     pub(crate) max_resident: usize,
     pub(crate) mailbox_capacity: usize,
     pub(crate) idle_timeout: std::time::Duration,
-    pub(crate) alarm_policy: crate::AlarmPolicy,
+    pub(crate) alarm_policy: AlarmPolicy,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
 }
 
@@ -67,7 +61,7 @@ impl Options {
             max_resident: default_max_resident(),
             mailbox_capacity: 1024,
             idle_timeout: std::time::Duration::from_secs(30),
-            alarm_policy: crate::AlarmPolicy::default(),
+            alarm_policy: AlarmPolicy::default(),
             commit_hook: None,
         }
     }
@@ -101,8 +95,8 @@ impl Options {
         self
     }
 
-    /// How failed alarm handlers are retried (see [`AlarmPolicy`](crate::AlarmPolicy)).
-    pub fn alarm_policy(mut self, policy: crate::AlarmPolicy) -> Options {
+    /// How failed alarm handlers are retried (see [`AlarmPolicy`]).
+    pub fn alarm_policy(mut self, policy: AlarmPolicy) -> Options {
         self.alarm_policy = policy;
         self
     }

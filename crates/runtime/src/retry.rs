@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::alarm::unit_random;
 use crate::error::CallError;
+use crate::random;
 
 /// How [`with_retry`] retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +39,15 @@ impl Default for RetryPolicy {
 /// up it returns the last error.
 ///
 /// ```no_run
-/// # async fn demo(ns: burrow_runtime::Namespace<impl burrow_runtime::Actor<Request = (), Response = ()>>) -> Result<(), burrow_runtime::CallError> {
-/// use burrow_runtime::{with_retry, RetryPolicy};
-/// with_retry(|| ns.get_by_name("alice"), |stub| stub.call(()), &RetryPolicy::default()).await?;
+/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Namespace};
+/// # struct Ping; impl Message for Ping { type Reply = (); }
+/// # struct A; impl Actor for A {}
+/// # impl Handler<Ping> for A {
+/// #     async fn handle(&mut self, _: &mut Context<Self>, _: Ping) -> Result<(), Abort> { Ok(()) }
+/// # }
+/// # async fn demo(ns: Namespace<A>) -> Result<(), burrow_runtime::CallError> {
+/// use burrow_runtime::retry::{with_retry, RetryPolicy};
+/// with_retry(|| ns.get_by_name("alice"), |stub| stub.call(Ping), &RetryPolicy::default()).await?;
 /// # Ok(()) }
 /// ```
 pub async fn with_retry<S, T, F>(
@@ -65,7 +71,7 @@ where
             .base
             .saturating_mul(1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX))
             .min(policy.cap);
-        let pause = ceiling.mul_f64(unit_random());
+        let pause = ceiling.mul_f64(random::unit());
         if policy.deadline.is_some_and(|d| Instant::now() + pause >= d) {
             return Err(error);
         }

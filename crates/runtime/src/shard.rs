@@ -8,30 +8,46 @@
 //! rather than risk a deadlock between actors that call each other). Idle actors are also
 //! closed after `idle_timeout`.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak as RcWeak};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashlink::LinkedHashMap;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actor::{Actor, Envelope, Fate, Live, LostState};
-use crate::catalog::{self, Op, Store};
+use crate::actor::LostState;
+use crate::actor::envelope::ErasedEnvelope;
+use crate::catalog_db::CatalogWrite;
+use crate::clock::now_ms;
+use crate::delivery::Delivery;
+use crate::durability::Durability;
 use crate::error::{CallError, ErrorKind};
-use crate::hook::CommitHook;
 use crate::id::ActorId;
-use crate::namespace::{ErasedNamespace, NamespaceInner};
-use crate::options::Durability;
-use crate::runtime::{Inner, Runtime};
-
-/// A request in flight to a shard, type-erased: its namespace knows its type.
-pub(crate) type Boxed = Box<dyn Any + Send>;
+use crate::services::ShardServices;
 
 /// Work run on a shard's thread, between turns (deleting or exporting an actor's file).
 pub(crate) type AdminTask = Box<dyn FnOnce(&Shard) + Send>;
+
+/// What a shard needs of a namespace without knowing its actor type.
+pub(crate) trait ErasedNamespace: Send + Sync + 'static {
+    fn index(&self) -> u32;
+    fn name(&self) -> &Arc<str>;
+    /// Answers an envelope that will not reach its actor.
+    fn fail(&self, envelope: ErasedEnvelope, error: CallError);
+    /// Wraps an alarm delivery for this namespace's actors.
+    fn alarm_envelope(&self, delivery: Delivery) -> ErasedEnvelope;
+    /// Spawns the task that runs one actor of this namespace on `shard`.
+    fn start(
+        self: Arc<Self>,
+        shard: Rc<Shard>,
+        id: ActorId,
+        name: Option<Arc<str>>,
+        mailbox: mpsc::Receiver<ErasedEnvelope>,
+        slot: Rc<Slot>,
+    );
+}
 
 /// Messages from the rest of the process to a shard.
 pub(crate) enum ShardMsg {
@@ -39,29 +55,61 @@ pub(crate) enum ShardMsg {
         namespace: Arc<dyn ErasedNamespace>,
         id: ActorId,
         name: Option<Arc<str>>,
-        envelope: Boxed,
+        envelope: ErasedEnvelope,
     },
     Admin(AdminTask),
     Shutdown {
         deadline: Instant,
-        done: oneshot::Sender<ShardReport>,
+        done: oneshot::Sender<ShutdownReport>,
     },
 }
 
-/// What a shard's shutdown did.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct ShardReport {
+/// What [`Runtime::shutdown`](crate::Runtime::shutdown) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Actors closed after their last turn.
     pub closed: usize,
+    /// Actors still in a turn at the deadline: those turns were rolled back and their callers
+    /// got a retryable error.
     pub abandoned: usize,
+}
+
+impl std::ops::AddAssign for ShutdownReport {
+    fn add_assign(&mut self, other: ShutdownReport) {
+        self.closed += other.closed;
+        self.abandoned += other.abandoned;
+    }
+}
+
+/// The number of resident actors, per shard, behind the `burrow_resident_actors` gauge: each
+/// shard publishes its table's size after every change, so the gauge is derived from the
+/// tables rather than kept by hand.
+pub(crate) struct ResidentCount {
+    per_shard: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+impl ResidentCount {
+    pub(crate) fn new(shards: usize) -> ResidentCount {
+        ResidentCount {
+            per_shard: (0..shards).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn publish(&self, shard: usize, resident: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.per_shard[shard].store(resident, Relaxed);
+        let total: usize = self.per_shard.iter().map(|n| n.load(Relaxed)).sum();
+        metrics::gauge!("burrow_resident_actors").set(total as f64);
+    }
 }
 
 /// A resident actor's bookkeeping, shared by the shard's table and the actor's task.
 pub(crate) struct Slot {
     /// The live actor between turns (`None` during a turn, before activation, after failure).
-    state: RefCell<Option<Box<dyn Any>>>,
-    busy: Cell<bool>,
-    queued: Cell<usize>,
-    last_used: Cell<Instant>,
+    pub(crate) state: RefCell<Option<Box<dyn std::any::Any>>>,
+    pub(crate) busy: Cell<bool>,
+    pub(crate) queued: Cell<usize>,
+    pub(crate) last_used: Cell<Instant>,
     pub(crate) background: Rc<Cell<usize>>,
 }
 
@@ -76,7 +124,7 @@ struct Resident {
     namespace: Arc<dyn ErasedNamespace>,
     id: ActorId,
     name: Option<Arc<str>>,
-    mailbox: mpsc::Sender<Boxed>,
+    mailbox: mpsc::Sender<ErasedEnvelope>,
     slot: Rc<Slot>,
 }
 
@@ -85,7 +133,7 @@ struct Waiting {
     namespace: Arc<dyn ErasedNamespace>,
     id: ActorId,
     name: Option<Arc<str>>,
-    envelopes: Vec<Boxed>,
+    envelopes: Vec<ErasedEnvelope>,
     since: Instant,
 }
 
@@ -112,7 +160,8 @@ impl Eviction {
 }
 
 pub(crate) struct Shard {
-    runtime: Weak<Inner>,
+    /// This shard's position among the runtime's shards.
+    index: usize,
     me: RcWeak<Shard>,
     table: RefCell<LinkedHashMap<Key, Resident>>,
     /// Activations waiting for room, oldest first, found by key in constant time.
@@ -120,52 +169,33 @@ pub(crate) struct Shard {
     /// Why an actor discarded after finding its file corrupt lost its state, for its next
     /// activation to report.
     lost_notes: RefCell<HashMap<Key, LostState>>,
-    pub(crate) catalog: Arc<Store>,
-    catalog_reader: RefCell<Option<rusqlite::Connection>>,
+    pub(crate) services: Rc<ShardServices>,
+    resident: Arc<ResidentCount>,
     budget: usize,
     mailbox_capacity: usize,
     idle_timeout: Duration,
     overflow_after: Duration,
-    durability: Durability,
-    commit_hook: Option<Arc<dyn CommitHook>>,
     closing: Cell<bool>,
 }
 
 impl Shard {
     pub(crate) fn durability(&self) -> Durability {
-        self.durability
+        self.services.durability
     }
 
-    pub(crate) fn commit_hook(&self) -> Option<&Arc<dyn CommitHook>> {
-        self.commit_hook.as_ref()
+    /// Publishes the table's size to the resident-actors gauge.
+    fn table_changed(&self, table: &LinkedHashMap<Key, Resident>) {
+        self.resident.publish(self.index, table.len());
     }
 
-    /// A handle to the runtime, for actors calling actors.
-    pub(crate) fn runtime(&self) -> Runtime {
-        Runtime::from_inner(
-            self.runtime
-                .upgrade()
-                .expect("the runtime outlives every turn it runs"),
-        )
-    }
-
-    /// Whether the catalog lists this actor (so a missing file means lost state).
-    pub(crate) fn catalog_knows(
-        &self,
-        namespace: &str,
-        id: &ActorId,
-    ) -> Result<bool, rusqlite::Error> {
-        let mut reader = self.catalog_reader.borrow_mut();
-        if reader.is_none() {
-            *reader = Some(catalog::open_ro(self.catalog.path())?);
-        }
-        let conn = reader.as_ref().expect("opened above");
-        catalog::get(conn, namespace, id).map(|r| r.is_some())
+    /// Records why an actor's state was lost, for its next activation to report.
+    pub(crate) fn note_lost(&self, key: Key, lost: LostState) {
+        self.lost_notes.borrow_mut().insert(key, lost);
     }
 
     /// The note left by a discard that found the actor's file corrupt, if any.
-    pub(crate) fn take_lost_note(&self, index: u32, id: ActorId) -> Option<LostState> {
-        self.lost_notes.borrow_mut().remove(&(index, id))
+    pub(crate) fn take_lost_note(&self, key: Key) -> Option<LostState> {
+        self.lost_notes.borrow_mut().remove(&key)
     }
 
     /// Routes a request to its actor, activating the actor if needed. Never blocks.
@@ -174,7 +204,7 @@ impl Shard {
         namespace: Arc<dyn ErasedNamespace>,
         id: ActorId,
         name: Option<Arc<str>>,
-        envelope: Boxed,
+        envelope: ErasedEnvelope,
     ) {
         if self.closing.get() {
             namespace.fail(
@@ -188,6 +218,7 @@ impl Shard {
         if !resident {
             let mut waiting = self.waiting.borrow_mut();
             if let Some(w) = waiting.get_mut(&key) {
+                debug_assert!(w.envelopes.len() <= self.mailbox_capacity);
                 if w.envelopes.len() >= self.mailbox_capacity {
                     drop(waiting);
                     self.overloaded(&namespace, id, envelope);
@@ -196,8 +227,7 @@ impl Shard {
                 }
                 return;
             }
-            let room = self.table.borrow().len() < self.budget
-                || evict_one_idle(&mut self.table.borrow_mut(), &self.catalog);
+            let room = self.table.borrow().len() < self.budget || self.evict_one_idle();
             if !room {
                 waiting.insert(
                     key,
@@ -212,12 +242,17 @@ impl Shard {
                 return;
             }
             drop(waiting);
-            self.activate(namespace.clone(), id, name);
+            self.activate(namespace.clone(), id, name, false);
         }
         self.enqueue(&namespace, key, envelope);
     }
 
-    fn overloaded(&self, namespace: &Arc<dyn ErasedNamespace>, id: ActorId, envelope: Boxed) {
+    fn overloaded(
+        &self,
+        namespace: &Arc<dyn ErasedNamespace>,
+        id: ActorId,
+        envelope: ErasedEnvelope,
+    ) {
         metrics::counter!("burrow_overloaded_total").increment(1);
         namespace.fail(
             envelope,
@@ -231,8 +266,19 @@ impl Shard {
         );
     }
 
-    /// Puts a resident actor's entry in the table and starts its task.
-    fn activate(&self, namespace: Arc<dyn ErasedNamespace>, id: ActorId, name: Option<Arc<str>>) {
+    /// Puts a resident actor's entry in the table and starts its task. Only an activation that
+    /// waited past `overflow_after` may go `beyond_budget`.
+    fn activate(
+        &self,
+        namespace: Arc<dyn ErasedNamespace>,
+        id: ActorId,
+        name: Option<Arc<str>>,
+        beyond_budget: bool,
+    ) {
+        debug_assert!(
+            beyond_budget || self.table.borrow().len() < self.budget,
+            "an activation within the budget finds a free slot"
+        );
         let (tx, rx) = mpsc::channel(self.mailbox_capacity);
         let slot = Rc::new(Slot {
             state: RefCell::new(None),
@@ -248,7 +294,8 @@ impl Shard {
         namespace
             .clone()
             .start(shard, id, name.clone(), rx, slot.clone());
-        self.table.borrow_mut().insert(
+        let mut table = self.table.borrow_mut();
+        let previous = table.insert(
             (namespace.index(), id),
             Resident {
                 namespace,
@@ -258,16 +305,18 @@ impl Shard {
                 slot,
             },
         );
-        metrics::gauge!("burrow_resident_actors").increment(1.0);
+        debug_assert!(previous.is_none(), "an actor is resident at most once");
+        self.table_changed(&table);
     }
 
-    fn enqueue(&self, namespace: &Arc<dyn ErasedNamespace>, key: Key, envelope: Boxed) {
+    fn enqueue(&self, namespace: &Arc<dyn ErasedNamespace>, key: Key, envelope: ErasedEnvelope) {
         let table = self.table.borrow();
         let resident = table.get(&key).expect("resident");
         resident.slot.last_used.set(Instant::now());
         match resident.mailbox.try_send(envelope) {
             Ok(()) => {
                 let depth = resident.slot.queued.get() + 1;
+                debug_assert!(depth <= self.mailbox_capacity, "the mailbox is bounded");
                 resident.slot.queued.set(depth);
                 metrics::histogram!("burrow_mailbox_depth").record(depth as f64);
             }
@@ -284,13 +333,12 @@ impl Shard {
 
     /// Activates waiting actors while there is room (or they have waited too long), and closes
     /// idle actors while the shard holds more than its budget.
-    fn rebalance(&self) {
+    pub(crate) fn rebalance(&self) {
         loop {
             let Some(since) = self.waiting.borrow().front().map(|(_, w)| w.since) else {
                 break;
             };
-            let room = self.table.borrow().len() < self.budget
-                || evict_one_idle(&mut self.table.borrow_mut(), &self.catalog);
+            let room = self.table.borrow().len() < self.budget || self.evict_one_idle();
             if !room && since.elapsed() < self.overflow_after {
                 break;
             }
@@ -301,14 +349,13 @@ impl Shard {
                 );
             }
             let (_, w) = self.waiting.borrow_mut().pop_front().expect("seen above");
-            self.activate(w.namespace.clone(), w.id, w.name);
+            self.activate(w.namespace.clone(), w.id, w.name, !room);
             let key = (w.namespace.index(), w.id);
             for envelope in w.envelopes {
                 self.enqueue(&w.namespace, key, envelope);
             }
         }
-        let mut table = self.table.borrow_mut();
-        while table.len() > self.budget && evict_one_idle(&mut table, &self.catalog) {}
+        while self.table.borrow().len() > self.budget && self.evict_one_idle() {}
     }
 
     /// Closes actors idle for longer than the idle timeout.
@@ -323,27 +370,61 @@ impl Shard {
             .collect();
         for key in expired {
             if let Some(resident) = table.remove(&key) {
-                close(resident, &self.catalog, Eviction::Idle);
+                self.close(resident, Eviction::Idle);
             }
         }
+        self.table_changed(&table);
+    }
+
+    /// Closes the least recently used idle actor; returns whether there was one.
+    fn evict_one_idle(&self) -> bool {
+        let mut table = self.table.borrow_mut();
+        let victim = table
+            .iter()
+            .find(|(_, r)| r.slot.idle())
+            .map(|(key, _)| *key);
+        match victim.and_then(|key| table.remove(&key)) {
+            Some(resident) => {
+                self.close(resident, Eviction::Capacity);
+                self.table_changed(&table);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes an actor: drops the live actor (closing its database) and records when it was
+    /// last active. Dropping the entry's sender ends the actor's task.
+    fn close(&self, resident: Resident, reason: Eviction) {
+        let _span =
+            tracing::debug_span!("evict", id = %resident.id, reason = reason.label()).entered();
+        drop(resident.slot.state.borrow_mut().take());
+        let idle_for = resident.slot.last_used.get().elapsed();
+        self.services.catalog_write(CatalogWrite::Upsert {
+            namespace: resident.namespace.name().clone(),
+            id: resident.id,
+            name: resident.name.clone(),
+            created_at_ms: now_ms(),
+            last_active_ms: now_ms() - idle_for.as_millis() as i64,
+            ack: None,
+        });
+        metrics::counter!("burrow_evictions_total", "reason" => reason.label()).increment(1);
+        tracing::trace!("closed actor");
     }
 
     /// Removes a failed actor's entry and hands the requests still in its mailbox, in order, to
     /// a fresh instance.
-    fn discard(
+    pub(crate) fn discard(
         &self,
         namespace: Arc<dyn ErasedNamespace>,
         id: ActorId,
         name: Option<Arc<str>>,
-        mailbox: &mut mpsc::Receiver<Boxed>,
+        mailbox: &mut mpsc::Receiver<ErasedEnvelope>,
     ) {
-        if self
-            .table
-            .borrow_mut()
-            .remove(&(namespace.index(), id))
-            .is_some()
         {
-            metrics::gauge!("burrow_resident_actors").decrement(1.0);
+            let mut table = self.table.borrow_mut();
+            table.remove(&(namespace.index(), id));
+            self.table_changed(&table);
         }
         while let Ok(envelope) = mailbox.try_recv() {
             self.deliver(namespace.clone(), id, name.clone(), envelope);
@@ -361,7 +442,8 @@ impl Shard {
             )),
             Some(_) => {
                 let resident = table.remove(&key).expect("seen above");
-                close(resident, &self.catalog, Eviction::Admin);
+                self.close(resident, Eviction::Admin);
+                self.table_changed(&table);
                 Ok(())
             }
         }
@@ -369,7 +451,7 @@ impl Shard {
 
     /// Stops taking requests, lets turns in flight (and requests already queued) finish until
     /// `deadline`, then closes every actor.
-    async fn shutdown(&self, deadline: Instant) -> ShardReport {
+    async fn shutdown(&self, deadline: Instant) -> ShutdownReport {
         self.closing.set(true);
         for (_, w) in self.waiting.borrow_mut().drain() {
             for envelope in w.envelopes {
@@ -382,142 +464,29 @@ impl Shard {
         while Instant::now() < deadline && self.table.borrow().values().any(|r| !r.slot.idle()) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let mut report = ShardReport::default();
-        for (_, resident) in self.table.borrow_mut().drain() {
+        let mut report = ShutdownReport::default();
+        let mut table = self.table.borrow_mut();
+        for (_, resident) in table.drain() {
             if resident.slot.idle() {
                 report.closed += 1;
             } else {
                 report.abandoned += 1;
             }
-            close(resident, &self.catalog, Eviction::Shutdown);
+            self.close(resident, Eviction::Shutdown);
         }
+        self.table_changed(&table);
         report
-    }
-}
-
-/// Closes an actor: drops the live actor (closing its database) and records when it was last
-/// active. Dropping the entry's sender ends the actor's task.
-fn close(resident: Resident, catalog: &Store, reason: Eviction) {
-    let _span = tracing::debug_span!("evict", id = %resident.id, reason = reason.label()).entered();
-    drop(resident.slot.state.borrow_mut().take());
-    let idle_for = resident.slot.last_used.get().elapsed();
-    catalog.send(Op::Upsert {
-        namespace: resident.namespace.name().clone(),
-        id: resident.id,
-        name: resident.name.clone(),
-        created_at_ms: catalog::now_ms(),
-        last_active_ms: catalog::now_ms() - idle_for.as_millis() as i64,
-        ack: None,
-    });
-    metrics::counter!("burrow_evictions_total", "reason" => reason.label()).increment(1);
-    metrics::gauge!("burrow_resident_actors").decrement(1.0);
-    tracing::trace!("closed actor");
-}
-
-/// Closes the least recently used idle actor; returns whether there was one.
-fn evict_one_idle(table: &mut LinkedHashMap<Key, Resident>, catalog: &Store) -> bool {
-    let victim = table
-        .iter()
-        .find(|(_, r)| r.slot.idle())
-        .map(|(key, _)| *key);
-    match victim.and_then(|key| table.remove(&key)) {
-        Some(resident) => {
-            close(resident, catalog, Eviction::Capacity);
-            true
-        }
-        None => false,
-    }
-}
-
-/// The task that runs one resident actor: activates it on the first request, then runs one
-/// turn per request, in order, until the actor is evicted or discarded.
-pub(crate) async fn run_actor<A: Actor>(
-    namespace: Arc<NamespaceInner<A>>,
-    shard: Rc<Shard>,
-    id: ActorId,
-    name: Option<Arc<str>>,
-    mut mailbox: mpsc::Receiver<Boxed>,
-    slot: Rc<Slot>,
-) {
-    while let Some(envelope) = mailbox.recv().await {
-        slot.queued.set(slot.queued.get() - 1);
-        let envelope = *envelope
-            .downcast::<Envelope<A>>()
-            .expect("a namespace routes only its own requests");
-        slot.busy.set(true);
-        let state = slot.state.borrow_mut().take();
-        let mut live: Box<Live<A>> = match state {
-            Some(state) => state
-                .downcast()
-                .expect("a slot holds its namespace's actor"),
-            None => match Live::activate(
-                &namespace,
-                &shard,
-                id,
-                name.clone(),
-                slot.background.clone(),
-            ) {
-                Ok(live) => Box::new(live),
-                Err(error) => {
-                    // Nothing was opened; the next request tries again.
-                    tracing::warn!(%id, namespace = %namespace.name, "activation failed: {error}");
-                    if let Some(reply) = envelope.reply {
-                        let _ = reply.send(Err(error));
-                    }
-                    slot.busy.set(false);
-                    continue;
-                }
-            },
-        };
-        let started = Instant::now();
-        let fate = {
-            let _span = tracing::trace_span!("turn", %id).entered();
-            live.turn(envelope).await
-        };
-        metrics::histogram!("burrow_turn_seconds").record(started.elapsed().as_secs_f64());
-        slot.busy.set(false);
-        slot.last_used.set(Instant::now());
-        match fate {
-            Fate::Keep => {
-                *slot.state.borrow_mut() = Some(live);
-                shard.rebalance();
-            }
-            Fate::Discard { corrupt } => {
-                let path = namespace.path_for(&id);
-                drop(live);
-                if let Some(detail) = corrupt {
-                    // The connection is closed: move the damaged file aside for the next
-                    // activation, which starts fresh and is told why.
-                    match crate::actor::quarantine(&path, "corrupt") {
-                        Ok(to) => {
-                            shard.lost_notes.borrow_mut().insert(
-                                (namespace.index, id),
-                                LostState {
-                                    reason: crate::actor::LostReason::Corrupt(detail),
-                                    quarantined_to: Some(to),
-                                },
-                            );
-                        }
-                        Err(e) => tracing::error!(%id, "cannot quarantine a corrupt file: {e}"),
-                    }
-                }
-                shard.discard(namespace.clone(), id, name.clone(), &mut mailbox);
-                shard.rebalance();
-                return;
-            }
-        }
     }
 }
 
 /// A shard thread's settings.
 pub(crate) struct ShardConfig {
-    pub runtime: Weak<Inner>,
-    pub catalog: Arc<Store>,
+    pub index: usize,
+    pub services: ShardServices,
+    pub resident: Arc<ResidentCount>,
     pub budget: usize,
     pub mailbox_capacity: usize,
     pub idle_timeout: Duration,
-    pub durability: Durability,
-    pub commit_hook: Option<Arc<dyn CommitHook>>,
 }
 
 /// How long an activation waits for room before going over the residency bound.
@@ -532,19 +501,17 @@ pub(crate) fn run_shard(config: ShardConfig, mut inbox: mpsc::UnboundedReceiver<
     let local = tokio::task::LocalSet::new();
     local.block_on(&executor, async move {
         let shard = Rc::new_cyclic(|me| Shard {
-            runtime: config.runtime,
+            index: config.index,
             me: me.clone(),
             table: RefCell::new(LinkedHashMap::new()),
             waiting: RefCell::new(LinkedHashMap::new()),
             lost_notes: RefCell::new(HashMap::new()),
-            catalog: config.catalog,
-            catalog_reader: RefCell::new(None),
+            services: Rc::new(config.services),
+            resident: config.resident,
             budget: config.budget,
             mailbox_capacity: config.mailbox_capacity,
             idle_timeout: config.idle_timeout,
             overflow_after: OVERFLOW_AFTER,
-            durability: config.durability,
-            commit_hook: config.commit_hook,
             closing: Cell::new(false),
         });
         // Idle eviction and overdue activations are checked a few times per idle timeout.

@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::{FromSql, ToSql};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::durability::Durability;
+use crate::error::is_corruption;
 use crate::id::ActorId;
-use crate::options::Durability;
+use crate::layout::sync_file_and_dir;
 
 /// Tables, indexes and savepoints whose names start with this belong to the runtime; actor SQL
 /// that names one is refused.
@@ -148,13 +151,6 @@ fn authorize(internal: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
     } else {
         Authorization::Deny
     }
-}
-
-fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
-    )
 }
 
 impl Storage {
@@ -299,10 +295,7 @@ impl Storage {
     }
 
     fn set_synchronous(conn: &Connection, durability: Durability) -> Result<(), rusqlite::Error> {
-        conn.execute_batch(match durability {
-            Durability::Process => "PRAGMA synchronous = NORMAL",
-            Durability::Machine => "PRAGMA synchronous = FULL",
-        })
+        conn.execute_batch(durability.synchronous_pragma())
     }
 
     fn guarded(
@@ -350,6 +343,11 @@ impl Storage {
     }
 
     pub(crate) fn commit(&self) -> Result<(), rusqlite::Error> {
+        debug_assert_eq!(
+            self.savepoints.get(),
+            0,
+            "a turn commits outside savepoints"
+        );
         self.run_internal(|c| c.execute_batch("COMMIT"))
     }
 
@@ -362,8 +360,22 @@ impl Storage {
         self.run_internal(|c| c.execute_batch("ROLLBACK"))
     }
 
-    /// The value stored under `key`, if any.
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, rusqlite::Error> {
+    /// The value stored under `key`, if any, as any type SQLite can read it into: integers,
+    /// floats, text, bytes (`Vec<u8>`), or a type of yours that implements
+    /// [`FromSql`](rusqlite::types::FromSql) (for instance by decoding with serde).
+    ///
+    /// A stored value of another type is an error, never a silent default.
+    ///
+    /// ```
+    /// # fn demo(storage: &burrow_runtime::Storage) -> Result<(), rusqlite::Error> {
+    /// storage.put("visits", &41_i64)?;
+    /// let visits: i64 = storage.get("visits")?.unwrap_or(0);
+    /// storage.put("visits", &(visits + 1))?;
+    /// assert_eq!(storage.get::<i64>("visits")?, Some(42));
+    /// assert_eq!(storage.get::<String>("never set")?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn get<V: FromSql>(&self, key: &str) -> Result<Option<V>, rusqlite::Error> {
         self.run_internal(|c| {
             c.prepare_cached("SELECT value FROM _burrow_kv WHERE key = ?1")?
                 .query_row([key.as_bytes()], |row| row.get(0))
@@ -371,8 +383,20 @@ impl Storage {
         })
     }
 
-    /// Stores `value` under `key`, replacing what was there.
-    pub fn put(&self, key: &str, value: &[u8]) -> Result<(), rusqlite::Error> {
+    /// Stores `value` under `key`, replacing what was there. Any type rusqlite can bind works
+    /// (`i64`, `f64`, `&str`, `String`, byte slices and arrays, `Vec<u8>`, or a type of yours
+    /// that implements [`ToSql`](rusqlite::types::ToSql)); SQL `NULL` is refused (delete the
+    /// key instead).
+    ///
+    /// ```
+    /// # fn demo(storage: &burrow_runtime::Storage) -> Result<(), rusqlite::Error> {
+    /// storage.put("greeting", "hello")?;
+    /// storage.put("raw", b"\x00\x01")?;
+    /// assert_eq!(storage.get::<String>("greeting")?.as_deref(), Some("hello"));
+    /// assert_eq!(storage.get::<Vec<u8>>("raw")?, Some(vec![0, 1]));
+    /// # Ok(()) }
+    /// ```
+    pub fn put<V: ToSql + ?Sized>(&self, key: &str, value: &V) -> Result<(), rusqlite::Error> {
         self.run_internal(|c| {
             c.prepare_cached("INSERT OR REPLACE INTO _burrow_kv (key, value) VALUES (?1, ?2)")?
                 .execute(params![key.as_bytes(), value])
@@ -381,14 +405,29 @@ impl Storage {
     }
 
     /// Stores several entries. Like every write of a turn, they commit together.
-    pub fn put_many<'a>(
+    ///
+    /// ```
+    /// # fn demo(storage: &burrow_runtime::Storage) -> Result<(), rusqlite::Error> {
+    /// storage.put_many([("a", &1_i64), ("b", &2_i64)])?;
+    /// assert_eq!(storage.list::<i64>("")?, vec![("a".into(), 1), ("b".into(), 2)]);
+    /// # Ok(()) }
+    /// ```
+    pub fn put_many<'a, V: ToSql + ?Sized + 'a>(
         &self,
-        entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        entries: impl IntoIterator<Item = (&'a str, &'a V)>,
     ) -> Result<(), rusqlite::Error> {
         entries.into_iter().try_for_each(|(k, v)| self.put(k, v))
     }
 
     /// Deletes `key`; returns whether it was there.
+    ///
+    /// ```
+    /// # fn demo(storage: &burrow_runtime::Storage) -> Result<(), rusqlite::Error> {
+    /// storage.put("k", &1_i64)?;
+    /// assert!(storage.delete("k")?);
+    /// assert!(!storage.delete("k")?);
+    /// # Ok(()) }
+    /// ```
     pub fn delete(&self, key: &str) -> Result<bool, rusqlite::Error> {
         self.run_internal(|c| {
             c.prepare_cached("DELETE FROM _burrow_kv WHERE key = ?1")?
@@ -397,12 +436,23 @@ impl Storage {
         })
     }
 
-    /// Every entry whose key starts with `prefix`, in key order (byte-wise).
-    pub fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, rusqlite::Error> {
-        fn rows(
+    /// Every entry whose key starts with `prefix`, in key order (byte-wise), each value read as
+    /// `V` (see [`get`](Storage::get)).
+    ///
+    /// ```
+    /// # fn demo(storage: &burrow_runtime::Storage) -> Result<(), rusqlite::Error> {
+    /// storage.put("user/1", "ada")?;
+    /// storage.put("user/2", "bob")?;
+    /// storage.put("other", "x")?;
+    /// let users: Vec<(String, String)> = storage.list("user/")?;
+    /// assert_eq!(users, [("user/1".into(), "ada".into()), ("user/2".into(), "bob".into())]);
+    /// # Ok(()) }
+    /// ```
+    pub fn list<V: FromSql>(&self, prefix: &str) -> Result<Vec<(String, V)>, rusqlite::Error> {
+        fn rows<V: FromSql>(
             stmt: &mut rusqlite::CachedStatement<'_>,
             params: impl rusqlite::Params,
-        ) -> Result<Vec<(String, Vec<u8>)>, rusqlite::Error> {
+        ) -> Result<Vec<(String, V)>, rusqlite::Error> {
             stmt.query_map(params, |row| {
                 let key: Vec<u8> = row.get(0)?;
                 // Keys only ever enter as &str.
@@ -483,7 +533,7 @@ impl Storage {
     ///     Err(rusqlite::Error::QueryReturnedNoRows) // any error rolls the savepoint back
     /// });
     /// assert!(attempt.is_err());
-    /// assert_eq!(storage.get("dropped")?, None);
+    /// assert_eq!(storage.get::<Vec<u8>>("dropped")?, None);
     /// # Ok(()) }
     /// ```
     pub fn transaction<T, E>(&self, f: impl FnOnce(&Storage) -> Result<T, E>) -> Result<T, E>
@@ -495,6 +545,11 @@ impl Storage {
         self.run_internal(|c| c.execute_batch(&format!("SAVEPOINT {name}")))?;
         self.savepoints.set(depth + 1);
         let result = f(self);
+        debug_assert_eq!(
+            self.savepoints.get(),
+            depth + 1,
+            "nested transactions end in the order they began"
+        );
         self.savepoints.set(depth);
         match result {
             Ok(value) => {
@@ -527,14 +582,6 @@ fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
 /// An error of SQLite's shape for failures found outside SQLite, so one classification applies.
 fn failure(code: std::ffi::c_int, message: String) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message))
-}
-
-fn sync_file_and_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

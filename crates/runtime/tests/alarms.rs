@@ -6,8 +6,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, Alarm, AlarmPolicy, Context, Namespace, Options, Runtime};
-use common::now_ms;
+use burrow_runtime::alarm::{Alarm, AlarmPolicy};
+use burrow_runtime::{Abort, Actor, Context, Handler, Message, Namespace, Options, Runtime};
+use common::{at_ms, ms_of, now_ms};
 
 /// What the handler saw, per delivery.
 #[derive(Default)]
@@ -52,23 +53,34 @@ struct Alarmed {
     recur: u32,
 }
 
-impl Actor for Alarmed {
-    type Request = Req;
-    type Response = Vec<(String, i64)>;
+impl Message for Req {
+    type Reply = Vec<(String, i64)>;
+}
 
-    async fn handle(&mut self, ctx: &mut Context<Self>, req: Req) -> Result<Self::Response, Abort> {
+impl Handler<Req> for Alarmed {
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        req: Req,
+    ) -> Result<Vec<(String, i64)>, Abort> {
         let now = now_ms();
         match req {
-            Req::Set(name, ms) => ctx.set_alarm_ms(&name, now + ms)?,
+            Req::Set(name, ms) => ctx.set_alarm(&name, at_ms(now + ms))?,
             Req::SetThenAbort(name, ms) => {
-                ctx.set_alarm_ms(&name, now + ms)?;
+                ctx.set_alarm(&name, at_ms(now + ms))?;
                 return Err(Abort::new("deliberate abort after setting an alarm"));
             }
             Req::List => {}
         }
-        ctx.alarms()
+        Ok(ctx
+            .alarms()?
+            .into_iter()
+            .map(|(name, due)| (name, ms_of(due)))
+            .collect())
     }
+}
 
+impl Actor for Alarmed {
     async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
         let mut deliveries = self.seen.deliveries.lock().unwrap();
         deliveries.push(alarm.clone());
@@ -81,7 +93,7 @@ impl Actor for Alarmed {
             )));
         }
         if runs <= self.recur {
-            ctx.set_alarm_ms(&alarm.name, now_ms() + 20)?;
+            ctx.set_alarm(&alarm.name, at_ms(now_ms() + 20))?;
         }
         Ok(())
     }
@@ -137,12 +149,16 @@ async fn an_alarm_fires_once_for_an_evicted_actor_and_is_then_gone() {
         .await
         .unwrap();
     assert_eq!(record.len(), 1, "indexed before the turn was acknowledged");
-    assert_eq!(record[0].due_ms, set[0].1);
+    assert_eq!(ms_of(record[0].due), set[0].1);
 
     until(|| !seen.deliveries.lock().unwrap().is_empty()).await;
     let delivered = seen.deliveries.lock().unwrap()[0].clone();
     assert_eq!(
-        (delivered.name.as_str(), delivered.due_ms, delivered.attempt),
+        (
+            delivered.name.as_str(),
+            ms_of(delivered.due),
+            delivered.attempt
+        ),
         ("wake", set[0].1, 1)
     );
     assert_eq!(delivered.backoff, Duration::ZERO);
@@ -217,11 +233,7 @@ async fn a_failing_handler_is_retried_with_growing_backoff() {
         flaky[2].backoff
     );
     assert!(flaky[2].backoff > flaky[1].backoff);
-    assert!(
-        flaky
-            .windows(2)
-            .all(|w| w[1].scheduled_ms > w[0].scheduled_ms)
-    );
+    assert!(flaky.windows(2).all(|w| w[1].scheduled > w[0].scheduled));
     assert!(
         runtime
             .catalog()

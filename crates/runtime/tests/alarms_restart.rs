@@ -14,8 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, Alarm, Context, Namespace, Options, Runtime};
-use common::now_ms;
+use burrow_runtime::alarm::Alarm;
+use burrow_runtime::{Abort, Actor, Context, Handler, Message, Namespace, Options, Runtime};
+use common::{at_ms, ms_of, now_ms};
 use harness::executor;
 
 const ACTORS: u64 = 1_000;
@@ -29,30 +30,35 @@ struct Sleeper {
     echo: bool,
 }
 
-impl Actor for Sleeper {
-    /// Set the alarm this many ms from now (`None`: just be created).
-    type Request = Option<i64>;
-    type Response = i64;
+/// Set the alarm this many ms from now (`None`: just be created).
+struct Wake(Option<i64>);
 
-    async fn handle(&mut self, ctx: &mut Context<Self>, in_ms: Option<i64>) -> Result<i64, Abort> {
+impl Message for Wake {
+    type Reply = i64;
+}
+
+impl Handler<Wake> for Sleeper {
+    async fn handle(&mut self, ctx: &mut Context<Self>, Wake(in_ms): Wake) -> Result<i64, Abort> {
         let Some(in_ms) = in_ms else { return Ok(0) };
         let due = now_ms() + in_ms;
-        ctx.set_alarm_ms("wake", due)?;
+        ctx.set_alarm("wake", at_ms(due))?;
         Ok(due)
     }
+}
 
+impl Actor for Sleeper {
     async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
         let name = ctx.name().unwrap_or("?").to_owned();
         let ran_at = now_ms();
         if self.echo {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "fired {name} {} {ran_at}", alarm.due_ms).unwrap();
+            writeln!(out, "fired {name} {} {ran_at}", ms_of(alarm.due)).unwrap();
             out.flush().unwrap();
         }
         self.fired
             .lock()
             .unwrap()
-            .push((name, alarm.due_ms, ran_at, alarm.late_by));
+            .push((name, ms_of(alarm.due), ran_at, alarm.late_by));
         Ok(())
     }
 }
@@ -84,7 +90,7 @@ async fn set_alarms(ns: &Namespace<Sleeper>, mut acked: impl FnMut(u64, i64)) {
                 .iter()
                 .map(|i| {
                     let due_in = set.then_some(1500 + 4 * (*i as i64 % 1000));
-                    ns.get_by_name(&format!("s{i}")).call(due_in)
+                    ns.get_by_name(&format!("s{i}")).call(Wake(due_in))
                 })
                 .collect();
             for (due, &i) in futures_util::future::join_all(calls)

@@ -10,16 +10,22 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, ActorId, ActorRecord, Context, Options, Runtime};
+use burrow_runtime::catalog::ActorRecord;
+use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
 use harness::executor;
 
 struct Nop;
 
-impl Actor for Nop {
-    type Request = ();
-    type Response = ();
+impl Actor for Nop {}
 
-    async fn handle(&mut self, _: &mut Context<Self>, (): ()) -> Result<(), Abort> {
+struct Touch;
+
+impl Message for Touch {
+    type Reply = ();
+}
+
+impl Handler<Touch> for Nop {
+    async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> {
         Ok(())
     }
 }
@@ -30,7 +36,7 @@ async fn create(runtime: &Runtime, count: u64, prefix: &str, mut acked: impl FnM
     for batch in names.chunks(256) {
         let calls: Vec<_> = batch
             .iter()
-            .map(|i| ns.get_by_name(&format!("{prefix}{i}")).call(()))
+            .map(|i| ns.get_by_name(&format!("{prefix}{i}")).call(Touch))
             .collect();
         for (outcome, &i) in futures_util::future::join_all(calls)
             .await
@@ -101,7 +107,7 @@ fn fifty_thousand_actors_list_page_by_page_and_survive_a_rebuild() -> Result<Str
         assert!(startup.rebuilt);
         assert_eq!(startup.added as u64, ACTORS);
         let rebuilt = list_all(&runtime, 777).await;
-        let key = |r: &ActorRecord| (r.id, r.name.clone(), r.created_at_ms);
+        let key = |r: &ActorRecord| (r.id, r.name.clone(), r.created_at);
         assert_eq!(
             rebuilt.iter().map(key).collect::<Vec<_>>(),
             listed.iter().map(key).collect::<Vec<_>>()
@@ -147,7 +153,7 @@ fn child(args: &[String]) {
                 tokio::spawn(async move {
                     for i in (w..BURST).step_by(WORKERS as usize) {
                         ns.get_by_name(&format!("r{round}-{i}"))
-                            .call(())
+                            .call(Touch)
                             .await
                             .unwrap();
                         let mut out = std::io::stdout().lock();

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, Context, Options, Runtime};
+use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
 
 mod harness;
 
@@ -24,13 +24,24 @@ const PER_ROUND: u64 = 1_000_000_000;
 
 struct Writer;
 
-impl Actor for Writer {
-    type Request = u64;
-    type Response = ();
+/// Records write number `n`.
+struct Write(u64);
 
-    async fn handle(&mut self, ctx: &mut Context<Self>, n: u64) -> Result<(), Abort> {
+impl Message for Write {
+    type Reply = ();
+}
+
+impl Actor for Writer {
+    async fn on_activate(&mut self, ctx: &mut Context<Self>) -> Result<(), Abort> {
         let sql = ctx.storage().sql();
         sql.execute_batch("CREATE TABLE IF NOT EXISTS writes (n INTEGER PRIMARY KEY)")?;
+        Ok(())
+    }
+}
+
+impl Handler<Write> for Writer {
+    async fn handle(&mut self, ctx: &mut Context<Self>, Write(n): Write) -> Result<(), Abort> {
+        let sql = ctx.storage().sql();
         sql.execute("INSERT INTO writes (n) VALUES (?1)", [n as i64])?;
         Ok(())
     }
@@ -51,7 +62,7 @@ fn child(dir: &Path, round: u64) {
                 let mut i = w;
                 loop {
                     let n = round * PER_ROUND + i;
-                    ns.get_by_name(&actor_name(n)).call(n).await.unwrap();
+                    ns.get_by_name(&actor_name(n)).call(Write(n)).await.unwrap();
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "{n}").unwrap();
                     out.flush().unwrap();

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_runtime::{
-    Abort, Actor, Context, ErrorKind, LostReason, LostState, Namespace, Options, Runtime,
+    Abort, Actor, Context, ErrorKind, Handler, LostReason, LostState, Message, Namespace, Options,
+    Runtime,
 };
 use common::{Probe, Req, Resp, TestActor};
 
@@ -109,15 +110,21 @@ async fn damaged_files_of_evicted_actors_are_quarantined_and_reported() {
 /// An actor that fills a table, then reads all of it back on request.
 struct Reader;
 
-impl Actor for Reader {
-    type Request = bool; // true: fill; false: read everything
-    type Response = (i64, Option<LostState>);
+impl Actor for Reader {}
 
+/// `true`: fill; `false`: read everything.
+struct Fill(bool);
+
+impl Message for Fill {
+    type Reply = (i64, Option<LostState>);
+}
+
+impl Handler<Fill> for Reader {
     async fn handle(
         &mut self,
         ctx: &mut Context<Self>,
-        fill: bool,
-    ) -> Result<Self::Response, Abort> {
+        Fill(fill): Fill,
+    ) -> Result<(i64, Option<LostState>), Abort> {
         let sql = ctx.storage().sql();
         sql.execute_batch("CREATE TABLE IF NOT EXISTS big (data BLOB)")?;
         if fill {
@@ -139,7 +146,7 @@ async fn corruption_found_during_a_turn_fails_it_retryably_and_quarantines_the_f
     let runtime = Runtime::open(Options::new(dir.path()).shards(1)).unwrap();
     let ns = runtime.namespace("reader", |_| Reader).unwrap();
     let stub = ns.get_by_name("r");
-    assert_eq!(stub.call(true).await.unwrap().0, 800_000);
+    assert_eq!(stub.call(Fill(true)).await.unwrap().0, 800_000);
     runtime.shutdown(GRACE).await;
 
     // Fold the WAL into the database file, then damage the table's pages but not the first
@@ -156,11 +163,11 @@ async fn corruption_found_during_a_turn_fails_it_retryably_and_quarantines_the_f
 
     let runtime = Runtime::open(Options::new(dir.path()).shards(1)).unwrap();
     let ns = runtime.namespace("reader", |_| Reader).unwrap();
-    let err = ns.get_by_name("r").call(false).await.unwrap_err();
+    let err = ns.get_by_name("r").call(Fill(false)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ActorReset, "{err}");
     assert!(err.is_retryable());
 
-    let (total, lost) = ns.get_by_name("r").call(false).await.unwrap();
+    let (total, lost) = ns.get_by_name("r").call(Fill(false)).await.unwrap();
     assert_eq!(total, 0, "the actor starts afresh");
     let lost = lost.expect("the actor is told its state was lost");
     assert!(

@@ -5,27 +5,31 @@ mod common;
 
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, Context, Options, Runtime};
+use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
 use common::fds_under;
 
 struct Cell;
 
-impl Actor for Cell {
-    type Request = Option<u64>;
-    type Response = Option<u64>;
+impl Actor for Cell {}
 
+/// Writes the value if given; replies with the value stored.
+struct Value(Option<u64>);
+
+impl Message for Value {
+    type Reply = Option<u64>;
+}
+
+impl Handler<Value> for Cell {
     async fn handle(
         &mut self,
         ctx: &mut Context<Self>,
-        req: Option<u64>,
+        Value(req): Value,
     ) -> Result<Option<u64>, Abort> {
         let storage = ctx.storage();
         if let Some(v) = req {
-            storage.put("v", &v.to_le_bytes())?;
+            storage.put("v", &(v as i64))?;
         }
-        Ok(storage
-            .get("v")?
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap())))
+        Ok(storage.get::<i64>("v")?.map(|v| v as u64))
     }
 }
 
@@ -49,7 +53,7 @@ async fn ten_thousand_actors_stay_within_the_descriptor_budget() {
                 .iter()
                 .map(|&i| {
                     let write = (pass == 0).then_some(i * 7);
-                    ns.get_by_name(&i.to_string()).call(write)
+                    ns.get_by_name(&i.to_string()).call(Value(write))
                 })
                 .collect();
             for (outcome, &i) in futures_util::future::join_all(calls)

@@ -7,20 +7,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, Context, Options, Runtime};
+use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
 use common::fds_under;
 
 struct Tally;
 
-impl Actor for Tally {
-    type Request = u64;
-    type Response = Vec<u64>;
+impl Actor for Tally {}
 
-    /// Appends `n` and returns everything appended so far.
-    async fn handle(&mut self, ctx: &mut Context<Self>, n: u64) -> Result<Vec<u64>, Abort> {
+/// Appends `n`; replies with everything appended so far.
+struct Append(u64);
+
+impl Message for Append {
+    type Reply = Vec<u64>;
+}
+
+impl Handler<Append> for Tally {
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        Append(n): Append,
+    ) -> Result<Vec<u64>, Abort> {
         let storage = ctx.storage();
         let mut seen: Vec<u64> = storage
-            .get("seen")?
+            .get::<Vec<u8>>("seen")?
             .map(|b| {
                 b.chunks(8)
                     .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
@@ -81,7 +90,7 @@ async fn twenty_thousand_actors_through_a_hundred_slots() {
         for &a in batch {
             let k = calls_so_far[a as usize];
             calls_so_far[a as usize] += 1;
-            calls.push(ns.get_by_name(&a.to_string()).call(a * 10 + k));
+            calls.push(ns.get_by_name(&a.to_string()).call(Append(a * 10 + k)));
             expected.push((0..=k).map(|k| a * 10 + k).collect::<Vec<_>>());
         }
         for ((outcome, want), &a) in futures_util::future::join_all(calls)

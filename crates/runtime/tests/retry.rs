@@ -6,7 +6,8 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burrow_runtime::{ErrorKind, Options, RetryPolicy, Runtime, with_retry};
+use burrow_runtime::retry::{RetryPolicy, with_retry};
+use burrow_runtime::{ErrorKind, Options, Runtime};
 use common::{Probe, Req, Resp, TestActor};
 use tokio::sync::oneshot;
 

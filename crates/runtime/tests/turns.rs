@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use burrow_runtime::{
-    CommitHook, CommitInfo, Durability, ErrorKind, HookFuture, Namespace, Options, Runtime,
-    RuntimeError,
-};
+use burrow_runtime::hook::{CommitHook, CommitInfo, HookFuture};
+use burrow_runtime::{Durability, ErrorKind, Namespace, Options, Runtime, RuntimeError};
 use common::{Probe, Req, Resp, TestActor, read_from_copy};
 use futures_util::FutureExt as _;
 use tokio::sync::oneshot;
@@ -303,16 +301,19 @@ async fn key_value_api() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::open(Options::new(dir.path()).shards(1)).unwrap();
     struct Kv;
-    impl burrow_runtime::Actor for Kv {
-        type Request = ();
-        type Response = Vec<(String, Vec<u8>)>;
+    impl burrow_runtime::Actor for Kv {}
+    struct Exercise;
+    impl burrow_runtime::Message for Exercise {
+        type Reply = Vec<(String, Vec<u8>)>;
+    }
+    impl burrow_runtime::Handler<Exercise> for Kv {
         async fn handle(
             &mut self,
             ctx: &mut burrow_runtime::Context<Self>,
-            (): (),
-        ) -> Result<Self::Response, burrow_runtime::Abort> {
+            _: Exercise,
+        ) -> Result<Vec<(String, Vec<u8>)>, burrow_runtime::Abort> {
             let s = ctx.storage();
-            s.put_many([
+            s.put_many::<[u8]>([
                 ("a/1", &b"x"[..]),
                 ("a/2", b"y"),
                 ("b/1", b"z"),
@@ -320,13 +321,13 @@ async fn key_value_api() {
             ])?;
             assert!(s.delete("a/2")?);
             assert!(!s.delete("a/2")?);
-            assert_eq!(s.get("b/1")?, Some(b"z".to_vec()));
-            assert_eq!(s.list("")?.len(), 3);
+            assert_eq!(s.get::<Vec<u8>>("b/1")?, Some(b"z".to_vec()));
+            assert_eq!(s.list::<Vec<u8>>("")?.len(), 3);
             Ok(s.list("a")?)
         }
     }
     let ns = runtime.namespace("kv", |_| Kv).unwrap();
-    let listed = ns.get_by_name("x").call(()).await.unwrap();
+    let listed = ns.get_by_name("x").call(Exercise).await.unwrap();
     assert_eq!(
         listed,
         [

@@ -166,9 +166,15 @@ async fn actors(
         "actors": records.iter().map(|r| json!({
             "id": r.id.to_string(),
             "name": r.name,
-            "createdAt": r.created_at_ms,
-            "lastActiveAt": r.last_active_ms,
+            "createdAt": epoch_ms(r.created_at),
+            "lastActiveAt": epoch_ms(r.last_active),
         })).collect::<Vec<_>>(),
         "nextCursor": next,
     })))
+}
+
+/// A time as the API shows it: milliseconds since the Unix epoch.
+fn epoch_ms(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use burrow_identity::{ActorName, InstanceId, OrgId, UserId};
-use burrow_instance::{InstanceRef, LocalProvider, Provision};
+use burrow_instance::{InstanceRef, LocalProvider, Provision, Restarted};
 use burrow_restore::{MarkOutcome, Registry as _};
 use serde::Deserialize;
 use serde_json::json;
@@ -245,8 +245,8 @@ async fn restart(
         .await
         .map_err(|e| Scope::Platform.error("restart", e))?;
     Ok(axum::Json(match outcome {
-        Ok(()) => json!({ "success": true }),
-        Err(e) => json!({ "success": false, "error": e }),
+        Restarted::Began => json!({ "success": true }),
+        Restarted::Refused(e) => json!({ "success": false, "error": e }),
     }))
 }
 

@@ -180,9 +180,9 @@ macro_rules! schema {
             /// writes, and must run inside a turn). An identity field that does not decode
             /// makes the state [`Loaded::Lost`] and changes nothing on disk.
             pub fn load(storage: &Storage) -> Result<Loaded, StateError> {
-                let version = match storage.get(VERSION_KEY)? {
+                let version = match storage.get::<Vec<u8>>(VERSION_KEY)? {
                     Some(bytes) => decode::<u32>(&bytes).map_err(StateError::BadVersion)?,
-                    None if storage.list(KEY_PREFIX)?.is_empty() => return Ok(Loaded::Empty),
+                    None if storage.list::<Vec<u8>>(KEY_PREFIX)?.is_empty() => return Ok(Loaded::Empty),
                     // States from before the version key existed.
                     None => 1,
                 };
@@ -193,7 +193,7 @@ macro_rules! schema {
                 let mut failures = Vec::new();
                 let mut broken: Vec<(&'static str, Vec<u8>)> = Vec::new();
                 $(
-                    match storage.get(concat!("state/", stringify!($name)))? {
+                    match storage.get::<Vec<u8>>(concat!("state/", stringify!($name)))? {
                         None => state.$name = $absent,
                         Some(bytes) => {
                             let upgrade = None::<Upgrade<$ty>> $(.or(Some($upgrade as Upgrade<$ty>)))?;
@@ -337,7 +337,7 @@ fn write(storage: &Storage, entries: Vec<(String, Vec<u8>)>) -> Result<(), State
     })?;
     storage.transaction(|s| {
         s.put(VERSION_KEY, &version)?;
-        s.put_many(entries.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        s.put_many::<[u8]>(entries.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
     })?;
     Ok(())
 }
@@ -358,7 +358,7 @@ impl InstanceState {
     /// kept aside under [`QUARANTINE_PREFIX`] stay: resetting never destroys evidence.
     pub fn reset(storage: &Storage) -> Result<InstanceState, StateError> {
         storage.transaction(|s| {
-            for (key, _) in s.list(KEY_PREFIX)? {
+            for (key, _) in s.list::<Vec<u8>>(KEY_PREFIX)? {
                 s.delete(&key)?;
             }
             s.delete(VERSION_KEY).map(drop)
@@ -368,7 +368,7 @@ impl InstanceState {
 
     /// The raw bytes kept aside for a field that failed to decode, if any.
     pub fn quarantined_raw(storage: &Storage, field: &str) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(storage.get(&format!("{QUARANTINE_PREFIX}{field}"))?)
+        Ok(storage.get::<Vec<u8>>(&format!("{QUARANTINE_PREFIX}{field}"))?)
     }
 }
 

@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use burrow_identity::{OrgId, SandboxId, UserId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::schema::InstanceState;
 use crate::types::{DestroyError, ErrorNote, MachineSize, RestoreSource, Status};
 
 /// What the instance's user may see: identity, status, timestamps, and how many env vars and
 /// secrets there are — never their values.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     /// The owner.
@@ -38,7 +38,7 @@ pub struct StatusView {
 }
 
 /// A secret as an admin may see it: its envelope's metadata, never its bytes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretInfo {
     /// The algorithm.
@@ -49,7 +49,7 @@ pub struct SecretInfo {
 
 /// Everything an admin may see: the whole state except secret material and env var values
 /// (their names are shown).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DebugStatusView {
     /// What the user sees.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use burrow_identity::{InstanceId, OrgId, SandboxId, UserId};
-use burrow_runtime::{Abort, Actor, Context, Namespace, Options, Runtime};
+use burrow_runtime::{Abort, Actor, Context, Handler, Message, Namespace, Options, Runtime};
 use burrow_state::{
     DestroyError, ErrorNote, FIELDS, IDENTITY_FIELDS, InstanceState, Loaded, MachineSize,
     QUARANTINE_PREFIX, RestoreSource, SecretEnvelope, Status, Update,
@@ -30,10 +30,13 @@ enum Out {
 
 struct StateActor;
 
-impl Actor for StateActor {
-    type Request = Op;
-    type Response = Out;
+impl Message for Op {
+    type Reply = Out;
+}
 
+impl Actor for StateActor {}
+
+impl Handler<Op> for StateActor {
     async fn handle(&mut self, ctx: &mut Context<Self>, op: Op) -> Result<Out, Abort> {
         let s = ctx.storage();
         let failed = |e: burrow_state::StateError| Abort::new(e.to_string());
@@ -51,7 +54,7 @@ impl Actor for StateActor {
                 s.put(&key, &bytes)?;
                 Out::Done
             }
-            Op::RawGet(key) => Out::Raw(s.get(&key)?),
+            Op::RawGet(key) => Out::Raw(s.get::<Vec<u8>>(&key)?),
             Op::Reset => {
                 InstanceState::reset(s).map_err(failed)?;
                 Out::Done

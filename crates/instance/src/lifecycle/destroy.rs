@@ -142,13 +142,13 @@ impl<P: SandboxProvider> InstanceActor<P> {
         }
         // Finalise: the actor's data and alarms go; the instance is no longer provisioned.
         let storage = ctx.storage();
-        for (key, _) in storage.list("")? {
+        for (key, _) in storage.list::<burrow_runtime::rusqlite::types::Value>("")? {
             storage.delete(&key)?;
         }
         for (alarm, _) in ctx.alarms()? {
             ctx.delete_alarm(&alarm)?;
         }
-        self.cached = Some(None);
+        self.known = Known::NotProvisioned;
         tracing::info!(actor = %self.name, "instance destroyed");
         Ok(true)
     }

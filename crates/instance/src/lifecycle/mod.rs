@@ -24,12 +24,13 @@ use burrow_state::{
 };
 
 use crate::actor::{
-    InstanceActor, Outcome, RECONCILE_ALARM, RESTORE_PENDING_KEY, now_ms, registry_error,
+    InstanceActor, Known, Outcome, RECONCILE_ALARM, RESTORE_PENDING_KEY, ms_since_epoch, now_ms,
+    registry_error,
 };
 use crate::env::{MAX_ENTRIES, check_name, check_value, sandbox_environment};
 use crate::protocol::{
-    ConfigPatch, ConfigView, DebugStatus, Destroyed, InstanceError, Internal, Provision,
-    Provisioned, Report, Request, Route,
+    ConfigPatch, ConfigView, DebugStatus, Destroyed, InstanceError, Provision, Provisioned, Report,
+    Restarted, Route,
 };
 use crate::provider::{Labels, Machine, MachineSpec, MachineState, SandboxProvider, best_machine};
 use crate::secrets::DataKey;

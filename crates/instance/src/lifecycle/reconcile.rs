@@ -149,7 +149,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             && ctx
                 .alarms()?
                 .iter()
-                .all(|(name, due)| name != RECONCILE_ALARM || *due <= now)
+                .all(|(name, due)| name != RECONCILE_ALARM || ms_since_epoch(*due) <= now)
         {
             self.schedule(ctx, status)?;
         }

@@ -127,10 +127,10 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 plan.restart,
             )
             .await;
-            Request::Internal(Internal(Report::Bound {
+            Report::Bound {
                 attempt: plan.attempt,
                 result,
-            }))
+            }
         });
         Ok(Ok(true))
     }
@@ -177,7 +177,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
         &mut self,
         ctx: &mut Context<Self>,
         image_tag: Option<String>,
-    ) -> Outcome<Result<(), String>> {
+    ) -> Outcome<Restarted> {
         if let Some(tag) = &image_tag
             && (tag.is_empty()
                 || tag.len() > 128
@@ -200,11 +200,11 @@ impl<P: SandboxProvider> InstanceActor<P> {
             _ => None,
         };
         if let Some(refusal) = refusal {
-            return Ok(Ok(Err(refusal.to_owned())));
+            return Ok(Ok(Restarted::Refused(refusal.to_owned())));
         }
         match self.begin_start(ctx, false, Some(image_tag)).await? {
-            Ok(_) => Ok(Ok(Ok(()))),
-            Err(e) => Ok(Ok(Err(e.to_string()))),
+            Ok(_) => Ok(Ok(Restarted::Began)),
+            Err(e) => Ok(Ok(Restarted::Refused(e.to_string()))),
         }
     }
 
@@ -301,7 +301,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             let (services, id) = (self.services.clone(), machine.id.clone());
             ctx.spawn_background(async move {
                 let result = wait_healthy(&services, id).await;
-                Request::Internal(Internal(Report::Healthy { attempt, result }))
+                Report::Healthy { attempt, result }
             });
             return Ok(());
         }
@@ -380,7 +380,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "cleaning up a machine failed");
             }
-            Request::Internal(Internal(Report::Cleaned))
+            Report::Cleaned
         });
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, Context, LostState};
+use burrow_runtime::{Abort, Actor, Context, Handler, LostState, Message};
 use tokio::sync::oneshot;
 
 /// What the tests observe from outside the actors.
@@ -77,16 +77,19 @@ fn put(ctx: &Context<TestActor>, k: &str, v: &str) -> Result<(), Abort> {
     Ok(ctx.storage().put(k, v.as_bytes())?)
 }
 
-impl Actor for TestActor {
-    type Request = Req;
-    type Response = Resp;
+impl Message for Req {
+    type Reply = Resp;
+}
 
+impl Actor for TestActor {}
+
+impl Handler<Req> for TestActor {
     async fn handle(&mut self, ctx: &mut Context<Self>, req: Req) -> Result<Resp, Abort> {
         match req {
             Req::Put(k, v) => put(ctx, &k, &v).map(|()| Resp::Done),
             Req::Get(k) => Ok(Resp::Value(
                 ctx.storage()
-                    .get(&k)?
+                    .get::<Vec<u8>>(&k)?
                     .map(|v| String::from_utf8(v).unwrap()),
             )),
             Req::PutThenPanic(k, v) => {
@@ -187,10 +190,19 @@ pub fn read_from_copy(db: &Path, key: &str) -> Option<String> {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    ms_of(std::time::SystemTime::now())
+}
+
+/// A time as milliseconds since the Unix epoch.
+pub fn ms_of(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// Milliseconds since the Unix epoch as a time.
+pub fn at_ms(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)
 }
 
 /// Descriptors this process has open on files under `dir`.

@@ -1,0 +1,152 @@
+//! Activation: opening (or creating) an actor's file, moving unusable files aside, telling the
+//! actor what was lost, recording it in the catalog, and building it with its factory.
+
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::actor::envelope::ErasedEnvelope;
+use crate::actor::{Actor, ActorInfo, Context, ContextParts, LostReason, LostState};
+use crate::actor_type::ActorType;
+use crate::catalog_db::CatalogWrite;
+use crate::clock::now_ms;
+use crate::commit::{panic_message, storage_failure};
+use crate::error::{CallError, ErrorKind};
+use crate::id::ActorId;
+use crate::layout::{create_actor_dir, move_aside};
+use crate::services::ShardServices;
+use crate::storage::{Identity, Storage, Unusable};
+use crate::turn::Live;
+
+/// Everything an activation needs.
+pub(crate) struct Activation<'a, A: Actor> {
+    pub(crate) actor_type: &'a ActorType<A>,
+    pub(crate) id: ActorId,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) services: &'a Rc<ShardServices>,
+    /// Why a previous instance was discarded with a damaged file, if it was.
+    pub(crate) lost_note: Option<LostState>,
+    /// Delivers an envelope to this actor.
+    pub(crate) post: Rc<dyn Fn(ErasedEnvelope)>,
+    /// The actor's count of background tasks (kept by its slot across activations).
+    pub(crate) background: Rc<Cell<usize>>,
+}
+
+/// Moves a damaged file (with its -wal and -shm) aside under a timestamped name. Never deletes.
+pub(crate) fn quarantine(path: &Path, reason: &'static str) -> Result<PathBuf, CallError> {
+    metrics::counter!("burrow_quarantines_total", "reason" => reason).increment(1);
+    let target = move_aside(path, "quarantined", now_ms()).map_err(|e| {
+        CallError::new(
+            ErrorKind::TransientIo,
+            format!("quarantining {}: {e}", path.display()),
+        )
+    })?;
+    tracing::warn!(from = %path.display(), to = %target.display(), reason, "quarantined actor file");
+    Ok(target)
+}
+
+/// Opens (or creates) the actor's file and builds the actor with the namespace's factory.
+pub(crate) fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallError> {
+    let actor_type = a.actor_type;
+    let id = a.id;
+    let _span = tracing::debug_span!("activate", namespace = %actor_type.name, %id).entered();
+    let path = actor_type.path_for(&id);
+    let durability = a.services.durability;
+    let identity = Identity {
+        namespace: actor_type.name.clone(),
+        id,
+        name: a.name.clone(),
+    };
+    let create = |lost: Option<LostState>| -> Result<(Storage, Option<LostState>), CallError> {
+        create_actor_dir(&path, durability)
+            .map_err(|e| CallError::new(ErrorKind::TransientIo, e.to_string()))?;
+        Storage::create(&path, durability, &identity, now_ms())
+            .map(|s| (s, lost))
+            .map_err(|e| storage_failure("creating the actor's database", &e))
+    };
+    let (storage, lost, cold) = if path.exists() {
+        match Storage::open_existing(&path, durability, &identity) {
+            Ok(Ok(storage)) => (storage, a.lost_note, false),
+            Ok(Err(unusable)) => {
+                let (reason, label) = match unusable {
+                    Unusable::Empty => (LostReason::Empty, "empty"),
+                    Unusable::NoIdentity => (LostReason::NoIdentity, "no_identity"),
+                    Unusable::WrongIdentity(s) => (LostReason::WrongIdentity(s), "wrong_identity"),
+                    Unusable::Corrupt(e) => (LostReason::Corrupt(e.to_string()), "corrupt"),
+                };
+                let quarantined_to = Some(quarantine(&path, label)?);
+                let (storage, lost) = create(Some(LostState {
+                    reason,
+                    quarantined_to,
+                }))?;
+                (storage, lost, true)
+            }
+            Err(e) => return Err(storage_failure("opening the actor's database", &e)),
+        }
+    } else {
+        let known = a
+            .services
+            .catalog_knows(&actor_type.name, &id)
+            .map_err(|e| {
+                CallError::new(ErrorKind::TransientIo, format!("reading the catalog: {e}"))
+            })?;
+        let lost = match a.lost_note {
+            Some(note) => Some(note),
+            None if known => {
+                metrics::counter!("burrow_quarantines_total", "reason" => "missing").increment(1);
+                tracing::warn!(namespace = %actor_type.name, %id, "the catalog lists this actor but its file is gone");
+                Some(LostState {
+                    reason: LostReason::Missing,
+                    quarantined_to: None,
+                })
+            }
+            None => None,
+        };
+        let (storage, lost) = create(lost)?;
+        (storage, lost, true)
+    };
+    metrics::counter!("burrow_activations_total", "kind" => if cold { "cold" } else { "warm" })
+        .increment(1);
+    // A new file must be in the catalog before its first reply; a known one only moves its
+    // last-active time, which nobody waits for.
+    let (ack, catalog_ack) = if cold {
+        let (tx, rx) = oneshot::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let name = a.name.or_else(|| storage.recorded_name());
+    a.services.catalog_write(CatalogWrite::Upsert {
+        namespace: actor_type.name.clone(),
+        id,
+        name: name.clone(),
+        created_at_ms: storage.created_at_ms(),
+        last_active_ms: now_ms(),
+        ack,
+    });
+    let info = ActorInfo {
+        namespace: actor_type.name.clone(),
+        id,
+        name,
+        lost,
+    };
+    let actor = std::panic::catch_unwind(AssertUnwindSafe(|| (actor_type.factory)(&info)))
+        .map_err(|panic| {
+            CallError::new(
+                ErrorKind::ActorFailed,
+                format!("the actor's factory panicked: {}", panic_message(&*panic)),
+            )
+        })?;
+    let ctx = Context::new(ContextParts {
+        info,
+        storage,
+        services: a.services.clone(),
+        post: a.post,
+        background: a.background,
+    });
+    Ok(Live::new(actor, ctx, catalog_ack))
+}

@@ -1,0 +1,213 @@
+//! What a handler sees besides its message: who it is, its storage, its alarms, and a way to
+//! run slow work outside the turn.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use super::envelope::{Envelope, ErasedEnvelope, Request};
+use super::{Actor, ActorInfo, Handler, Message};
+use crate::clock::{from_ms, to_ms};
+use crate::commit::{AlarmChanges, commit};
+use crate::error::Abort;
+use crate::id::ActorId;
+use crate::services::ShardServices;
+use crate::storage::Storage;
+
+/// The longest alarm name, in bytes.
+const ALARM_NAME_MAX: usize = 256;
+
+/// What a handler sees besides its message: who it is, its storage, and its alarms.
+pub struct Context<A: Actor> {
+    pub(crate) info: ActorInfo,
+    pub(crate) storage: Storage,
+    pub(crate) services: Rc<ShardServices>,
+    /// Delivers an envelope to this actor (background results, dead-lettered alarms).
+    pub(crate) post: Rc<dyn Fn(ErasedEnvelope)>,
+    pub(crate) background: Rc<Cell<usize>>,
+    /// Alarms set or deleted during this turn.
+    pub(crate) alarm_changes: AlarmChanges,
+    _actor: PhantomData<fn(A)>,
+}
+
+/// What [`Context`] is built from, at activation.
+pub(crate) struct ContextParts {
+    pub(crate) info: ActorInfo,
+    pub(crate) storage: Storage,
+    pub(crate) services: Rc<ShardServices>,
+    pub(crate) post: Rc<dyn Fn(ErasedEnvelope)>,
+    pub(crate) background: Rc<Cell<usize>>,
+}
+
+impl<A: Actor> Context<A> {
+    pub(crate) fn new(parts: ContextParts) -> Context<A> {
+        Context {
+            info: parts.info,
+            storage: parts.storage,
+            services: parts.services,
+            post: parts.post,
+            background: parts.background,
+            alarm_changes: AlarmChanges::new(),
+            _actor: PhantomData,
+        }
+    }
+
+    /// Who this actor is, including whether its previous state was lost.
+    pub fn info(&self) -> &ActorInfo {
+        &self.info
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.info.id
+    }
+
+    /// The actor's name, if it was addressed by one.
+    pub fn name(&self) -> Option<&str> {
+        self.info.name()
+    }
+
+    /// The actor's database. All a turn writes here commits together.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Commits what the turn has written so far (and awaits the commit hook, if any), so that
+    /// it is durable before the turn performs an external side effect. An abort later in the
+    /// turn rolls back only what was written after the flush.
+    ///
+    /// ```
+    /// # use burrow_runtime::{Abort, Context, Handler, Message, Actor};
+    /// # struct Payments; impl Actor for Payments {}
+    /// # struct Charge(i64); impl Message for Charge { type Reply = (); }
+    /// # async fn call_the_bank(_: i64) -> Result<(), String> { Ok(()) }
+    /// impl Handler<Charge> for Payments {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, Charge(cents): Charge) -> Result<(), Abort> {
+    ///         ctx.storage().put("intent", &cents)?;
+    ///         ctx.flush().await?; // the intent is durable before the bank hears of it
+    ///         call_the_bank(cents).await.map_err(Abort::new)?;
+    ///         ctx.storage().put("charged", &cents)?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub async fn flush(&mut self) -> Result<(), Abort> {
+        let alarms = std::mem::take(&mut self.alarm_changes);
+        let committed = commit(
+            &self.storage,
+            &self.services,
+            &self.info.namespace,
+            self.info.id,
+            alarms,
+        )
+        .await;
+        self.storage.begin()?;
+        committed.map_err(|f| Abort::new(format!("flush failed: {}", f.error)))
+    }
+
+    /// Sets the alarm `name` to fire at `due` (replacing an alarm of that name). Part of the
+    /// turn: an aborted turn sets nothing. The alarm fires whether or not the actor is
+    /// resident, and after restarts; [`Actor::alarm`] handles it.
+    ///
+    /// ```
+    /// # use std::time::{Duration, SystemTime};
+    /// # use burrow_runtime::{Abort, Context, Handler, Message, Actor, alarm::Alarm};
+    /// # struct Reminder; impl Message for Reminder { type Reply = (); }
+    /// struct Nag;
+    /// impl Actor for Nag {
+    ///     async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
+    ///         // Set again under the same name: a recurring alarm.
+    ///         ctx.set_alarm(&alarm.name, SystemTime::now() + Duration::from_secs(3600))
+    ///     }
+    /// }
+    /// impl Handler<Reminder> for Nag {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, _: Reminder) -> Result<(), Abort> {
+    ///         ctx.set_alarm("nag", SystemTime::now() + Duration::from_secs(60))
+    ///     }
+    /// }
+    /// ```
+    pub fn set_alarm(&mut self, name: &str, due: SystemTime) -> Result<(), Abort> {
+        if name.is_empty() || name.len() > ALARM_NAME_MAX {
+            return Err(Abort::invalid_input(format!(
+                "alarm names are 1 to {ALARM_NAME_MAX} bytes; got {} bytes",
+                name.len()
+            )));
+        }
+        let due_ms = to_ms(due);
+        if due_ms < 0 {
+            return Err(Abort::invalid_input(format!(
+                "alarm {name:?} is due before 1970"
+            )));
+        }
+        self.storage.set_alarm_row(name, due_ms)?;
+        self.alarm_changes.insert(name.to_owned(), Some(due_ms));
+        Ok(())
+    }
+
+    /// Deletes the alarm `name`; returns whether there was one.
+    pub fn delete_alarm(&mut self, name: &str) -> Result<bool, Abort> {
+        let existed = self.storage.delete_alarm_row(name)?;
+        self.alarm_changes.insert(name.to_owned(), None);
+        Ok(existed)
+    }
+
+    /// This actor's pending alarms: name and due time, by name.
+    pub fn alarms(&self) -> Result<Vec<(String, SystemTime)>, Abort> {
+        Ok(self
+            .storage
+            .alarm_rows()?
+            .into_iter()
+            .map(|(name, due_ms)| (name, from_ms(due_ms)))
+            .collect())
+    }
+
+    /// Runs `work` outside any turn, and delivers its output to this actor as a message of
+    /// its own (a turn whose reply is dropped).
+    ///
+    /// For slow external work — a provider call, a health wait — that must not hold up the
+    /// mailbox. The work cannot touch the actor's storage; it runs on the actor's shard thread
+    /// (so it should await, not block), and the actor stays resident until it has finished.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Context, Handler, Message, Actor};
+    /// struct Fetcher;
+    /// impl Actor for Fetcher {}
+    /// struct Fetch;
+    /// impl Message for Fetch { type Reply = (); }
+    /// struct Fetched(String);
+    /// impl Message for Fetched { type Reply = (); }
+    ///
+    /// impl Handler<Fetch> for Fetcher {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, _: Fetch) -> Result<(), Abort> {
+    ///         ctx.spawn_background(async {
+    ///             tokio::time::sleep(Duration::from_millis(10)).await; // slow work
+    ///             Fetched("body".into())
+    ///         });
+    ///         Ok(()) // the turn ends now; the mailbox moves on
+    ///     }
+    /// }
+    /// impl Handler<Fetched> for Fetcher {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, Fetched(body): Fetched) -> Result<(), Abort> {
+    ///         ctx.storage().put("body", body.as_str())?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn spawn_background<M: Message>(&self, work: impl Future<Output = M> + 'static)
+    where
+        A: Handler<M>,
+    {
+        let background = self.background.clone();
+        background.set(background.get() + 1);
+        let post = self.post.clone();
+        tokio::task::spawn_local(async move {
+            let message = work.await;
+            post(Envelope::<A>::call(Request::unanswered(message)));
+            debug_assert!(background.get() > 0, "background work is counted once");
+            background.set(background.get() - 1);
+        });
+    }
+}

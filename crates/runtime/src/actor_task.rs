@@ -1,0 +1,138 @@
+//! The task that runs one resident actor on its shard, and the type-erased face through which
+//! a shard starts it without knowing the actor's type.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::activation::{Activation, activate, quarantine};
+use crate::actor::envelope::{Envelope, ErasedEnvelope};
+use crate::actor::{Actor, LostReason, LostState};
+use crate::actor_type::ActorType;
+use crate::delivery::Delivery;
+use crate::error::CallError;
+use crate::id::ActorId;
+use crate::shard::{ErasedNamespace, Shard, Slot};
+use crate::turn::{Fate, Live};
+
+impl<A: Actor> ErasedNamespace for ActorType<A> {
+    fn index(&self) -> u32 {
+        self.index
+    }
+
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn fail(&self, envelope: ErasedEnvelope, error: CallError) {
+        Envelope::<A>::unerase(envelope).fail(error);
+    }
+
+    fn alarm_envelope(&self, delivery: Delivery) -> ErasedEnvelope {
+        Envelope::<A>::alarm(delivery)
+    }
+
+    fn start(
+        self: Arc<Self>,
+        shard: Rc<Shard>,
+        id: ActorId,
+        name: Option<Arc<str>>,
+        mailbox: mpsc::Receiver<ErasedEnvelope>,
+        slot: Rc<Slot>,
+    ) {
+        tokio::task::spawn_local(run_actor(self, shard, id, name, mailbox, slot));
+    }
+}
+
+/// Activates the actor on its first envelope, then runs one turn per envelope, in order, until
+/// the actor is evicted (its mailbox closes) or discarded after a failed turn.
+async fn run_actor<A: Actor>(
+    actor_type: Arc<ActorType<A>>,
+    shard: Rc<Shard>,
+    id: ActorId,
+    name: Option<Arc<str>>,
+    mut mailbox: mpsc::Receiver<ErasedEnvelope>,
+    slot: Rc<Slot>,
+) {
+    let key = (actor_type.index, id);
+    let post: Rc<dyn Fn(ErasedEnvelope)> = {
+        let (shard, erased, name) = (
+            Rc::downgrade(&shard),
+            actor_type.clone() as Arc<dyn ErasedNamespace>,
+            name.clone(),
+        );
+        Rc::new(move |envelope| match shard.upgrade() {
+            Some(shard) => shard.deliver(erased.clone(), id, name.clone(), envelope),
+            None => erased.fail(envelope, CallError::shutting_down()),
+        })
+    };
+    while let Some(envelope) = mailbox.recv().await {
+        debug_assert!(
+            slot.queued.get() > 0,
+            "every envelope in a mailbox is counted"
+        );
+        slot.queued.set(slot.queued.get() - 1);
+        let envelope = Envelope::<A>::unerase(envelope);
+        slot.busy.set(true);
+        let state = slot.state.borrow_mut().take();
+        let mut live: Box<Live<A>> = match state {
+            Some(state) => state
+                .downcast()
+                .expect("a slot holds its namespace's actor"),
+            None => match activate(Activation {
+                actor_type: &actor_type,
+                id,
+                name: name.clone(),
+                services: &shard.services,
+                lost_note: shard.take_lost_note(key),
+                post: post.clone(),
+                background: slot.background.clone(),
+            }) {
+                Ok(live) => Box::new(live),
+                Err(error) => {
+                    // Nothing was opened; the next envelope tries again.
+                    tracing::warn!(%id, namespace = %actor_type.name, "activation failed: {error}");
+                    envelope.fail(error);
+                    slot.busy.set(false);
+                    continue;
+                }
+            },
+        };
+        let started = Instant::now();
+        let fate = {
+            let _span = tracing::trace_span!("turn", %id).entered();
+            live.turn(envelope).await
+        };
+        metrics::histogram!("burrow_turn_seconds").record(started.elapsed().as_secs_f64());
+        slot.busy.set(false);
+        slot.last_used.set(Instant::now());
+        match fate {
+            Fate::Keep => {
+                *slot.state.borrow_mut() = Some(live);
+                shard.rebalance();
+            }
+            Fate::Discard { corrupt } => {
+                drop(live);
+                if let Some(detail) = corrupt {
+                    // The connection is closed: move the damaged file aside for the next
+                    // activation, which starts fresh and is told why.
+                    match quarantine(&actor_type.path_for(&id), "corrupt") {
+                        Ok(to) => shard.note_lost(
+                            key,
+                            LostState {
+                                reason: LostReason::Corrupt(detail),
+                                quarantined_to: Some(to),
+                            },
+                        ),
+                        Err(e) => tracing::error!(%id, "cannot quarantine a corrupt file: {e}"),
+                    }
+                }
+                shard.discard(actor_type.clone(), id, name.clone(), &mut mailbox);
+                shard.rebalance();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The catalog's database (`catalog.db`): one runtime-level SQLite file listing every actor and
+//! indexing every pending alarm.
+//!
+//! Writes come from many actors at once, so one writer thread group-commits them
+//! ([`writer`]). Reads go through one read-only connection ([`queries`]). The catalog is
+//! derived data: each actor's file records its own identity, so a missing or damaged catalog is
+//! rebuilt from the data directory at start-up ([`rebuild`]). The public face is the
+//! `catalog` module's `Catalog`, above this one.
+
+pub(crate) mod queries;
+mod rebuild;
+pub(crate) mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::clock::now_ms;
+use crate::durability::Durability;
+use crate::error::is_corruption;
+use crate::id::ActorId;
+use crate::layout::{CATALOG_FILE, actors_dir, move_aside};
+
+pub(crate) use writer::CatalogWrite;
+
+/// One actor as the catalog knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorRecord {
+    /// The actor's namespace.
+    pub namespace: String,
+    /// The actor's id.
+    pub id: ActorId,
+    /// The name it was created under, if any.
+    pub name: Option<String>,
+    /// When its file was created.
+    pub created_at: SystemTime,
+    /// When it was last active (recorded when it is closed).
+    pub last_active: SystemTime,
+}
+
+/// An alarm as the catalog's index holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmRecord {
+    /// The actor's namespace.
+    pub namespace: String,
+    /// The actor's id.
+    pub id: ActorId,
+    /// The alarm's name.
+    pub name: String,
+    /// When it is due.
+    pub due: SystemTime,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When it fires next: the due time, or the time of the next retry.
+    pub fire_at: SystemTime,
+    /// The delay chosen after the last failure (zero before any).
+    pub backoff: Duration,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// An alarm that failed every attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadAlarm {
+    /// The actor's namespace.
+    pub namespace: String,
+    /// The actor's id.
+    pub id: ActorId,
+    /// The alarm's name.
+    pub name: String,
+    /// When it was due.
+    pub due: SystemTime,
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: String,
+    /// When it was given up.
+    pub dead_at: SystemTime,
+}
+
+/// What start-up did to the catalog.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogStartup {
+    /// The catalog was missing or damaged and was rebuilt from the actor files.
+    pub rebuilt: bool,
+    /// Actor files found on disk that the catalog did not list, now added.
+    pub added: usize,
+    /// Actor files that record no identity, left for activation to deal with.
+    pub unreadable: usize,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS actors (
+    namespace TEXT NOT NULL,
+    id BLOB NOT NULL,
+    name TEXT,
+    created_at_ms INTEGER NOT NULL,
+    last_active_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alarms (
+    namespace TEXT NOT NULL,
+    id BLOB NOT NULL,
+    name TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    fire_at_ms INTEGER NOT NULL,
+    backoff_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (namespace, id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alarms_by_fire_at ON alarms (fire_at_ms);
+CREATE TABLE IF NOT EXISTS dead_alarms (
+    namespace TEXT NOT NULL,
+    id BLOB NOT NULL,
+    name TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    dead_at_ms INTEGER NOT NULL
+);
+";
+
+/// The function called after each commit that changed the alarm index.
+type AlarmListener = Arc<OnceLock<Box<dyn Fn() + Send + Sync>>>;
+
+/// The catalog database: its writer thread and a connection for reads.
+pub(crate) struct CatalogDb {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<CatalogWrite>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Opened on first use; closed at shutdown (and reopened if read after it).
+    reader: Mutex<Option<Connection>>,
+    /// Called after each commit that changed the alarm index (the scheduler's wake-up).
+    alarm_listener: AlarmListener,
+}
+
+fn open_rw(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL")?;
+    conn.execute_batch(durability.synchronous_pragma())?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// A read-only connection to the catalog.
+pub(crate) fn open_ro(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl CatalogDb {
+    /// Opens the catalog (rebuilding it if missing or damaged), reconciles it with the actor
+    /// files, and starts the writer thread.
+    pub(crate) fn open(
+        data_dir: &Path,
+        durability: Durability,
+    ) -> Result<(CatalogDb, CatalogStartup), std::io::Error> {
+        let path = data_dir.join(CATALOG_FILE);
+        let mut startup = CatalogStartup::default();
+        let actors_exist = std::fs::read_dir(actors_dir(data_dir))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        startup.rebuilt = !path.exists() && actors_exist;
+        let conn = match open_rw(&path, durability).and_then(|c| {
+            c.query_row("SELECT count(*) FROM actors", [], |_| Ok(()))
+                .map(|()| c)
+        }) {
+            Ok(conn) => conn,
+            Err(e) if is_corruption(&e) => {
+                let aside = move_aside(&path, "damaged", now_ms())?;
+                tracing::warn!(catalog = %path.display(), to = %aside.display(), "catalog damaged ({e}); rebuilding it from the actor files");
+                startup.rebuilt = true;
+                open_rw(&path, durability).map_err(std::io::Error::other)?
+            }
+            Err(e) => return Err(std::io::Error::other(e)),
+        };
+        rebuild::reconcile(&conn, data_dir, &mut startup).map_err(std::io::Error::other)?;
+        if startup.rebuilt || startup.added > 0 {
+            tracing::info!(
+                rebuilt = startup.rebuilt,
+                added = startup.added,
+                "catalog reconciled with the data directory"
+            );
+        }
+        let (tx, rx) = mpsc::channel();
+        let alarm_listener: AlarmListener = Arc::default();
+        let listener = alarm_listener.clone();
+        let thread = std::thread::Builder::new()
+            .name("burrow-catalog".into())
+            .spawn(move || writer::run(conn, rx, listener))?;
+        Ok((
+            CatalogDb {
+                path,
+                writer: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+                reader: Mutex::new(None),
+                alarm_listener,
+            },
+            startup,
+        ))
+    }
+
+    /// Registers the function called after each commit that changed the alarm index.
+    pub(crate) fn on_alarm_commit(&self, listener: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.alarm_listener.set(listener);
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a write; `false` if the catalog is closed.
+    pub(crate) fn send(&self, write: CatalogWrite) -> bool {
+        match &*self.writer.lock().expect("not poisoned") {
+            Some(tx) => tx.send(write).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Commits what is queued and stops the writer.
+    pub(crate) fn close(&self) {
+        drop(self.reader.lock().expect("not poisoned").take());
+        drop(self.writer.lock().expect("not poisoned").take());
+        if let Some(thread) = self.thread.lock().expect("not poisoned").take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Runs `f` on the shared read-only connection.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let mut reader = self.reader.lock().expect("not poisoned");
+        if reader.is_none() {
+            *reader = Some(open_ro(&self.path)?);
+        }
+        f(reader.as_ref().expect("opened above"))
+    }
+}

@@ -1,0 +1,171 @@
+//! The end of a turn: everything that must happen, in order, between "the handler finished"
+//! and "the reply may leave".
+//!
+//! 1. **Index the alarms the turn set**, and wait until the catalog has them: the index must
+//!    never miss an alarm an actor holds.
+//! 2. **Before the commit** — the stage where a replicated log will append the turn's changes,
+//!    fenced, so that nothing is committed locally that the log refused.
+//! 3. **COMMIT** the actor's transaction.
+//! 4. **Drop the index entries of alarms the turn deleted** (after the commit: until then the
+//!    actor still holds them).
+//! 5. **The commit hook**, awaited.
+//!
+//! Only then is the reply released (by the caller of [`commit`]).
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::catalog_db::CatalogWrite;
+use crate::error::{Abort, CallError, ErrorKind, storage_error_kind};
+use crate::hook::CommitInfo;
+use crate::id::ActorId;
+use crate::services::ShardServices;
+use crate::storage::Storage;
+
+/// Alarms set (`Some(due ms)`) or deleted (`None`) during a turn, by name.
+pub(crate) type AlarmChanges = BTreeMap<String, Option<i64>>;
+
+/// Why the end of a turn failed.
+pub(crate) struct Failure {
+    pub(crate) error: CallError,
+    /// Set when the storage error means the actor's file is damaged.
+    pub(crate) corrupt: Option<String>,
+    /// Whether the actor instance must go (it stays when only the commit hook failed).
+    pub(crate) discard: bool,
+}
+
+impl Failure {
+    pub(crate) fn storage(what: &str, e: &rusqlite::Error) -> Failure {
+        Failure {
+            error: storage_failure(what, e),
+            corrupt: corruption(Some(e)),
+            discard: true,
+        }
+    }
+
+    pub(crate) fn transient(message: String) -> Failure {
+        Failure {
+            error: CallError::new(ErrorKind::TransientIo, message),
+            corrupt: None,
+            discard: true,
+        }
+    }
+
+    /// A handler (or activation hook) that aborted (`Ok`) or panicked (`Err`).
+    pub(crate) fn of_handler(outcome: std::thread::Result<Abort>) -> Failure {
+        match outcome {
+            Ok(abort) => Failure {
+                corrupt: corruption(abort.storage_error()),
+                error: abort.into_call_error(),
+                discard: true,
+            },
+            Err(panic) => Failure {
+                error: CallError::new(
+                    ErrorKind::ActorFailed,
+                    format!("the actor panicked: {}", panic_message(&*panic)),
+                ),
+                corrupt: None,
+                discard: true,
+            },
+        }
+    }
+}
+
+pub(crate) fn storage_failure(what: &str, e: &rusqlite::Error) -> CallError {
+    CallError::new(storage_error_kind(e), format!("{what}: {e}"))
+}
+
+/// The description of a storage error that means the file is damaged.
+fn corruption(e: Option<&rusqlite::Error>) -> Option<String> {
+    e.filter(|e| storage_error_kind(e) == ErrorKind::ActorReset)
+        .map(|e| e.to_string())
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a non-string panic payload)".to_owned())
+}
+
+/// Ends the turn's transaction (see the module's steps). On failure the transaction is rolled
+/// back unless it had already committed.
+pub(crate) async fn commit(
+    storage: &Storage,
+    services: &ShardServices,
+    namespace: &Arc<str>,
+    id: ActorId,
+    alarms: AlarmChanges,
+) -> Result<(), Failure> {
+    if let Err(failure) = index_alarms_set(services, namespace, id, &alarms).await {
+        let _ = storage.rollback();
+        return Err(failure);
+    }
+    // Step 2, before the commit: nothing yet (the replicated log's append goes here).
+    if let Err(e) = storage.commit() {
+        let _ = storage.rollback();
+        return Err(Failure::storage("committing the turn", &e));
+    }
+    for (name, due) in alarms {
+        if due.is_none() {
+            services.catalog_write(CatalogWrite::AlarmDelete {
+                namespace: namespace.clone(),
+                id,
+                name,
+            });
+        }
+    }
+    if let Some(hook) = &services.commit_hook {
+        let info = CommitInfo {
+            namespace: namespace.clone(),
+            id,
+        };
+        if let Err(e) = hook.committed(info).await {
+            return Err(Failure {
+                discard: false,
+                ..Failure::transient(format!(
+                    "committed locally, but the commit hook failed: {e}"
+                ))
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Indexes every alarm the turn set and waits until the catalog has committed them.
+async fn index_alarms_set(
+    services: &ShardServices,
+    namespace: &Arc<str>,
+    id: ActorId,
+    alarms: &AlarmChanges,
+) -> Result<(), Failure> {
+    let mut acks = Vec::new();
+    for (name, due) in alarms {
+        if let Some(due_ms) = due {
+            let (ack, done) = oneshot::channel();
+            services.catalog_write(CatalogWrite::AlarmSet {
+                namespace: namespace.clone(),
+                id,
+                name: name.clone(),
+                due_ms: *due_ms,
+                ack: Some(ack),
+            });
+            acks.push(done);
+        }
+    }
+    for done in acks {
+        done.await
+            .unwrap_or_else(|_| Err("the catalog writer stopped".into()))
+            .map_err(|e| {
+                Failure::transient(format!(
+                    "the catalog could not index the turn's alarms: {e}"
+                ))
+            })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! What a turn uses from its shard besides its own file: the catalog (its writer, and a reader
+//! of the shard's own), the commit hook and the durability mode. One per shard thread.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use crate::catalog_db::{CatalogDb, CatalogWrite, open_ro, queries};
+use crate::durability::Durability;
+use crate::hook::CommitHook;
+use crate::id::ActorId;
+
+pub(crate) struct ShardServices {
+    pub(crate) catalog: Arc<CatalogDb>,
+    pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
+    pub(crate) durability: Durability,
+    /// The shard's own read connection to the catalog, opened on first use.
+    catalog_reader: RefCell<Option<Connection>>,
+}
+
+impl ShardServices {
+    pub(crate) fn new(
+        catalog: Arc<CatalogDb>,
+        commit_hook: Option<Arc<dyn CommitHook>>,
+        durability: Durability,
+    ) -> ShardServices {
+        ShardServices {
+            catalog,
+            commit_hook,
+            durability,
+            catalog_reader: RefCell::new(None),
+        }
+    }
+
+    /// Queues a catalog write.
+    pub(crate) fn catalog_write(&self, write: CatalogWrite) {
+        self.catalog.send(write);
+    }
+
+    /// Whether the catalog lists this actor (so a missing file means lost state).
+    pub(crate) fn catalog_knows(&self, namespace: &str, id: &ActorId) -> rusqlite::Result<bool> {
+        let mut reader = self.catalog_reader.borrow_mut();
+        if reader.is_none() {
+            *reader = Some(open_ro(self.catalog.path())?);
+        }
+        let conn = reader.as_ref().expect("opened above");
+        queries::get(conn, namespace, id).map(|r| r.is_some())
+    }
+}
