@@ -13,7 +13,7 @@ use crate::actor::envelope::ErasedEnvelope;
 use crate::actor::{Actor, ActorInfo, Context, ContextParts, LostReason, LostState};
 use crate::actor_type::ActorType;
 use crate::catalog_db::CatalogWrite;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::commit::{panic_message, storage_failure};
 use crate::error::{CallError, ErrorKind};
 use crate::id::ActorId;
@@ -37,9 +37,13 @@ pub(crate) struct Activation<'a, A: Actor> {
 }
 
 /// Moves a damaged file (with its -wal and -shm) aside under a timestamped name. Never deletes.
-pub(crate) fn quarantine(path: &Path, reason: &'static str) -> Result<PathBuf, CallError> {
+pub(crate) fn quarantine(
+    path: &Path,
+    reason: &'static str,
+    clock: &Clock,
+) -> Result<PathBuf, CallError> {
     metrics::counter!("burrow_quarantines_total", "reason" => reason).increment(1);
-    let target = move_aside(path, "quarantined", now_ms()).map_err(|e| {
+    let target = move_aside(path, "quarantined", clock.now_ms()).map_err(|e| {
         CallError::new(
             ErrorKind::TransientIo,
             format!("quarantining {}: {e}", path.display()),
@@ -56,6 +60,7 @@ pub(crate) fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallEr
     let _span = tracing::debug_span!("activate", namespace = %actor_type.name, %id).entered();
     let path = actor_type.path_for(&id);
     let durability = a.services.durability;
+    let clock = &a.services.clock;
     let identity = Identity {
         namespace: actor_type.name.clone(),
         id,
@@ -64,7 +69,7 @@ pub(crate) fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallEr
     let create = |lost: Option<LostState>| -> Result<(Storage, Option<LostState>), CallError> {
         create_actor_dir(&path, durability)
             .map_err(|e| CallError::new(ErrorKind::TransientIo, e.to_string()))?;
-        Storage::create(&path, durability, &identity, now_ms())
+        Storage::create(&path, durability, &identity, clock.now_ms())
             .map(|s| (s, lost))
             .map_err(|e| storage_failure("creating the actor's database", &e))
     };
@@ -78,7 +83,7 @@ pub(crate) fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallEr
                     Unusable::WrongIdentity(s) => (LostReason::WrongIdentity(s), "wrong_identity"),
                     Unusable::Corrupt(e) => (LostReason::Corrupt(e.to_string()), "corrupt"),
                 };
-                let quarantined_to = Some(quarantine(&path, label)?);
+                let quarantined_to = Some(quarantine(&path, label, clock)?);
                 let (storage, lost) = create(Some(LostState {
                     reason,
                     quarantined_to,
@@ -125,7 +130,7 @@ pub(crate) fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallEr
         id,
         name: name.clone(),
         created_at_ms: storage.created_at_ms(),
-        last_active_ms: now_ms(),
+        last_active_ms: clock.now_ms(),
         ack,
     });
     let info = ActorInfo {

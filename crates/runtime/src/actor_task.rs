@@ -107,7 +107,7 @@ async fn run_actor<A: Actor>(
         };
         metrics::histogram!("burrow_turn_seconds").record(started.elapsed().as_secs_f64());
         slot.busy.set(false);
-        slot.last_used.set(Instant::now());
+        slot.last_used.set(shard.services.clock.elapsed());
         match fate {
             Fate::Keep => {
                 *slot.state.borrow_mut() = Some(live);
@@ -118,7 +118,8 @@ async fn run_actor<A: Actor>(
                 if let Some(detail) = corrupt {
                     // The connection is closed: move the damaged file aside for the next
                     // activation, which starts fresh and is told why.
-                    match quarantine(&actor_type.path_for(&id), "corrupt") {
+                    let path = actor_type.path_for(&id);
+                    match quarantine(&path, "corrupt", &shard.services.clock) {
                         Ok(to) => shard.note_lost(
                             key,
                             LostState {

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::random;
+use crate::random::Random;
 
 /// An alarm being delivered to [`Actor::alarm`](crate::Actor::alarm).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,31 +69,32 @@ impl Default for AlarmPolicy {
 
 impl AlarmPolicy {
     /// The delay after failed attempt `attempt` (1-based).
-    pub(crate) fn delay_after(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay_after(&self, attempt: u32, random: &Random) -> Duration {
         let doubled = self.first_retry.saturating_mul(
             1u32.checked_shl(attempt.saturating_sub(1))
                 .unwrap_or(u32::MAX),
         );
         let base = doubled.min(self.max_delay);
         let jitter = self.jitter.clamp(0.0, 1.0);
-        base.mul_f64(1.0 - jitter + 2.0 * jitter * random::unit())
+        base.mul_f64(1.0 - jitter + 2.0 * jitter * random.unit())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::AlarmPolicy;
+    use crate::random::Random;
     use std::time::Duration;
 
     #[test]
     fn delays_double_within_the_jitter_and_stop_at_the_cap() {
         let policy = AlarmPolicy::default();
         for _ in 0..1000 {
-            let first = policy.delay_after(1);
+            let first = policy.delay_after(1, &Random::Os);
             assert!(first >= Duration::from_millis(1500) && first <= Duration::from_millis(2500));
-            let second = policy.delay_after(2);
+            let second = policy.delay_after(2, &Random::Os);
             assert!(second >= Duration::from_secs(3) && second <= Duration::from_secs(5));
-            let late = policy.delay_after(40);
+            let late = policy.delay_after(40, &Random::Os);
             assert!(late >= Duration::from_secs(225) && late <= Duration::from_secs(375));
         }
     }

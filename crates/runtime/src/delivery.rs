@@ -6,8 +6,9 @@ use std::sync::mpsc;
 
 use crate::alarm::AlarmPolicy;
 use crate::catalog_db::{CatalogDb, CatalogWrite};
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::id::ActorId;
+use crate::random::Random;
 
 /// An alarm on its way to an actor (or, with `expire`, the clean-up of a dead-lettered one).
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub(crate) struct Delivery {
 pub(crate) struct AlarmOutcomes {
     catalog: Arc<CatalogDb>,
     policy: AlarmPolicy,
+    clock: Clock,
+    random: Random,
     scheduler: std::sync::Mutex<mpsc::Sender<SchedulerMsg>>,
 }
 
@@ -34,11 +37,15 @@ impl AlarmOutcomes {
     pub(crate) fn new(
         catalog: Arc<CatalogDb>,
         policy: AlarmPolicy,
+        clock: Clock,
+        random: Random,
         scheduler: mpsc::Sender<SchedulerMsg>,
     ) -> AlarmOutcomes {
         AlarmOutcomes {
             catalog,
             policy,
+            clock,
+            random,
             scheduler: std::sync::Mutex::new(scheduler),
         }
     }
@@ -104,18 +111,18 @@ impl AlarmOutcomes {
                 due_ms: d.due_ms,
                 attempts: d.attempt,
                 error: error.to_owned(),
-                at_ms: now_ms(),
+                at_ms: self.clock.now_ms(),
             });
         } else {
             metrics::counter!("burrow_alarm_retries_total").increment(1);
-            let backoff_ms = self.policy.delay_after(d.attempt).as_millis() as i64;
+            let backoff_ms = self.policy.delay_after(d.attempt, &self.random).as_millis() as i64;
             self.catalog.send(CatalogWrite::AlarmRetry {
                 namespace: d.namespace.clone(),
                 id: d.id,
                 name: d.name.clone(),
                 due_ms: d.due_ms,
                 attempt: d.attempt,
-                fire_at_ms: now_ms() + backoff_ms,
+                fire_at_ms: self.clock.now_ms() + backoff_ms,
                 backoff_ms,
                 error: error.to_owned(),
             });
@@ -133,7 +140,7 @@ impl AlarmOutcomes {
             name: d.name.clone(),
             due_ms: d.due_ms,
             attempt: d.attempt - 1,
-            fire_at_ms: now_ms() + 1000,
+            fire_at_ms: self.clock.now_ms() + 1000,
             backoff_ms: d.backoff_ms,
             error: error.to_owned(),
         });

@@ -18,7 +18,8 @@
 //! - **Durability.** [`Durability::Process`] survives a process crash; [`Durability::Machine`]
 //!   survives an OS crash or power loss.
 //!
-//! The [`catalog`], [`alarm`]s, the commit [`hook`] and [`retry`] have modules of their own;
+//! The [`catalog`], [`alarm`]s, the commit [`hook`], [`retry`] and the [`clock`] have modules
+//! of their own;
 //! the [`guide`] is the embedding guide, with examples that are compiled and run as tests.
 //!
 //! ```
@@ -58,7 +59,7 @@
 // above this comment's position in the list (docs/ARCHITECTURE.md has the map).
 //
 // Leaves: time, randomness, ids, errors, durability modes, the commit hook's types.
-mod clock;
+pub mod clock;
 mod durability;
 mod error;
 mod faults;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::alarm::AlarmPolicy;
+use crate::clock::Clock;
 use crate::durability::Durability;
 use crate::hook::CommitHook;
 
@@ -29,6 +30,8 @@ pub struct Options {
     pub(crate) idle_timeout: std::time::Duration,
     pub(crate) alarm_policy: AlarmPolicy,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
+    pub(crate) clock: Clock,
+    pub(crate) random_seed: Option<u64>,
 }
 
 impl std::fmt::Debug for Options {
@@ -42,6 +45,8 @@ impl std::fmt::Debug for Options {
             .field("idle_timeout", &self.idle_timeout)
             .field("alarm_policy", &self.alarm_policy)
             .field("commit_hook", &self.commit_hook.is_some())
+            .field("clock", &self.clock)
+            .field("random_seed", &self.random_seed)
             .finish()
     }
 }
@@ -63,6 +68,8 @@ impl Options {
             idle_timeout: std::time::Duration::from_secs(30),
             alarm_policy: AlarmPolicy::default(),
             commit_hook: None,
+            clock: Clock::system(),
+            random_seed: None,
         }
     }
 
@@ -112,6 +119,21 @@ impl Options {
     /// (the seam for replication). None by default, which costs nothing.
     pub fn commit_hook(mut self, hook: Arc<dyn CommitHook>) -> Options {
         self.commit_hook = Some(hook);
+        self
+    }
+
+    /// Where the runtime reads time (default: the system's). A
+    /// [`ManualClock`](crate::clock::ManualClock) lets a test move time by hand: alarms come
+    /// due, retries come round and actors fall idle when it is moved.
+    pub fn clock(mut self, clock: Clock) -> Options {
+        self.clock = clock;
+        self
+    }
+
+    /// Seeds the jitter of alarm retries, so that a run's backoff delays can be reproduced
+    /// (default: the operating system's randomness).
+    pub fn random_seed(mut self, seed: u64) -> Options {
+        self.random_seed = Some(seed);
         self
     }
 

@@ -19,6 +19,7 @@ use crate::layout::{
 };
 use crate::namespace::Namespace;
 use crate::options::Options;
+use crate::random::Random;
 use crate::scheduler::Scheduler;
 use crate::services::ShardServices;
 use crate::shard::{ResidentCount, ShardConfig, ShardMsg, ShutdownReport, run_shard};
@@ -89,7 +90,7 @@ impl Runtime {
         })?;
 
         let (catalog, catalog_startup) =
-            CatalogDb::open(&data_dir, options.durability).map_err(|source| {
+            CatalogDb::open(&data_dir, options.durability, &options.clock).map_err(|source| {
                 RuntimeError::Catalog {
                     path: data_dir.join(CATALOG_FILE),
                     source,
@@ -100,9 +101,12 @@ impl Runtime {
             .map(|_| mpsc::unbounded_channel())
             .unzip();
         let dispatcher = Arc::new(Dispatcher::new(senders));
+        let random = options.random_seed.map_or(Random::Os, Random::seeded);
         let scheduler = Scheduler::start(
             catalog.clone(),
             options.alarm_policy.clone(),
+            options.clock.clone(),
+            random,
             Arc::downgrade(&dispatcher),
         )
         .map_err(RuntimeError::Thread)?;
@@ -125,6 +129,7 @@ impl Runtime {
                     catalog.clone(),
                     options.commit_hook.clone(),
                     options.durability,
+                    options.clock.clone(),
                 ),
                 resident: resident.clone(),
                 budget: options.per_shard_resident(),

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use crate::alarm::AlarmPolicy;
 use crate::catalog_db::{CatalogDb, queries};
-use crate::clock::{now_ms, to_ms};
+use crate::clock::{Clock, to_ms};
 use crate::delivery::{AlarmKey, AlarmOutcomes, Delivery, SchedulerMsg};
 use crate::dispatcher::Dispatcher;
+use crate::random::Random;
 
 /// An index entry's due time, attempts so far and fire time (ms).
 type Version = (i64, u32, i64);
@@ -33,24 +34,35 @@ impl Scheduler {
     pub(crate) fn start(
         catalog: Arc<CatalogDb>,
         policy: AlarmPolicy,
+        clock: Clock,
+        random: Random,
         dispatcher: Weak<Dispatcher>,
     ) -> std::io::Result<Scheduler> {
         let (tx, rx) = mpsc::channel();
-        let outcomes = Arc::new(AlarmOutcomes::new(catalog.clone(), policy, tx));
-        catalog.on_alarm_commit(Box::new({
+        let outcomes = Arc::new(AlarmOutcomes::new(
+            catalog.clone(),
+            policy,
+            clock.clone(),
+            random,
+            tx,
+        ));
+        let waker = || -> Box<dyn Fn() + Send + Sync> {
             let outcomes = Arc::downgrade(&outcomes);
-            move || {
+            Box::new(move || {
                 if let Some(outcomes) = outcomes.upgrade() {
                     outcomes.wake();
                 }
-            }
-        }));
+            })
+        };
+        // Look again after every commit that changed the index, and whenever time is moved.
+        catalog.on_alarm_commit(waker());
+        clock.on_advance(waker());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("burrow-alarms".into())
             .spawn({
                 let (outcomes, stop) = (outcomes.clone(), stop.clone());
-                move || run(catalog, outcomes, dispatcher, rx, stop)
+                move || run(catalog, clock, outcomes, dispatcher, rx, stop)
             })?;
         Ok(Scheduler {
             outcomes,
@@ -75,6 +87,7 @@ impl Scheduler {
 
 fn run(
     catalog: Arc<CatalogDb>,
+    clock: Clock,
     outcomes: Arc<AlarmOutcomes>,
     dispatcher: Weak<Dispatcher>,
     rx: mpsc::Receiver<SchedulerMsg>,
@@ -86,7 +99,7 @@ fn run(
     // until the index shows a new version, the old one must not be dispatched again.
     let mut dispatched: HashMap<AlarmKey, (Version, bool)> = HashMap::new();
     while !stop.load(Ordering::Acquire) {
-        let now = now_ms();
+        let now = clock.now_ms();
         let (due, next) =
             match catalog.read(|c| queries::due_alarms(c, now, BATCH + dispatched.len())) {
                 Ok(found) => found,
@@ -136,7 +149,7 @@ fn run(
         dispatched.retain(|key, (_, finished)| !*finished || seen.contains(key));
         drop(dispatcher);
         let sleep = next
-            .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
+            .map(|at| Duration::from_millis((at - clock.now_ms()).max(0) as u64))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
         match rx.recv_timeout(sleep) {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use crate::catalog_db::{CatalogDb, CatalogWrite, open_ro, queries};
+use crate::clock::Clock;
 use crate::durability::Durability;
 use crate::hook::CommitHook;
 use crate::id::ActorId;
@@ -15,6 +16,7 @@ pub(crate) struct ShardServices {
     pub(crate) catalog: Arc<CatalogDb>,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
     pub(crate) durability: Durability,
+    pub(crate) clock: Clock,
     /// The shard's own read connection to the catalog, opened on first use.
     catalog_reader: RefCell<Option<Connection>>,
 }
@@ -24,11 +26,13 @@ impl ShardServices {
         catalog: Arc<CatalogDb>,
         commit_hook: Option<Arc<dyn CommitHook>>,
         durability: Durability,
+        clock: Clock,
     ) -> ShardServices {
         ShardServices {
             catalog,
             commit_hook,
             durability,
+            clock,
             catalog_reader: RefCell::new(None),
         }
     }

@@ -20,7 +20,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::actor::LostState;
 use crate::actor::envelope::ErasedEnvelope;
 use crate::catalog_db::CatalogWrite;
-use crate::clock::now_ms;
 use crate::delivery::Delivery;
 use crate::durability::Durability;
 use crate::error::{CallError, ErrorKind};
@@ -109,7 +108,8 @@ pub(crate) struct Slot {
     pub(crate) state: RefCell<Option<Box<dyn std::any::Any>>>,
     pub(crate) busy: Cell<bool>,
     pub(crate) queued: Cell<usize>,
-    pub(crate) last_used: Cell<Instant>,
+    /// When the actor was last used, on the clock's [`elapsed`](crate::clock::Clock) scale.
+    pub(crate) last_used: Cell<Duration>,
     pub(crate) background: Rc<Cell<usize>>,
 }
 
@@ -134,6 +134,7 @@ struct Waiting {
     id: ActorId,
     name: Option<Arc<str>>,
     envelopes: Vec<ErasedEnvelope>,
+    /// Real time: waiting too long risks a deadlock whatever the runtime's clock says.
     since: Instant,
 }
 
@@ -227,7 +228,7 @@ impl Shard {
                 }
                 return;
             }
-            let room = self.table.borrow().len() < self.budget || self.evict_one_idle();
+            let room = self.make_room();
             if !room {
                 waiting.insert(
                     key,
@@ -284,7 +285,7 @@ impl Shard {
             state: RefCell::new(None),
             busy: Cell::new(false),
             queued: Cell::new(0),
-            last_used: Cell::new(Instant::now()),
+            last_used: Cell::new(self.services.clock.elapsed()),
             background: Rc::new(Cell::new(0)),
         });
         let shard = self
@@ -312,7 +313,7 @@ impl Shard {
     fn enqueue(&self, namespace: &Arc<dyn ErasedNamespace>, key: Key, envelope: ErasedEnvelope) {
         let table = self.table.borrow();
         let resident = table.get(&key).expect("resident");
-        resident.slot.last_used.set(Instant::now());
+        resident.slot.last_used.set(self.services.clock.elapsed());
         match resident.mailbox.try_send(envelope) {
             Ok(()) => {
                 let depth = resident.slot.queued.get() + 1;
@@ -338,7 +339,7 @@ impl Shard {
             let Some(since) = self.waiting.borrow().front().map(|(_, w)| w.since) else {
                 break;
             };
-            let room = self.table.borrow().len() < self.budget || self.evict_one_idle();
+            let room = self.make_room();
             if !room && since.elapsed() < self.overflow_after {
                 break;
             }
@@ -360,11 +361,11 @@ impl Shard {
 
     /// Closes actors idle for longer than the idle timeout.
     fn evict_idle(&self) {
-        let now = Instant::now();
+        let now = self.services.clock.elapsed();
         let mut table = self.table.borrow_mut();
         let expired: Vec<Key> = table
             .iter()
-            .take_while(|(_, r)| now.duration_since(r.slot.last_used.get()) >= self.idle_timeout)
+            .take_while(|(_, r)| now.saturating_sub(r.slot.last_used.get()) >= self.idle_timeout)
             .filter(|(_, r)| r.slot.idle())
             .map(|(k, _)| *k)
             .collect();
@@ -374,6 +375,18 @@ impl Shard {
             }
         }
         self.table_changed(&table);
+    }
+
+    /// Closes idle actors (least recently used first) until the table is below its budget;
+    /// returns whether it is. (After an overflow the table may be over budget: a free slot
+    /// then takes more than one eviction.)
+    fn make_room(&self) -> bool {
+        while self.table.borrow().len() >= self.budget {
+            if !self.evict_one_idle() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Closes the least recently used idle actor; returns whether there was one.
@@ -399,13 +412,16 @@ impl Shard {
         let _span =
             tracing::debug_span!("evict", id = %resident.id, reason = reason.label()).entered();
         drop(resident.slot.state.borrow_mut().take());
-        let idle_for = resident.slot.last_used.get().elapsed();
+        let clock = &self.services.clock;
+        let idle_for = clock
+            .elapsed()
+            .saturating_sub(resident.slot.last_used.get());
         self.services.catalog_write(CatalogWrite::Upsert {
             namespace: resident.namespace.name().clone(),
             id: resident.id,
             name: resident.name.clone(),
-            created_at_ms: now_ms(),
-            last_active_ms: now_ms() - idle_for.as_millis() as i64,
+            created_at_ms: clock.now_ms(),
+            last_active_ms: clock.now_ms() - idle_for.as_millis() as i64,
             ack: None,
         });
         metrics::counter!("burrow_evictions_total", "reason" => reason.label()).increment(1);

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use crate::actor::envelope::{Call, Envelope, Handled};
 use crate::actor::{Actor, Context};
 use crate::alarm::Alarm;
-use crate::clock::{from_ms, ms_duration, now_ms};
+use crate::clock::{from_ms, ms_duration};
 use crate::commit::{Failure, commit};
 use crate::delivery::Delivery;
 use crate::error::Abort;
@@ -221,7 +221,7 @@ impl<A: Actor> Live<A> {
             due: from_ms(delivery.due_ms),
             attempt: delivery.attempt,
             scheduled: from_ms(delivery.scheduled_ms),
-            late_by: ms_duration(now_ms() - delivery.scheduled_ms),
+            late_by: ms_duration(self.ctx.services.clock.now_ms() - delivery.scheduled_ms),
             backoff: ms_duration(delivery.backoff_ms),
         };
         let handled = AssertUnwindSafe(self.actor.alarm(&mut self.ctx, alarm))

@@ -69,6 +69,12 @@ impl<A: Actor> Context<A> {
         self.info.name()
     }
 
+    /// The time now, on the runtime's [`Clock`](crate::clock::Clock): use it for alarm due
+    /// times, so that a test's manual clock governs them too.
+    pub fn now(&self) -> SystemTime {
+        self.services.clock.now()
+    }
+
     /// The actor's database. All a turn writes here commits together.
     pub fn storage(&self) -> &Storage {
         &self.storage

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::durability::Durability;
 use crate::error::is_corruption;
 use crate::id::ActorId;
@@ -163,6 +163,7 @@ impl CatalogDb {
     pub(crate) fn open(
         data_dir: &Path,
         durability: Durability,
+        clock: &Clock,
     ) -> Result<(CatalogDb, CatalogStartup), std::io::Error> {
         let path = data_dir.join(CATALOG_FILE);
         let mut startup = CatalogStartup::default();
@@ -176,7 +177,7 @@ impl CatalogDb {
         }) {
             Ok(conn) => conn,
             Err(e) if is_corruption(&e) => {
-                let aside = move_aside(&path, "damaged", now_ms())?;
+                let aside = move_aside(&path, "damaged", clock.now_ms())?;
                 tracing::warn!(catalog = %path.display(), to = %aside.display(), "catalog damaged ({e}); rebuilding it from the actor files");
                 startup.rebuilt = true;
                 open_rw(&path, durability).map_err(std::io::Error::other)?
