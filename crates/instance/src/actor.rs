@@ -171,26 +171,12 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 .clone()
                 .expect("restored states have a sandbox"),
         );
-        let listed = self
-            .services
-            .provider(
-                self.services.lifecycle.provider_timeout,
-                move |p| async move { p.list(&user, &sandbox).await },
-            )
-            .await;
+        let listed = self.services.provider().list(&user, &sandbox).await;
         match listed {
             Ok(machines) => {
                 if let Some(m) = best_machine(&machines) {
-                    let id = m.id.clone();
                     let healthy = m.state == MachineState::Running
-                        && self
-                            .services
-                            .provider(
-                                self.services.lifecycle.provider_timeout,
-                                move |p| async move { p.healthy(&id).await },
-                            )
-                            .await
-                            == Ok(true);
+                        && self.services.provider().healthy(&m.id).await == Ok(true);
                     state.machine_id = Some(m.id.clone());
                     state.volume_id = Some(m.volume_id.clone());
                     state.provider_app_name = Some("local".to_owned());

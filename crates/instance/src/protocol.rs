@@ -10,7 +10,8 @@ use burrow_runtime::{CallError, Message};
 use burrow_state::{DebugStatusView, Status, StatusView};
 use serde::{Deserialize, Serialize};
 
-use crate::provider::Machine;
+use crate::lifecycle::Unhealthy;
+use crate::provider::{Machine, ProviderError};
 
 /// A provision request. The instance id (if any) comes from the actor's own name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,12 +235,12 @@ pub(crate) enum Report {
     /// A start found, re-bound or created its machine (or failed to).
     Bound {
         attempt: u64,
-        result: Result<Machine, String>,
+        result: Result<Machine, ProviderError>,
     },
     /// A start's health wait ended.
     Healthy {
         attempt: u64,
-        result: Result<(), String>,
+        result: Result<(), Unhealthy>,
     },
     /// Cleanup of a machine nobody wanted finished.
     Cleaned,
@@ -247,4 +248,78 @@ pub(crate) enum Report {
 
 impl Message for Report {
     type Reply = ();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: T) {
+        let json = serde_json::to_string(&value).unwrap();
+        let back: T = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, value, "{json}");
+    }
+
+    #[test]
+    fn messages_and_replies_survive_serialization() {
+        let user: UserId = "alice".parse().unwrap();
+        let instance: InstanceId = "6f1c1c9e-2f7a-4f3e-9a51-0d7c6f1b2a33".parse().unwrap();
+        let sandbox = SandboxId::InstanceKeyed(instance);
+        round_trip(Provision {
+            user_id: user.clone(),
+            org_id: None,
+            env_vars: BTreeMap::from([("A".into(), "1".into())]),
+            secrets: BTreeMap::from([("S".into(), "hidden".into())]),
+        });
+        round_trip(Start {
+            skip_cooldown: true,
+        });
+        round_trip(Stop);
+        round_trip(Restart {
+            image_tag: Some("v2".into()),
+        });
+        round_trip(Destroy {
+            mark_registry_on_finalize: true,
+        });
+        round_trip(GetStatus);
+        round_trip(GetDebugStatus);
+        round_trip(GetConfig);
+        round_trip(GetRoute);
+        round_trip(ConfigPatch {
+            env_vars: BTreeMap::from([("A".into(), None)]),
+            secrets: BTreeMap::new(),
+        });
+        let state = burrow_state::InstanceState {
+            user_id: Some(user.clone()),
+            sandbox_id: Some(sandbox.clone()),
+            status: Some(Status::Running),
+            ..burrow_state::InstanceState::fresh()
+        };
+        let answers: Vec<Answer<Provisioned>> = vec![
+            Ok(Provisioned {
+                sandbox_id: sandbox.clone(),
+                instance_id: Some(instance),
+                created: true,
+            }),
+            Err(InstanceError::Conflict("being destroyed".into())),
+            Err(InstanceError::NotProvisioned),
+        ];
+        for answer in answers {
+            round_trip(answer);
+        }
+        round_trip::<Answer<Restarted>>(Ok(Restarted::Refused("busy".into())));
+        round_trip::<Answer<StatusView>>(Ok(state.status_view()));
+        round_trip::<Answer<DebugStatus>>(Ok(DebugStatus {
+            view: state.debug_view(),
+            next_alarm_ms: Some(1_800_000_000_000),
+        }));
+        round_trip::<Answer<Route>>(Ok(Route {
+            user_id: user,
+            org_id: None,
+            sandbox_id: sandbox,
+            status: Status::Running,
+            address: Some("127.0.0.1:8080".parse().unwrap()),
+        }));
+    }
 }

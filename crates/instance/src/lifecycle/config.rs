@@ -117,7 +117,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             return Ok(Err(e));
         }
         self.schedule(ctx, Status::Provisioned)?;
-        if let Err(e) = self.begin_start(ctx, false, None).await? {
+        if let Err(e) = self.begin_start(ctx, false, StartKind::Start).await? {
             // The instance exists; its start failed and is recorded. Provisioning succeeded.
             tracing::warn!(actor = %self.name, error = %e, "the first start did not begin");
         }

@@ -46,7 +46,6 @@ impl<P: SandboxProvider> InstanceActor<P> {
     /// Phase two: delete what is recorded; finalise when all of it is gone. Returns whether
     /// the instance is finalised. Failures are recorded and retried by the reconcile alarm.
     pub(crate) async fn destroy_step(&mut self, ctx: &mut Context<Self>) -> Result<bool, Abort> {
-        let timeout = self.services.lifecycle.provider_timeout;
         // Each round deletes what is recorded, then looks for machines labelled with this
         // instance that were never recorded (a start interrupted before it could report its
         // machine) and records the next one. Bounded, in case the provider keeps making more.
@@ -56,10 +55,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 .cloned()
                 .expect("destroying a loaded instance");
             if let Some(id) = state.pending_destroy_machine_id.clone() {
-                let deleted = self
-                    .services
-                    .provider(timeout, move |p| async move { p.delete_machine(&id).await })
-                    .await;
+                let deleted = self.services.provider().delete_machine(&id).await;
                 match deleted {
                     Ok(()) => self.update(
                         ctx,
@@ -71,10 +67,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 }
             }
             if let Some(id) = state.pending_destroy_volume_id.clone() {
-                let deleted = self
-                    .services
-                    .provider(timeout, move |p| async move { p.delete_volume(&id).await })
-                    .await;
+                let deleted = self.services.provider().delete_volume(&id).await;
                 match deleted {
                     Ok(()) => self.update(
                         ctx,
@@ -86,13 +79,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 }
             }
             let (user, sandbox) = identity(&state);
-            let left = self
-                .services
-                .provider(
-                    timeout,
-                    move |p| async move { p.list(&user, &sandbox).await },
-                )
-                .await;
+            let left = self.services.provider().list(&user, &sandbox).await;
             match left {
                 Ok(machines) => match machines.into_iter().next() {
                     Some(m) => self.update(

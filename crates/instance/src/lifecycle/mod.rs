@@ -32,11 +32,14 @@ use crate::protocol::{
     ConfigPatch, ConfigView, DebugStatus, Destroyed, InstanceError, Provision, Provisioned, Report,
     Restarted, Route,
 };
-use crate::provider::{Labels, Machine, MachineSpec, MachineState, SandboxProvider, best_machine};
+use crate::provider::{
+    Labels, Machine, MachineSpec, MachineState, ProviderError, SandboxProvider, best_machine,
+};
 use crate::secrets::DataKey;
 
 use self::config::config_view;
-use self::start::Cleanup;
+pub(crate) use self::start::Unhealthy;
+use self::start::{Cleanup, StartKind};
 
 impl<P: SandboxProvider> InstanceActor<P> {
     /// The state, or "not provisioned".

@@ -38,13 +38,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
         if status == Status::Running
             && let Some(id) = state.machine_id.clone()
         {
-            let machine = self
-                .services
-                .provider(
-                    self.services.lifecycle.provider_timeout,
-                    move |p| async move { p.get(&id).await },
-                )
-                .await;
+            let machine = self.services.provider().get(&id).await;
             match machine {
                 Ok(Some(m)) => address = m.address,
                 Ok(None) => {}

@@ -20,15 +20,10 @@ impl<P: SandboxProvider> InstanceActor<P> {
         };
         let lifecycle = self.services.lifecycle.clone();
         let now = now_ms();
-        let timeout = lifecycle.provider_timeout;
         match status {
             Status::Running => {
                 let healthy = match state.machine_id.clone() {
-                    Some(id) => {
-                        self.services
-                            .provider(timeout, move |p| async move { p.healthy(&id).await })
-                            .await
-                    }
+                    Some(id) => self.services.provider().healthy(&id).await,
                     None => Ok(false),
                 };
                 // A provider that cannot answer says nothing about the sandbox.
@@ -105,23 +100,12 @@ impl<P: SandboxProvider> InstanceActor<P> {
             }
             Status::Stopped => {
                 let machine = match state.machine_id.clone() {
-                    Some(id) => self
-                        .services
-                        .provider(timeout, move |p| async move { p.get(&id).await })
-                        .await
-                        .ok()
-                        .flatten(),
+                    Some(id) => self.services.provider().get(&id).await.ok().flatten(),
                     // A start interrupted before it recorded its machine may have left one
                     // running: adopt it (and stop it) rather than leave it orphaned.
                     None => {
                         let (user, sandbox) = identity(&state);
-                        let listed = self
-                            .services
-                            .provider(
-                                timeout,
-                                move |p| async move { p.list(&user, &sandbox).await },
-                            )
-                            .await;
+                        let listed = self.services.provider().list(&user, &sandbox).await;
                         let found = listed.ok().and_then(|ms| best_machine(&ms).cloned());
                         if let Some(m) = &found {
                             tracing::info!(actor = %self.name, machine = %m.id, "adopting an unrecorded machine");

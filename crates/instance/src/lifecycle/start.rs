@@ -36,13 +36,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             }
             Some(Status::Running) => {
                 if let Some(id) = state.machine_id.clone() {
-                    let healthy = self
-                        .services
-                        .provider(
-                            self.services.lifecycle.provider_timeout,
-                            move |p| async move { p.healthy(&id).await },
-                        )
-                        .await;
+                    let healthy = self.services.provider().healthy(&id).await;
                     if healthy == Ok(true) {
                         return Ok(Ok(false));
                     }
@@ -50,23 +44,25 @@ impl<P: SandboxProvider> InstanceActor<P> {
             }
             _ => {}
         }
-        self.begin_start(ctx, skip_cooldown, None).await
+        self.begin_start(ctx, skip_cooldown, StartKind::Start).await
     }
 
-    /// Records a start (or, with `image_tag`… a restart) and hands the slow part to
-    /// background work. Answers whether it began.
+    /// Records a start (or a restart) and hands the slow part to background work. Answers
+    /// whether it began.
     pub(crate) async fn begin_start(
         &mut self,
         ctx: &mut Context<Self>,
         skip_cooldown: bool,
-        restart: Option<Option<String>>,
+        kind: StartKind,
     ) -> Outcome<bool> {
         let state = self
             .current()
             .cloned()
             .expect("a start needs a loaded state");
-        let image_tag = match &restart {
-            Some(Some(tag)) => Some(tag.clone()),
+        let image_tag = match &kind {
+            StartKind::Restart {
+                image_tag: Some(tag),
+            } => Some(tag.clone()),
             _ => state.tracked_image_tag.clone(),
         };
         let env = match self.environment(&state, image_tag.as_deref()) {
@@ -87,21 +83,24 @@ impl<P: SandboxProvider> InstanceActor<P> {
         if recover {
             update = update.last_metadata_recovery_at(Some(now));
         }
-        let status = if let Some(tag) = &restart {
-            update = update
-                .status(Some(Status::Restarting))
-                .restarting_at(Some(now))
-                .last_restart_error(None);
-            if let Some(tag) = tag {
-                update = update.tracked_image_tag(Some(tag.clone()));
+        let status = match &kind {
+            StartKind::Restart { image_tag } => {
+                update = update
+                    .status(Some(Status::Restarting))
+                    .restarting_at(Some(now))
+                    .last_restart_error(None);
+                if let Some(tag) = image_tag {
+                    update = update.tracked_image_tag(Some(tag.clone()));
+                }
+                Status::Restarting
             }
-            Status::Restarting
-        } else {
-            update = update
-                .status(Some(Status::Starting))
-                .starting_at(Some(now))
-                .last_start_error(None);
-            Status::Starting
+            StartKind::Start => {
+                update = update
+                    .status(Some(Status::Starting))
+                    .starting_at(Some(now))
+                    .last_start_error(None);
+                Status::Starting
+            }
         };
         self.update(ctx, update)?;
         self.schedule(ctx, status)?;
@@ -113,7 +112,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             labels: labels(&state),
             env,
             recover,
-            restart: restart.is_some(),
+            restart: matches!(kind, StartKind::Restart { .. }),
         };
         self.in_flight = Some(attempt);
         let services = self.services.clone();
@@ -152,13 +151,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             .starting_at(None)
             .restarting_at(None);
         if let Some(id) = state.machine_id.clone() {
-            let stopped = self
-                .services
-                .provider(
-                    self.services.lifecycle.provider_timeout,
-                    move |p| async move { p.stop(&id).await },
-                )
-                .await;
+            let stopped = self.services.provider().stop(&id).await;
             match stopped {
                 Ok(()) => {}
                 // Gone: the next start recovers or creates a machine.
@@ -202,7 +195,10 @@ impl<P: SandboxProvider> InstanceActor<P> {
         if let Some(refusal) = refusal {
             return Ok(Ok(Restarted::Refused(refusal.to_owned())));
         }
-        match self.begin_start(ctx, false, Some(image_tag)).await? {
+        match self
+            .begin_start(ctx, false, StartKind::Restart { image_tag })
+            .await?
+        {
             Ok(_) => Ok(Ok(Restarted::Began)),
             Err(e) => Ok(Ok(Restarted::Refused(e.to_string()))),
         }
@@ -251,8 +247,8 @@ impl<P: SandboxProvider> InstanceActor<P> {
                         )?;
                         self.schedule(ctx, Status::Running)?;
                     }
-                    Err(message) => {
-                        self.start_failed(ctx, restarting, message)?;
+                    Err(unhealthy) => {
+                        self.start_failed(ctx, restarting, unhealthy.to_string())?;
                         if let Some(id) = state.machine_id {
                             self.clean_up(ctx, Cleanup::Stop(id));
                         }
@@ -268,17 +264,17 @@ impl<P: SandboxProvider> InstanceActor<P> {
         ctx: &mut Context<Self>,
         state: Option<InstanceState>,
         attempt: u64,
-        result: Result<Machine, String>,
+        result: Result<Machine, ProviderError>,
     ) -> Result<(), Abort> {
         let status = state.as_ref().and_then(|s| s.status);
         let current = attempt == self.attempt
             && matches!(status, Some(Status::Starting | Status::Restarting));
         let machine = match result {
             Ok(m) => m,
-            Err(message) => {
+            Err(e) => {
                 if current {
                     self.in_flight = None;
-                    self.start_failed(ctx, status == Some(Status::Restarting), message)?;
+                    self.start_failed(ctx, status == Some(Status::Restarting), e.to_string())?;
                 }
                 return Ok(());
             }
@@ -357,25 +353,15 @@ impl<P: SandboxProvider> InstanceActor<P> {
     }
 
     pub(crate) fn clean_up(&self, ctx: &mut Context<Self>, cleanup: Cleanup) {
-        let services = self.services.clone();
-        let timeout = services.lifecycle.provider_timeout;
+        let provider = self.services.provider();
         tracing::info!(actor = %self.name, ?cleanup, "cleaning up a machine nobody wants");
         ctx.spawn_background(async move {
             let result = match cleanup {
-                Cleanup::Stop(id) => {
-                    services
-                        .provider(timeout, move |p| async move { p.stop(&id).await })
-                        .await
-                }
-                Cleanup::Delete(m) => {
-                    let (id, volume) = (m.id, m.volume_id);
-                    services
-                        .provider(timeout, move |p| async move {
-                            p.delete_machine(&id).await?;
-                            p.delete_volume(&volume).await
-                        })
-                        .await
-                }
+                Cleanup::Stop(id) => provider.stop(&id).await,
+                Cleanup::Delete(m) => match provider.delete_machine(&m.id).await {
+                    Ok(()) => provider.delete_volume(&m.volume_id).await,
+                    Err(e) => Err(e),
+                },
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "cleaning up a machine failed");
@@ -383,6 +369,22 @@ impl<P: SandboxProvider> InstanceActor<P> {
             Report::Cleaned
         });
     }
+}
+
+/// A start's health wait ran out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the sandbox did not answer its health check within {waited:?}")]
+pub(crate) struct Unhealthy {
+    pub(crate) waited: Duration,
+}
+
+/// What [`begin_start`](InstanceActor::begin_start) begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StartKind {
+    /// A start of a stopped (or never started) sandbox.
+    Start,
+    /// A restart, recording `image_tag` as the image to run if given.
+    Restart { image_tag: Option<String> },
 }
 
 /// A machine to stop or delete in the background.
@@ -400,83 +402,42 @@ pub(super) async fn find_or_create<P: SandboxProvider>(
     env: BTreeMap<String, String>,
     recover: bool,
     restart: bool,
-) -> Result<Machine, String> {
-    let wait = services.lifecycle.health_wait;
+) -> Result<Machine, ProviderError> {
+    let provider = services.provider_within(services.lifecycle.health_wait);
     if let Some(id) = machine_id {
-        let found = {
-            let id = id.clone();
-            services
-                .provider(wait, move |p| async move { p.get(&id).await })
-                .await
-        };
-        match found.map_err(|e| e.to_string())? {
+        match provider.get(&id).await? {
             Some(m) if m.state != MachineState::Destroying => {
-                let env = env.clone();
-                return services
-                    .provider(wait, move |p| async move {
-                        if restart {
-                            p.stop(&id).await?;
-                        }
-                        p.start(&id, env).await
-                    })
-                    .await
-                    .map_err(|e| e.to_string());
+                return provider.start(&id, env, restart).await;
             }
             _ => tracing::warn!(machine = %id, "the bound machine is gone"),
         }
     }
     if recover {
-        let (user, sandbox) = (labels.user_id.clone(), labels.sandbox_id.clone());
-        let machines = services
-            .provider(wait, move |p| async move { p.list(&user, &sandbox).await })
-            .await
-            .map_err(|e| e.to_string())?;
+        let machines = provider.list(&labels.user_id, &labels.sandbox_id).await?;
         if let Some(m) = best_machine(&machines) {
             tracing::info!(machine = %m.id, state = ?m.state, "metadata recovery re-binds a machine");
-            let (id, env) = (m.id.clone(), env.clone());
-            return services
-                .provider(wait, move |p| async move {
-                    if restart {
-                        p.stop(&id).await?;
-                    }
-                    p.start(&id, env).await
-                })
-                .await
-                .map_err(|e| e.to_string());
+            return provider.start(&m.id, env, restart).await;
         }
     }
-    services
-        .provider(wait, move |p| async move {
-            p.create(MachineSpec { labels, env }).await
-        })
-        .await
-        .map_err(|e| e.to_string())
+    provider.create(MachineSpec { labels, env }).await
 }
 
 /// Probes the machine's health until it answers or the wait runs out.
 pub(super) async fn wait_healthy<P: SandboxProvider>(
     services: &crate::services::Services<P>,
     id: String,
-) -> Result<(), String> {
+) -> Result<(), Unhealthy> {
     let lifecycle = &services.lifecycle;
     let deadline = Instant::now() + lifecycle.health_wait;
     loop {
-        let probe = {
-            let id = id.clone();
-            services
-                .provider(lifecycle.provider_timeout, move |p| async move {
-                    p.healthy(&id).await
-                })
-                .await
-        };
+        let probe = services.provider().healthy(&id).await;
         if probe == Ok(true) {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "the sandbox did not answer its health check within {:?}",
-                lifecycle.health_wait
-            ));
+            return Err(Unhealthy {
+                waited: lifecycle.health_wait,
+            });
         }
         tokio::time::sleep(lifecycle.health_poll.min(Duration::from_secs(5))).await;
     }
