@@ -205,6 +205,12 @@ fn baseline_files(
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Writes back what earlier scenarios left dirty, so that each measurement starts from the
+/// same state of the page cache instead of paying for its predecessor's writeback.
+fn settle() {
+    nix::unistd::sync();
+}
+
 /// Transactions per second on one open connection (the warm-call baseline, per shard).
 fn baseline_warm(dir: &Path, calls: u64, durability: Durability) -> f64 {
     let conn = baseline_connect(&dir.join("warm.db"), true, durability);
@@ -603,12 +609,14 @@ fn main() {
             Durability::Machine => "machine",
         };
         let base_dir = tempfile::tempdir().unwrap();
+        settle();
         let cold_base = baseline_files(base_dir.path(), 0, actors, shards, true, durability);
         let warm_files = baseline_files(base_dir.path(), 0, actors, shards, false, durability);
         let warm_base = baseline_warm(base_dir.path(), calls, durability);
         drop(base_dir);
         for &c in &sweep {
             let dir = tempfile::tempdir().unwrap();
+            settle();
             let (cold, reactivation) = exec.block_on(async {
                 let (runtime, ns) = open(dir.path(), durability, 1_000);
                 let cold = drive(&ns, actors, c, |i| i.to_string()).await;

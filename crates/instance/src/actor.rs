@@ -15,6 +15,7 @@ use burrow_runtime::alarm::Alarm;
 use burrow_runtime::{Abort, Actor, Context};
 use burrow_state::{
     FIELDS, InstanceState, KEY_PREFIX, Loaded, QUARANTINE_PREFIX, StateError, Status, Update,
+    now_ms,
 };
 
 use crate::protocol::InstanceError;
@@ -282,15 +283,4 @@ pub(crate) fn registry_error(e: RegistryError) -> InstanceError {
         RegistryError::InvalidInput(m) => InstanceError::Invalid(m),
         other => InstanceError::Registry(other.to_string()),
     }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    ms_since_epoch(SystemTime::now())
-}
-
-/// A time as milliseconds since the Unix epoch (the unit of the state's timestamps).
-pub(crate) fn ms_since_epoch(time: SystemTime) -> i64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

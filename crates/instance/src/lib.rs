@@ -9,7 +9,7 @@
 //! - A reconcile alarm, scheduled by status, converges the instance with its sandbox
 //!   ([`LifecycleConfig`] holds every interval and threshold).
 //! - Secrets are sealed with AES-256-GCM ([`secrets`]) and only ever decrypted into a
-//!   sandbox's environment ([`env`]).
+//!   sandbox's environment ([`env`](mod@env)).
 //! - [`LocalProvider`] runs each sandbox as a local process of the `burrow-sandbox` gateway.
 
 mod actor;

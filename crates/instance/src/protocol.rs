@@ -10,7 +10,6 @@ use burrow_runtime::{CallError, Message};
 use burrow_state::{DebugStatusView, Status, StatusView};
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::Unhealthy;
 use crate::provider::{Machine, ProviderError};
 
 /// A provision request. The instance id (if any) comes from the actor's own name.
@@ -248,6 +247,13 @@ pub(crate) enum Report {
 
 impl Message for Report {
     type Reply = ();
+}
+
+/// A start's health wait ran out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the sandbox did not answer its health check within {waited:?}")]
+pub(crate) struct Unhealthy {
+    pub(crate) waited: std::time::Duration,
 }
 
 #[cfg(test)]

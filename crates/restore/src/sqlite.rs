@@ -1,5 +1,6 @@
 //! The embedded registry: one SQLite file, the default when no PostgreSQL URL is configured.
 
+use burrow_state::now_ms;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -33,12 +34,6 @@ impl std::fmt::Debug for SqliteRegistry {
 
 fn internal(e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Internal(e.to_string())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 const COLUMNS: &str =

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::random::Random;
 
-/// An alarm being delivered to [`Actor::alarm`](crate::Actor::alarm).
+/// An alarm being delivered to [`Actor::alarm`](crate::Actor::alarm). See
+/// [`Context::set_alarm`](crate::Context::set_alarm) for an example.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Alarm {

@@ -5,6 +5,12 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// What kind of failure a [`CallError`] is, which decides whether to retry.
+///
+/// ```
+/// use burrow_runtime::{CallError, ErrorKind};
+/// assert!(CallError::new(ErrorKind::TransientIo, "disk hiccup").is_retryable());
+/// assert!(!CallError::new(ErrorKind::Overloaded, "mailbox full").is_retryable());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -28,6 +34,14 @@ pub enum ErrorKind {
 }
 
 /// Why a call did not return the actor's response.
+///
+/// ```
+/// use burrow_runtime::{CallError, ErrorKind};
+/// let e = CallError::new(ErrorKind::ActorReset, "the actor went away");
+/// assert_eq!(e.kind(), ErrorKind::ActorReset);
+/// assert_eq!(e.message(), "the actor went away");
+/// assert_eq!(e.to_string(), "actor reset: the actor went away");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind_text}: {message}", kind_text = self.kind.describe())]
 pub struct CallError {
@@ -113,6 +127,27 @@ pub(crate) fn storage_error_kind(e: &rusqlite::Error) -> ErrorKind {
 /// Handlers return `Err(Abort)` to abort; `?` on a storage error does so too. Ordinary
 /// application outcomes (not found, refused…) should be ordinary responses instead: they
 /// commit normally.
+///
+/// ```
+/// use burrow_runtime::{Abort, Actor, Context, Handler, Message};
+/// struct Account;
+/// impl Actor for Account {}
+/// struct Withdraw(i64);
+/// impl Message for Withdraw { type Reply = Result<i64, String>; }
+/// impl Handler<Withdraw> for Account {
+///     async fn handle(&mut self, ctx: &mut Context<Self>, Withdraw(n): Withdraw) -> Result<Result<i64, String>, Abort> {
+///         if n <= 0 {
+///             return Err(Abort::invalid_input(format!("cannot withdraw {n}"))); // the call fails
+///         }
+///         let balance: i64 = ctx.storage().get("balance")?.unwrap_or(0); // `?` aborts on storage errors
+///         if balance < n {
+///             return Ok(Err("insufficient funds".into())); // an answer, which commits
+///         }
+///         ctx.storage().put("balance", &(balance - n))?;
+///         Ok(Ok(balance - n))
+///     }
+/// }
+/// ```
 pub struct Abort {
     kind: ErrorKind,
     message: String,
@@ -183,6 +218,20 @@ impl From<rusqlite::Error> for Abort {
 }
 
 /// Why a runtime could not be opened or a namespace registered.
+///
+/// ```
+/// use burrow_runtime::{Actor, Options, Runtime, RuntimeError};
+/// struct A;
+/// impl Actor for A {}
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let runtime = Runtime::open(Options::new(dir.path()))?;
+/// let err = runtime.namespace("Not Valid", |_| A).unwrap_err();
+/// assert!(matches!(err, RuntimeError::InvalidNamespace { .. }), "{err}");
+/// runtime.namespace("a", |_| A)?;
+/// assert!(matches!(runtime.namespace("a", |_| A), Err(RuntimeError::DuplicateNamespace { .. })));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {

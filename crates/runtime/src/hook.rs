@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use crate::id::ActorId;
 
-/// What a commit hook learns about a commit.
+/// What a commit hook learns about a commit. See [`CommitHook`] for an example.
 #[derive(Debug, Clone)]
 pub struct CommitInfo {
     /// The actor's namespace.
@@ -14,7 +14,7 @@ pub struct CommitInfo {
     pub id: ActorId,
 }
 
-/// The future a [`CommitHook`] returns.
+/// The future a [`CommitHook`] returns. See [`CommitHook`] for an example.
 pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// Awaited after a turn's local commit and before its reply is released.

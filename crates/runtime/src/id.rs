@@ -15,6 +15,16 @@ use sha2::{Digest, Sha256};
 /// A name-derived id is the SHA-256 of the namespace's name, one NUL byte, and the actor's
 /// name. The id decides where the actor's file lives on disk, so this derivation is fixed
 /// forever: changing it would orphan every existing actor.
+///
+/// ```
+/// use burrow_runtime::ActorId;
+/// let id = ActorId::for_name("counter", "alice");
+/// let text = id.to_string();
+/// assert_eq!(text.len(), 64);
+/// assert_eq!(text.parse::<ActorId>()?, id);
+/// assert_eq!(ActorId::from_bytes(id.as_bytes()), Some(id));
+/// # Ok::<(), burrow_runtime::InvalidActorId>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ActorId([u8; 32]);
 
@@ -64,6 +74,11 @@ impl fmt::Debug for ActorId {
 }
 
 /// A string that is not an actor id.
+///
+/// ```
+/// let err = "not-an-id".parse::<burrow_runtime::ActorId>().unwrap_err();
+/// assert!(err.to_string().contains("\"not-an-id\""));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid actor id {input:?}: expected 64 lower-case hex digits")]
 pub struct InvalidActorId {

@@ -14,7 +14,24 @@ use crate::shard::ShardMsg;
 
 /// The actors of one type, under one name. Cheap to clone.
 ///
-/// Created by [`Runtime::namespace`](crate::Runtime::namespace). Gives out ids and the stubs that call actors.
+/// Created by [`Runtime::namespace`](crate::Runtime::namespace). Gives out ids and the stubs
+/// that call actors.
+///
+/// ```
+/// # use burrow_runtime::{Actor, Options, Runtime};
+/// # struct A; impl Actor for A {}
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let runtime = Runtime::open(Options::new(dir.path()))?;
+/// let users = runtime.namespace("user", |_| A)?;
+/// let id = users.id_from_name("alice"); // the same name always gives the same id
+/// assert_eq!(id, users.id_from_name("alice"));
+/// assert_eq!(users.id_from_string(&id.to_string())?, id);
+/// assert_ne!(users.new_unique_id(), users.new_unique_id());
+/// let stub = users.get(id); // activates nothing until called
+/// assert_eq!(stub.id(), id);
+/// # Ok(()) }
+/// ```
 pub struct Namespace<A: Actor> {
     inner: Arc<ActorType<A>>,
     dispatcher: Arc<Dispatcher>,
@@ -89,7 +106,7 @@ impl<A: Actor> Namespace<A> {
 }
 
 /// A handle for calling one actor. Cheap to clone and to create; creating one activates
-/// nothing.
+/// nothing. See [`Stub::call`] for an example.
 pub struct Stub<A: Actor> {
     namespace: Arc<ActorType<A>>,
     dispatcher: Arc<Dispatcher>,

@@ -1,6 +1,6 @@
 //! The runtime's randomness: the jitter of alarm retries (seedable, so that a test can
 //! reproduce a backoff sequence) and the operating system's randomness for unique ids and the
-//! jitter of [`with_retry`](crate::retry::with_retry).
+//! jitter of `retry::with_retry`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,6 +7,17 @@ use crate::error::CallError;
 use crate::random;
 
 /// How [`with_retry`] retries.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use burrow_runtime::retry::RetryPolicy;
+/// let patient = RetryPolicy {
+///     attempts: 6,
+///     deadline: Some(Instant::now() + Duration::from_secs(30)),
+///     ..RetryPolicy::default()
+/// };
+/// assert_eq!(patient.base, Duration::from_millis(100));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (default 3).
@@ -38,16 +49,21 @@ impl Default for RetryPolicy {
 /// `cap` ("full jitter"), and gives up early rather than sleep past the deadline. When it gives
 /// up it returns the last error.
 ///
-/// ```no_run
-/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Namespace};
+/// ```
+/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
 /// # struct Ping; impl Message for Ping { type Reply = (); }
 /// # struct A; impl Actor for A {}
 /// # impl Handler<Ping> for A {
 /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Ping) -> Result<(), Abort> { Ok(()) }
 /// # }
-/// # async fn demo(ns: Namespace<A>) -> Result<(), burrow_runtime::CallError> {
-/// use burrow_runtime::retry::{with_retry, RetryPolicy};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let runtime = Runtime::open(Options::new(dir.path()))?;
+/// use burrow_runtime::retry::{RetryPolicy, with_retry};
+/// let ns = runtime.namespace("pinged", |_| A)?;
 /// with_retry(|| ns.get_by_name("alice"), |stub| stub.call(Ping), &RetryPolicy::default()).await?;
+/// # runtime.shutdown(std::time::Duration::from_secs(5)).await;
 /// # Ok(()) }
 /// ```
 pub async fn with_retry<S, T, F>(

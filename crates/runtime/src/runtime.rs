@@ -30,6 +30,23 @@ use crate::shard::{ResidentCount, ShardConfig, ShardMsg, ShutdownReport, run_sha
 /// [`Namespace`] per actor type, call actors through stubs, and [`shutdown`](Runtime::shutdown)
 /// when done. Dropping every handle without a shutdown also stops the shards and closes the
 /// files (turns in flight are rolled back), but waits for nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// use burrow_runtime::{Actor, Options, Runtime};
+/// struct Idle;
+/// impl Actor for Idle {}
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let runtime = Runtime::open(Options::new(dir.path()).max_resident(1000).shards(2))?;
+/// let _idle = runtime.namespace("idle", |_| Idle)?;
+/// assert_eq!(runtime.max_resident(), 1000);
+/// assert!(runtime.catalog_startup().added == 0);
+/// let report = runtime.shutdown(Duration::from_secs(5)).await;
+/// assert_eq!(report.abandoned, 0);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
@@ -205,7 +222,7 @@ impl Runtime {
         self.inner.dispatcher.shard_count()
     }
 
-    /// Stops taking requests (new calls fail with [`ErrorKind::ShuttingDown`], which is
+    /// Stops taking requests (new calls fail with [`ErrorKind::ShuttingDown`](crate::ErrorKind::ShuttingDown), which is
     /// retryable), lets turns in flight and requests already queued finish for up to `grace`,
     /// then closes every actor's file, commits the catalog and stops the shard threads.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {

@@ -63,7 +63,8 @@ pub(crate) enum ShardMsg {
     },
 }
 
-/// What [`Runtime::shutdown`](crate::Runtime::shutdown) did.
+/// What [`Runtime::shutdown`](crate::Runtime::shutdown) did. See [`Runtime`](crate::Runtime)
+/// for an example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ShutdownReport {
     /// Actors closed after their last turn.

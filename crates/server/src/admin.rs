@@ -166,15 +166,9 @@ async fn actors(
         "actors": records.iter().map(|r| json!({
             "id": r.id.to_string(),
             "name": r.name,
-            "createdAt": epoch_ms(r.created_at),
-            "lastActiveAt": epoch_ms(r.last_active),
+            "createdAt": burrow_state::epoch_ms(r.created_at),
+            "lastActiveAt": burrow_state::epoch_ms(r.last_active),
         })).collect::<Vec<_>>(),
         "nextCursor": next,
     })))
-}
-
-/// A time as the API shows it: milliseconds since the Unix epoch.
-fn epoch_ms(time: std::time::SystemTime) -> i64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -9,6 +9,7 @@
 
 mod codec;
 mod schema;
+mod time;
 mod types;
 mod views;
 
@@ -16,5 +17,6 @@ pub use schema::{
     FIELDS, FieldFailure, IDENTITY_FIELDS, InstanceState, KEY_PREFIX, Loaded, QUARANTINE_PREFIX,
     SCHEMA_VERSION, StateError, Update, VERSION_KEY,
 };
+pub use time::{epoch_ms, now_ms};
 pub use types::{DestroyError, ErrorNote, MachineSize, RestoreSource, SecretEnvelope, Status};
 pub use views::{DebugStatusView, SecretInfo, StatusView};

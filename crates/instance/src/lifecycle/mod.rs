@@ -20,17 +20,17 @@ use burrow_identity::{ActorName, SandboxId};
 use burrow_restore::{NewInstance, Registry as _};
 use burrow_runtime::{Abort, Context};
 use burrow_state::{
-    DestroyError, ErrorNote, InstanceState, SecretEnvelope, Status, StatusView, Update,
+    DestroyError, ErrorNote, InstanceState, SecretEnvelope, Status, StatusView, Update, epoch_ms,
+    now_ms,
 };
 
 use crate::actor::{
-    InstanceActor, Known, Outcome, RECONCILE_ALARM, RESTORE_PENDING_KEY, ms_since_epoch, now_ms,
-    registry_error,
+    InstanceActor, Known, Outcome, RECONCILE_ALARM, RESTORE_PENDING_KEY, registry_error,
 };
 use crate::env::{MAX_ENTRIES, check_name, check_value, sandbox_environment};
 use crate::protocol::{
     ConfigPatch, ConfigView, DebugStatus, Destroyed, InstanceError, Provision, Provisioned, Report,
-    Restarted, Route,
+    Restarted, Route, Unhealthy,
 };
 use crate::provider::{
     Labels, Machine, MachineSpec, MachineState, ProviderError, SandboxProvider, best_machine,
@@ -38,7 +38,6 @@ use crate::provider::{
 use crate::secrets::DataKey;
 
 use self::config::config_view;
-pub(crate) use self::start::Unhealthy;
 use self::start::{Cleanup, StartKind};
 
 impl<P: SandboxProvider> InstanceActor<P> {

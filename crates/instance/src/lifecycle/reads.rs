@@ -12,11 +12,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        let next_alarm_ms = ctx
-            .alarms()?
-            .iter()
-            .map(|(_, due)| ms_since_epoch(*due))
-            .min();
+        let next_alarm_ms = ctx.alarms()?.iter().map(|(_, due)| epoch_ms(*due)).min();
         Ok(Ok(DebugStatus {
             view: state.debug_view(),
             next_alarm_ms,

@@ -133,7 +133,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             && ctx
                 .alarms()?
                 .iter()
-                .all(|(name, due)| name != RECONCILE_ALARM || ms_since_epoch(*due) <= now)
+                .all(|(name, due)| name != RECONCILE_ALARM || epoch_ms(*due) <= now)
         {
             self.schedule(ctx, status)?;
         }

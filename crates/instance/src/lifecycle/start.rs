@@ -371,13 +371,6 @@ impl<P: SandboxProvider> InstanceActor<P> {
     }
 }
 
-/// A start's health wait ran out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the sandbox did not answer its health check within {waited:?}")]
-pub(crate) struct Unhealthy {
-    pub(crate) waited: Duration,
-}
-
 /// What [`begin_start`](InstanceActor::begin_start) begins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StartKind {

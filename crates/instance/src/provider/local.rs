@@ -14,6 +14,7 @@
 //! trusted only together with the start time recorded with it, so a recycled pid never passes
 //! for a sandbox.
 
+use burrow_state::now_ms;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -140,12 +141,6 @@ fn check_id(kind: char, id: &str) -> Result<(), ProviderError> {
             if kind == 'm' { "machine" } else { "volume" }
         )))
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl LocalProvider {

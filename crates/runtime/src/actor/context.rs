@@ -20,6 +20,22 @@ use crate::storage::Storage;
 const ALARM_NAME_MAX: usize = 256;
 
 /// What a handler sees besides its message: who it is, its storage, and its alarms.
+///
+/// ```
+/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message};
+/// struct Greeter;
+/// impl Actor for Greeter {}
+/// struct Greet;
+/// impl Message for Greet { type Reply = String; }
+/// impl Handler<Greet> for Greeter {
+///     async fn handle(&mut self, ctx: &mut Context<Self>, _: Greet) -> Result<String, Abort> {
+///         let visits: i64 = ctx.storage().get("visits")?.unwrap_or(0) + 1;
+///         ctx.storage().put("visits", &visits)?;
+///         let who = ctx.name().unwrap_or("stranger");
+///         Ok(format!("hello {who}, visit {visits} (actor {})", ctx.id()))
+///     }
+/// }
+/// ```
 pub struct Context<A: Actor> {
     pub(crate) info: ActorInfo,
     pub(crate) storage: Storage,

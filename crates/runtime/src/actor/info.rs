@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::id::ActorId;
 
-/// Why an actor's state was lost, as told to the actor at activation.
+/// Why an actor's state was lost, as told to the actor at activation (see [`ActorInfo`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LostReason {
@@ -23,7 +23,8 @@ pub enum LostReason {
     Corrupt(String),
 }
 
-/// An actor whose previous state could not be used: what was found, and where it was moved.
+/// An actor whose previous state could not be used: what was found, and where it was moved
+/// (see [`ActorInfo`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LostState {
     /// Why the state could not be used.

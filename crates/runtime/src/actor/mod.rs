@@ -122,7 +122,20 @@ pub trait Message: Send + 'static {
 ///
 /// Returning `Err` (or panicking) aborts the turn: its writes are rolled back, the actor
 /// instance is discarded and re-created for the next message, and the caller gets a
-/// [`CallError`](crate::CallError). See [`Actor`] for an example.
+/// [`CallError`](crate::CallError). One message type may be handled by several actor types.
+///
+/// ```
+/// use burrow_runtime::{Abort, Actor, Context, Handler, Message};
+/// struct Ping;
+/// impl Message for Ping { type Reply = &'static str; }
+/// struct Server;
+/// impl Actor for Server {}
+/// impl Handler<Ping> for Server {
+///     async fn handle(&mut self, _: &mut Context<Self>, _: Ping) -> Result<&'static str, Abort> {
+///         Ok("pong")
+///     }
+/// }
+/// ```
 pub trait Handler<M: Message>: Actor {
     /// Handles one message as one turn.
     #[allow(async_fn_in_trait)]

@@ -26,7 +26,7 @@ use crate::layout::{CATALOG_FILE, actors_dir, move_aside};
 
 pub(crate) use writer::CatalogWrite;
 
-/// One actor as the catalog knows it.
+/// One actor as the catalog knows it (see the `Catalog` example).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActorRecord {
     /// The actor's namespace.
@@ -41,7 +41,7 @@ pub struct ActorRecord {
     pub last_active: SystemTime,
 }
 
-/// An alarm as the catalog's index holds it.
+/// An alarm as the catalog's index holds it, from `Catalog::alarms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlarmRecord {
     /// The actor's namespace.
@@ -62,7 +62,7 @@ pub struct AlarmRecord {
     pub last_error: Option<String>,
 }
 
-/// An alarm that failed every attempt.
+/// An alarm that failed every attempt, from `Catalog::dead_alarms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadAlarm {
     /// The actor's namespace.
@@ -81,7 +81,8 @@ pub struct DeadAlarm {
     pub dead_at: SystemTime,
 }
 
-/// What start-up did to the catalog.
+/// What start-up did to the catalog, from
+/// [`Runtime::catalog_startup`](crate::Runtime::catalog_startup).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CatalogStartup {
     /// The catalog was missing or damaged and was rebuilt from the actor files.

@@ -4,20 +4,32 @@
 use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use rusqlite::config::DbConfig;
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::hooks::AuthContext;
 use rusqlite::types::{FromSql, ToSql};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::durability::Durability;
 use crate::error::is_corruption;
 use crate::id::ActorId;
+
+mod guard;
+
 use crate::layout::sync_file_and_dir;
+use guard::{authorize, internally};
 
 /// Tables, indexes and savepoints whose names start with this belong to the runtime; actor SQL
 /// that names one is refused.
+///
+/// ```
+/// # fn demo(storage: &burrow_runtime::Storage) {
+/// let refused = storage.sql().execute_batch("DROP TABLE _burrow_kv");
+/// assert!(refused.is_err());
+/// assert!(burrow_runtime::RESERVED_PREFIX.starts_with('_'));
+/// # }
+/// ```
 pub const RESERVED_PREFIX: &str = "_burrow_";
 
 /// Who the actor is, as recorded in its file when it is created.
@@ -36,6 +48,17 @@ pub(crate) struct Identity {
 /// begin, commit or roll back the turn's transaction (use [`Storage::transaction`] for nested
 /// transactions and [`Context::flush`](crate::Context::flush) to commit early), nor attach
 /// other databases or change the pragmas that durability rests on.
+///
+/// ```
+/// # fn demo(storage: &burrow_runtime::Storage) -> Result<(), rusqlite::Error> {
+/// let sql = storage.sql();
+/// sql.execute_batch("CREATE TABLE IF NOT EXISTS notes (body TEXT NOT NULL)")?;
+/// sql.execute("INSERT INTO notes (body) VALUES (?1)", ["remember the milk"])?;
+/// let count: i64 = sql.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))?;
+/// assert!(count >= 1);
+/// assert!(sql.execute_batch("COMMIT").is_err()); // the turn owns its transaction
+/// # Ok(()) }
+/// ```
 pub struct Storage {
     conn: Connection,
     /// Set while the runtime itself runs SQL, which the authorizer then lets through.
@@ -64,93 +87,6 @@ pub(crate) enum Unusable {
     WrongIdentity(String),
     /// SQLite says the file is not a database or is corrupt.
     Corrupt(rusqlite::Error),
-}
-
-/// Runs `f` with the runtime's own SQL allowed through the authorizer.
-fn internally<T>(internal: &AtomicBool, f: impl FnOnce() -> T) -> T {
-    internal.store(true, Ordering::Relaxed);
-    let out = f();
-    internal.store(false, Ordering::Relaxed);
-    out
-}
-
-const PROTECTED_PRAGMAS: &[&str] = &[
-    "journal_mode",
-    "locking_mode",
-    "synchronous",
-    "writable_schema",
-    "schema_version",
-    "temp_store_directory",
-    "data_store_directory",
-];
-
-fn reserved(name: &str) -> bool {
-    name.len() >= RESERVED_PREFIX.len()
-        && name[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX)
-}
-
-/// The authorizer for actor SQL. SQLite calls it while preparing each statement.
-fn authorize(internal: &AtomicBool, ctx: AuthContext<'_>) -> Authorization {
-    if internal.load(Ordering::Relaxed) {
-        return Authorization::Allow;
-    }
-    let allowed = match ctx.action {
-        AuthAction::Transaction { .. } | AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
-            false
-        }
-        AuthAction::Pragma {
-            pragma_name,
-            pragma_value,
-        } => {
-            pragma_value.is_none()
-                || !PROTECTED_PRAGMAS
-                    .iter()
-                    .any(|p| p.eq_ignore_ascii_case(pragma_name))
-        }
-        AuthAction::Savepoint { savepoint_name, .. } => !reserved(savepoint_name),
-        AuthAction::CreateIndex {
-            index_name: a,
-            table_name: b,
-        }
-        | AuthAction::DropIndex {
-            index_name: a,
-            table_name: b,
-        }
-        | AuthAction::CreateTrigger {
-            trigger_name: a,
-            table_name: b,
-        }
-        | AuthAction::DropTrigger {
-            trigger_name: a,
-            table_name: b,
-        }
-        | AuthAction::CreateTempIndex {
-            index_name: a,
-            table_name: b,
-        }
-        | AuthAction::CreateTempTrigger {
-            trigger_name: a,
-            table_name: b,
-        } => !reserved(a) && !reserved(b),
-        AuthAction::CreateTable { table_name: t }
-        | AuthAction::CreateTempTable { table_name: t }
-        | AuthAction::DropTable { table_name: t }
-        | AuthAction::Insert { table_name: t }
-        | AuthAction::Delete { table_name: t }
-        | AuthAction::Read { table_name: t, .. }
-        | AuthAction::Update { table_name: t, .. }
-        | AuthAction::AlterTable { table_name: t, .. }
-        | AuthAction::Analyze { table_name: t }
-        | AuthAction::Reindex { index_name: t }
-        | AuthAction::CreateView { view_name: t }
-        | AuthAction::DropView { view_name: t } => !reserved(t),
-        _ => true,
-    };
-    if allowed {
-        Authorization::Allow
-    } else {
-        Authorization::Deny
-    }
 }
 
 impl Storage {
