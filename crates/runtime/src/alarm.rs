@@ -3,9 +3,11 @@
 //!
 //! An alarm lives in two places. The actor's own file holds it (`_burrow_alarms`), written in
 //! the turn's transaction, so an aborted turn never leaves one behind. The catalog indexes it
-//! by fire time, written (and acknowledged) *before* the turn commits, so the index is always a
-//! superset of what the actors hold: a crash between the two leaves an index entry whose alarm
-//! does not exist, which delivery recognises (the actor's file is checked first) and drops.
+//! by fire time, written (and acknowledged) *before* the turn commits, so every alarm an actor
+//! holds has an entry: a crash between the two leaves an entry whose alarm does not exist,
+//! which delivery recognises (the actor's file is checked first) and drops — or, since the index
+//! keeps one entry per name, an entry that displaced the version the actor does hold, which
+//! delivery recognises too and indexes the held version again.
 //! Set alarms with [`Context::set_alarm`](crate::Context::set_alarm); handle them in
 //! [`Actor::alarm`](crate::Actor::alarm).
 

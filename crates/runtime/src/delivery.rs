@@ -97,6 +97,23 @@ impl AlarmOutcomes {
         self.finished(d);
     }
 
+    /// The delivered version is not the one the actor holds: the index entry came from a turn
+    /// that indexed its alarm and then never committed (a crash between the two), and it
+    /// replaced the entry of the version the actor does hold. Index the actor's version again,
+    /// so that it fires when due instead of never.
+    pub(crate) fn reindex(&self, d: &Delivery, held_due_ms: i64) {
+        tracing::warn!(namespace = %d.namespace, id = %d.id, alarm = %d.name,
+            indexed = d.due_ms, held = held_due_ms, "re-indexing an alarm whose index entry was replaced by a turn that never committed");
+        self.catalog.send(CatalogWrite::AlarmSet {
+            namespace: d.namespace.clone(),
+            id: d.id,
+            name: d.name.clone(),
+            due_ms: held_due_ms,
+            ack: None,
+        });
+        self.finished(d);
+    }
+
     /// The handler failed: schedule the next attempt, or dead-letter the alarm. Returns whether
     /// it was dead-lettered.
     pub(crate) fn failed(&self, d: &Delivery, error: &str) -> bool {

@@ -196,9 +196,13 @@ impl<A: Actor> Live<A> {
             }
         };
         if current != Some(delivery.due_ms) {
-            // Deleted or replaced since it was indexed, or set by a turn that never committed.
             let _ = self.ctx.storage.rollback();
-            outcomes.done(&delivery, false);
+            match current {
+                // Deleted since it was indexed, or set only by a turn that never committed.
+                None => outcomes.done(&delivery, false),
+                // The actor holds another version, which this index entry displaced.
+                Some(held) => outcomes.reindex(&delivery, held),
+            }
             return Fate::Keep;
         }
         if delivery.expire {

@@ -323,3 +323,41 @@ async fn a_handler_that_sets_its_alarm_again_recurs() {
     assert_eq!(ticks, 3);
     runtime.shutdown(Duration::from_secs(10)).await;
 }
+
+/// A turn indexes its alarm before it commits; if the process dies in between, the index entry
+/// of the version the actor *does* hold has been replaced by one it never committed. When that
+/// entry comes due, delivery finds the actor holding another version — and must index that
+/// version again, or the actor's alarm would never fire.
+#[tokio::test]
+async fn an_alarm_whose_index_entry_was_displaced_by_an_uncommitted_turn_still_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns, seen) = open(dir.path(), 0, 0, 6);
+    let stub = ns.get_by_name("displaced");
+    let held = stub.call(Req::Set("wake".into(), 1500)).await.unwrap()[0].1;
+    // What the dead turn left: the entry now names a version due at once that no turn
+    // committed (written from outside, as the catalog's writer would have).
+    let catalog = rusqlite::Connection::open(dir.path().join("catalog.db")).unwrap();
+    catalog.busy_timeout(Duration::from_secs(5)).unwrap();
+    let displaced = now_ms();
+    let changed = catalog
+        .execute(
+            "UPDATE alarms SET due_ms = ?1, fire_at_ms = ?1 WHERE name = 'wake'",
+            [displaced],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(catalog);
+    until(|| !seen.of("wake").is_empty()).await;
+    let delivered = seen.of("wake");
+    assert_eq!(
+        delivered.len(),
+        1,
+        "the displaced version is never delivered"
+    );
+    assert_eq!(
+        ms_of(delivered[0].due),
+        held,
+        "the version the actor holds fires"
+    );
+    runtime.shutdown(Duration::from_secs(10)).await;
+}
