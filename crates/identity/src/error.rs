@@ -13,6 +13,10 @@ pub enum IdKind {
     SandboxId,
     /// An [`ActorName`](crate::ActorName).
     ActorName,
+    /// A [`MachineId`](crate::MachineId).
+    MachineId,
+    /// A [`VolumeId`](crate::VolumeId).
+    VolumeId,
 }
 
 impl fmt::Display for IdKind {
@@ -23,6 +27,8 @@ impl fmt::Display for IdKind {
             IdKind::UserId => "user id",
             IdKind::SandboxId => "sandbox id",
             IdKind::ActorName => "actor name",
+            IdKind::MachineId => "machine id",
+            IdKind::VolumeId => "volume id",
         })
     }
 }

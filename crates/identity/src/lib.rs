@@ -11,6 +11,7 @@
 //! | [`UserId`] | non-empty UTF-8, at most 47 bytes, no control characters |
 //! | [`SandboxId`] | `ki_` + 32 hex digits of the instance id, or base64url (no padding) of the user id |
 //! | [`ActorName`] | `i:<instance id>` or `u:<user id>` |
+//! | [`MachineId`], [`VolumeId`] | a sandbox provider's ids: 1–128 bytes of ASCII letters, digits, `-`, `_`, `.` |
 //!
 //! ```
 //! use burrow_identity::{ActorName, InstanceId, SandboxId, UserId};
@@ -31,6 +32,7 @@
 
 mod actor_name;
 mod error;
+mod provider_ids;
 mod sandbox;
 mod serde_str;
 mod user;
@@ -38,6 +40,7 @@ mod uuid_ids;
 
 pub use actor_name::ActorName;
 pub use error::{IdError, IdKind};
+pub use provider_ids::{MachineId, PROVIDER_ID_MAX_BYTES, VolumeId};
 pub use sandbox::{LEGACY_SANDBOX_ID_MAX_LEN, SandboxId};
 pub use user::{USER_ID_MAX_BYTES, UserId};
 pub use uuid_ids::{InstanceId, OrgId};

@@ -145,3 +145,34 @@ fn serde_uses_the_canonical_text_and_the_same_rules() {
     assert!(serde_json::from_str::<UserId>("\"\"").is_err());
     assert!(serde_json::from_str::<InstanceId>("42").is_err());
 }
+
+#[test]
+fn provider_ids_are_short_plain_names() {
+    use burrow_identity::{MachineId, PROVIDER_ID_MAX_BYTES, VolumeId};
+    for good in ["m0123456789abcdef0123456789abcdef", "fly-machine_1.a", "v1"] {
+        assert_eq!(good.parse::<MachineId>().unwrap().as_str(), good);
+        assert_eq!(good.parse::<VolumeId>().unwrap().to_string(), good);
+    }
+    let long = "a".repeat(PROVIDER_ID_MAX_BYTES + 1);
+    for bad in [
+        "",
+        ".",
+        "..",
+        "../etc",
+        "a/b",
+        "with space",
+        "tab\t",
+        "é",
+        long.as_str(),
+    ] {
+        let err = bad.parse::<MachineId>().unwrap_err().to_string();
+        assert!(err.starts_with("invalid machine id "), "{err}");
+        assert!(bad.parse::<VolumeId>().is_err(), "{bad:?}");
+    }
+    // Serde goes through the same rule.
+    assert!(serde_json::from_str::<MachineId>("\"a/b\"").is_err());
+    assert_eq!(
+        serde_json::to_string(&"m1".parse::<MachineId>().unwrap()).unwrap(),
+        "\"m1\""
+    );
+}

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use burrow_identity::{SandboxId, UserId};
+use burrow_identity::{MachineId, SandboxId, UserId, VolumeId};
 use burrow_restore::{AnyRegistry, RegistryError};
 
 use crate::config::LifecycleConfig;
@@ -97,9 +97,9 @@ impl<P: SandboxProvider> ProviderCalls<P> {
     /// The machine with this id, if it exists.
     pub(crate) fn get(
         &self,
-        id: &str,
+        id: &MachineId,
     ) -> impl Future<Output = Result<Option<Machine>, ProviderError>> + 'static {
-        let id = id.to_owned();
+        let id = id.clone();
         self.run(move |p| async move { p.get(&id).await })
     }
 
@@ -116,29 +116,29 @@ impl<P: SandboxProvider> ProviderCalls<P> {
     /// One health probe.
     pub(crate) fn healthy(
         &self,
-        id: &str,
+        id: &MachineId,
     ) -> impl Future<Output = Result<bool, ProviderError>> + 'static {
-        let id = id.to_owned();
+        let id = id.clone();
         self.run(move |p| async move { p.healthy(&id).await })
     }
 
     /// Stops a machine.
     pub(crate) fn stop(
         &self,
-        id: &str,
+        id: &MachineId,
     ) -> impl Future<Output = Result<(), ProviderError>> + 'static {
-        let id = id.to_owned();
+        let id = id.clone();
         self.run(move |p| async move { p.stop(&id).await })
     }
 
     /// Starts a machine with `env`; with `restart`, stops it first.
     pub(crate) fn start(
         &self,
-        id: &str,
+        id: &MachineId,
         env: BTreeMap<String, String>,
         restart: bool,
     ) -> impl Future<Output = Result<Machine, ProviderError>> + 'static {
-        let id = id.to_owned();
+        let id = id.clone();
         self.run(move |p| async move {
             if restart {
                 p.stop(&id).await?;
@@ -158,18 +158,18 @@ impl<P: SandboxProvider> ProviderCalls<P> {
     /// Deletes a machine.
     pub(crate) fn delete_machine(
         &self,
-        id: &str,
+        id: &MachineId,
     ) -> impl Future<Output = Result<(), ProviderError>> + 'static {
-        let id = id.to_owned();
+        let id = id.clone();
         self.run(move |p| async move { p.delete_machine(&id).await })
     }
 
     /// Deletes a volume.
     pub(crate) fn delete_volume(
         &self,
-        id: &str,
+        id: &VolumeId,
     ) -> impl Future<Output = Result<(), ProviderError>> + 'static {
-        let id = id.to_owned();
+        let id = id.clone();
         self.run(move |p| async move { p.delete_volume(&id).await })
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use burrow_identity::{OrgId, SandboxId, UserId};
+use burrow_identity::{MachineId, OrgId, SandboxId, UserId, VolumeId};
 use burrow_runtime::Storage;
 
 use crate::codec::{decode, encode};
@@ -394,9 +394,9 @@ schema! {
     /// The provider's app name.
     provider_app_name: Option<String> = None; absent None;
     /// The provider's machine id.
-    machine_id: Option<String> = None; absent None;
+    machine_id: Option<MachineId> = None; absent None;
     /// The provider's volume id.
-    volume_id: Option<String> = None; absent None;
+    volume_id: Option<VolumeId> = None; absent None;
     /// The provider region.
     region: Option<String> = None; absent None;
     /// The machine size (schema version 1 stored `"<cpus>x<memory MB>"`; converted on load).
@@ -406,9 +406,9 @@ schema! {
     /// When metadata recovery last ran.
     last_metadata_recovery_at: Option<i64> = None; absent None;
     /// Two-phase destroy: the machine still to delete.
-    pending_destroy_machine_id: Option<String> = None; absent None;
+    pending_destroy_machine_id: Option<MachineId> = None; absent None;
     /// Two-phase destroy: the volume still to delete.
-    pending_destroy_volume_id: Option<String> = None; absent None;
+    pending_destroy_volume_id: Option<VolumeId> = None; absent None;
     /// Two-phase destroy: mark the registry row destroyed when finalising.
     pending_registry_mark_on_finalize: bool = false; absent false;
     /// The last destroy failure.

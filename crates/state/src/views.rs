@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use burrow_identity::{OrgId, SandboxId, UserId};
+use burrow_identity::{MachineId, OrgId, SandboxId, UserId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 use crate::schema::InstanceState;
@@ -62,9 +62,9 @@ pub struct DebugStatusView {
     /// Provider binding.
     pub provider_app_name: Option<String>,
     /// Provider machine.
-    pub machine_id: Option<String>,
+    pub machine_id: Option<MachineId>,
     /// Provider volume.
-    pub volume_id: Option<String>,
+    pub volume_id: Option<VolumeId>,
     /// Provider region.
     pub region: Option<String>,
     /// Consecutive failed health checks.
@@ -72,9 +72,9 @@ pub struct DebugStatusView {
     /// When metadata recovery last ran.
     pub last_metadata_recovery_at: Option<i64>,
     /// Two-phase destroy: machine still to delete.
-    pub pending_destroy_machine_id: Option<String>,
+    pub pending_destroy_machine_id: Option<MachineId>,
     /// Two-phase destroy: volume still to delete.
-    pub pending_destroy_volume_id: Option<String>,
+    pub pending_destroy_volume_id: Option<VolumeId>,
     /// Two-phase destroy: mark the registry row on finalising.
     pub pending_registry_mark_on_finalize: bool,
     /// Last destroy failure.

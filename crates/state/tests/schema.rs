@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use burrow_identity::{InstanceId, OrgId, SandboxId, UserId};
+use burrow_identity::{InstanceId, MachineId, OrgId, SandboxId, UserId, VolumeId};
 use burrow_runtime::{Abort, Actor, Context, Handler, Message, Namespace, Options, Runtime};
 use burrow_state::{
     DestroyError, ErrorNote, FIELDS, IDENTITY_FIELDS, InstanceState, Loaded, MachineSize,
@@ -123,6 +123,14 @@ fn opt_text() -> impl Strategy<Value = Option<String>> {
     proptest::option::of(text())
 }
 
+/// A machine or volume id, or none.
+fn provider_id<T: std::str::FromStr + std::fmt::Debug>() -> impl Strategy<Value = Option<T>>
+where
+    T::Err: std::fmt::Debug,
+{
+    proptest::option::of("[A-Za-z0-9_-][A-Za-z0-9_.-]{0,39}".prop_map(|s| s.parse().unwrap()))
+}
+
 fn user_id() -> impl Strategy<Value = UserId> {
     "[a-zA-Z0-9_@.|-]{1,30}".prop_map(|s| s.parse().unwrap())
 }
@@ -162,16 +170,16 @@ fn state() -> impl Strategy<Value = InstanceState> {
     );
     let binding = (
         opt_text(),
-        opt_text(),
-        opt_text(),
+        provider_id::<MachineId>(),
+        provider_id::<VolumeId>(),
         opt_text(),
         proptest::option::of(
             (any::<u32>(), any::<u32>())
                 .prop_map(|(cpus, memory_mb)| MachineSize { cpus, memory_mb }),
         ),
         any::<u32>(),
-        opt_text(),
-        opt_text(),
+        provider_id::<MachineId>(),
+        provider_id::<VolumeId>(),
         any::<bool>(),
     );
     let errors = (
@@ -530,7 +538,7 @@ fn views_show_counts_not_secrets() {
             version: 1,
         },
     );
-    state.pending_destroy_machine_id = Some("m-1".into());
+    state.pending_destroy_machine_id = Some("m-1".parse().unwrap());
     let user = serde_json::to_string(&state.status_view()).unwrap();
     assert!(
         user.contains("\"envVarCount\":1") && user.contains("\"secretCount\":1"),
@@ -563,4 +571,32 @@ fn an_update_that_breaks_the_schema_changes_nothing() {
     assert!(applied.unwrap_err().contains("without a user id"));
     let (stored, _) = loaded_state("invalid");
     assert!(stored.user_id.is_some());
+}
+
+#[test]
+fn machine_ids_stored_as_text_load_typed_and_a_broken_one_is_set_aside() {
+    fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
+    }
+    let state = provisioned();
+    exec("typed-ids", Op::Create(Box::new(state.clone())));
+    // What states written before the ids were typed hold: plain strings.
+    let machine = "m0123456789abcdef0123456789abcdef";
+    exec(
+        "typed-ids",
+        Op::RawPut("state/machine_id".into(), enc(&Some(machine.to_owned()))),
+    );
+    exec(
+        "typed-ids",
+        Op::RawPut(
+            "state/pending_destroy_volume_id".into(),
+            enc(&Some("../../etc".to_owned())),
+        ),
+    );
+    let (loaded, failures) = loaded_state("typed-ids");
+    assert_eq!(loaded.machine_id, Some(machine.parse().unwrap()));
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].field, "pending_destroy_volume_id");
+    assert_eq!(loaded.pending_destroy_volume_id, None);
+    assert_eq!(loaded.quarantined_fields, ["pending_destroy_volume_id"]);
 }

@@ -16,7 +16,7 @@ mod start;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use burrow_identity::{ActorName, SandboxId};
+use burrow_identity::{ActorName, MachineId, SandboxId};
 use burrow_restore::{NewInstance, Registry as _};
 use burrow_runtime::{Abort, Context};
 use burrow_state::{

@@ -5,7 +5,7 @@ use super::*;
 /// What the background part of a start must do.
 pub(super) struct StartPlan {
     attempt: u64,
-    machine_id: Option<String>,
+    machine_id: Option<MachineId>,
     labels: Labels,
     env: BTreeMap<String, String>,
     /// Look for an existing sandbox by its labels before creating one.
@@ -304,9 +304,9 @@ impl<P: SandboxProvider> InstanceActor<P> {
         // A stale report: a stop, destroy or newer start came first.
         match status {
             Some(Status::Destroying)
-                if state.pending_destroy_machine_id.as_deref() == Some(&machine.id) => {}
+                if state.pending_destroy_machine_id.as_ref() == Some(&machine.id) => {}
             Some(Status::Destroying) => self.clean_up(ctx, Cleanup::Delete(machine)),
-            _ if state.machine_id.is_none() || state.machine_id.as_deref() == Some(&machine.id) => {
+            _ if state.machine_id.is_none() || state.machine_id.as_ref() == Some(&machine.id) => {
                 // Keep it bound (never orphan a machine); stop it unless a start wants it.
                 self.update(
                     ctx,
@@ -383,14 +383,14 @@ pub(crate) enum StartKind {
 /// A machine to stop or delete in the background.
 #[derive(Debug)]
 pub(crate) enum Cleanup {
-    Stop(String),
+    Stop(MachineId),
     Delete(Machine),
 }
 
 /// Finds the instance's machine — bound, recovered by its labels, or new — and starts it.
 pub(super) async fn find_or_create<P: SandboxProvider>(
     services: &crate::services::Services<P>,
-    machine_id: Option<String>,
+    machine_id: Option<MachineId>,
     labels: Labels,
     env: BTreeMap<String, String>,
     recover: bool,
@@ -418,7 +418,7 @@ pub(super) async fn find_or_create<P: SandboxProvider>(
 /// Probes the machine's health until it answers or the wait runs out.
 pub(super) async fn wait_healthy<P: SandboxProvider>(
     services: &crate::services::Services<P>,
-    id: String,
+    id: MachineId,
 ) -> Result<(), Unhealthy> {
     let lifecycle = &services.lifecycle;
     let deadline = Instant::now() + lifecycle.health_wait;

@@ -23,7 +23,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use burrow_identity::{SandboxId, UserId};
+use burrow_identity::{MachineId, SandboxId, UserId, VolumeId};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -78,8 +78,8 @@ struct Inner {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Record {
-    id: String,
-    volume_id: String,
+    id: MachineId,
+    volume_id: VolumeId,
     labels: Labels,
     created_at_ms: i64,
     pid: Option<i32>,
@@ -175,16 +175,20 @@ impl LocalProvider {
     }
 
     /// The pid of the machine's process while it runs.
-    pub fn pid(&self, machine_id: &str) -> Option<u32> {
-        check_id('m', machine_id).ok()?;
-        self.read(machine_id)
+    pub fn pid(&self, machine_id: &MachineId) -> Option<u32> {
+        check_id('m', machine_id.as_str()).ok()?;
+        self.read(machine_id.as_str())
             .ok()?
             .running_pid()
             .and_then(|p| u32::try_from(p).ok())
     }
 
     /// The folder of a volume.
-    pub fn volume_path(&self, volume_id: &str) -> PathBuf {
+    pub fn volume_path(&self, volume_id: &VolumeId) -> PathBuf {
+        self.volume_dir(volume_id.as_str())
+    }
+
+    fn volume_dir(&self, volume_id: &str) -> PathBuf {
         self.inner.config.root.join("volumes").join(volume_id)
     }
 
@@ -231,7 +235,7 @@ impl LocalProvider {
     /// Writes the record through a temporary file and a rename, so a reader (or a restarted
     /// server) never sees half of it.
     fn write(&self, record: &Record) -> Result<(), ProviderError> {
-        let dir = self.machine_dir(&record.id);
+        let dir = self.machine_dir(record.id.as_str());
         let tmp = dir.join("machine.json.tmp");
         let bytes =
             serde_json::to_vec_pretty(record).map_err(|e| failed("encoding a record", e))?;
@@ -269,7 +273,7 @@ impl LocalProvider {
         env: BTreeMap<String, String>,
     ) -> Result<(), ProviderError> {
         let config = &self.inner.config;
-        let dir = self.machine_dir(&record.id);
+        let dir = self.machine_dir(record.id.as_str());
         let port_file = dir.join("port");
         let _ = std::fs::remove_file(&port_file);
         let log = std::fs::OpenOptions::new()
@@ -367,9 +371,14 @@ impl LocalProvider {
 
 impl SandboxProvider for LocalProvider {
     async fn create(&self, spec: MachineSpec) -> Result<Machine, ProviderError> {
-        let id = format!("m{}", uuid::Uuid::new_v4().simple());
+        let generated = |prefix: char| format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+        let id: MachineId = generated('m')
+            .parse()
+            .map_err(|e| failed("naming a machine", e))?;
         let mut record = Record {
-            volume_id: format!("v{}", uuid::Uuid::new_v4().simple()),
+            volume_id: generated('v')
+                .parse()
+                .map_err(|e| failed("naming a volume", e))?,
             id,
             labels: spec.labels,
             created_at_ms: now_ms(),
@@ -380,9 +389,9 @@ impl SandboxProvider for LocalProvider {
         };
         std::fs::create_dir_all(self.volume_path(&record.volume_id))
             .map_err(|e| failed("creating the volume", e))?;
-        std::fs::create_dir_all(self.machine_dir(&record.id))
+        std::fs::create_dir_all(self.machine_dir(record.id.as_str()))
             .map_err(|e| failed("creating the machine", e))?;
-        let lock = self.lock(&record.id);
+        let lock = self.lock(record.id.as_str());
         let _held = lock.lock().await;
         self.write(&record)?;
         self.launch(&mut record, spec.env).await?;
@@ -391,9 +400,10 @@ impl SandboxProvider for LocalProvider {
 
     async fn start(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
         env: BTreeMap<String, String>,
     ) -> Result<Machine, ProviderError> {
+        let machine_id = machine_id.as_str();
         check_id('m', machine_id)?;
         let lock = self.lock(machine_id);
         let _held = lock.lock().await;
@@ -409,7 +419,8 @@ impl SandboxProvider for LocalProvider {
         Ok(record.machine())
     }
 
-    async fn stop(&self, machine_id: &str) -> Result<(), ProviderError> {
+    async fn stop(&self, machine_id: &MachineId) -> Result<(), ProviderError> {
+        let machine_id = machine_id.as_str();
         check_id('m', machine_id)?;
         let lock = self.lock(machine_id);
         let _held = lock.lock().await;
@@ -418,7 +429,8 @@ impl SandboxProvider for LocalProvider {
         self.write(&record)
     }
 
-    async fn get(&self, machine_id: &str) -> Result<Option<Machine>, ProviderError> {
+    async fn get(&self, machine_id: &MachineId) -> Result<Option<Machine>, ProviderError> {
+        let machine_id = machine_id.as_str();
         check_id('m', machine_id)?;
         match self.read(machine_id) {
             Ok(record) => Ok(Some(record.machine())),
@@ -440,7 +452,8 @@ impl SandboxProvider for LocalProvider {
             .collect())
     }
 
-    async fn healthy(&self, machine_id: &str) -> Result<bool, ProviderError> {
+    async fn healthy(&self, machine_id: &MachineId) -> Result<bool, ProviderError> {
+        let machine_id = machine_id.as_str();
         check_id('m', machine_id)?;
         let record = match self.read(machine_id) {
             Ok(r) => r,
@@ -462,7 +475,8 @@ impl SandboxProvider for LocalProvider {
         Ok(body["sandboxId"].as_str() == Some(record.labels.sandbox_id.to_string().as_str()))
     }
 
-    async fn delete_machine(&self, machine_id: &str) -> Result<(), ProviderError> {
+    async fn delete_machine(&self, machine_id: &MachineId) -> Result<(), ProviderError> {
+        let machine_id = machine_id.as_str();
         check_id('m', machine_id)?;
         let lock = self.lock(machine_id);
         let _held = lock.lock().await;
@@ -481,9 +495,10 @@ impl SandboxProvider for LocalProvider {
         }
     }
 
-    async fn delete_volume(&self, volume_id: &str) -> Result<(), ProviderError> {
+    async fn delete_volume(&self, volume_id: &VolumeId) -> Result<(), ProviderError> {
+        let volume_id = volume_id.as_str();
         check_id('v', volume_id)?;
-        match std::fs::remove_dir_all(self.volume_path(volume_id)) {
+        match std::fs::remove_dir_all(self.volume_dir(volume_id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(failed("deleting the volume", e)),

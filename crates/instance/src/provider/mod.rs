@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use burrow_identity::{OrgId, SandboxId, UserId};
+use burrow_identity::{MachineId, OrgId, SandboxId, UserId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 pub use local::{LocalProvider, LocalProviderConfig};
@@ -43,9 +43,9 @@ pub enum MachineState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Machine {
     /// The machine's id.
-    pub id: String,
+    pub id: MachineId,
     /// Its volume's id.
-    pub volume_id: String,
+    pub volume_id: VolumeId,
     /// Its labels.
     pub labels: Labels,
     /// What it is doing.
@@ -96,17 +96,20 @@ pub trait SandboxProvider: Send + Sync + 'static {
     /// Starts a stopped machine with `env` (a running one is left as it is).
     fn start(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
         env: BTreeMap<String, String>,
     ) -> impl Future<Output = Result<Machine, ProviderError>> + Send;
 
     /// Stops a machine; its volume stays.
-    fn stop(&self, machine_id: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    fn stop(
+        &self,
+        machine_id: &MachineId,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// The machine with this id, if it exists.
     fn get(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
     ) -> impl Future<Output = Result<Option<Machine>, ProviderError>> + Send;
 
     /// Every machine labelled with this user and sandbox id.
@@ -117,19 +120,21 @@ pub trait SandboxProvider: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Machine>, ProviderError>> + Send;
 
     /// One health probe: whether the machine runs and answers its health check.
-    fn healthy(&self, machine_id: &str)
-    -> impl Future<Output = Result<bool, ProviderError>> + Send;
+    fn healthy(
+        &self,
+        machine_id: &MachineId,
+    ) -> impl Future<Output = Result<bool, ProviderError>> + Send;
 
     /// Stops and deletes a machine (already gone counts as success).
     fn delete_machine(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Deletes a volume and its data (already gone counts as success).
     fn delete_volume(
         &self,
-        volume_id: &str,
+        volume_id: &VolumeId,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 }
 

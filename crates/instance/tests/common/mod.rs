@@ -124,7 +124,7 @@ impl Harness {
     }
 
     /// Running sandbox processes of this harness.
-    pub fn running_machines(&self) -> Vec<String> {
+    pub fn running_machines(&self) -> Vec<burrow_identity::MachineId> {
         self.provider
             .machines()
             .unwrap()
