@@ -1,6 +1,6 @@
-//! The runtime's randomness: the jitter of alarm retries (seedable, so that a test can
-//! reproduce a backoff sequence) and the operating system's randomness for unique ids and the
-//! jitter of `retry::with_retry`.
+//! The runtime's randomness: the jitter of alarm retries and of `retry::with_retry` (both
+//! seedable, so that a test can reproduce a backoff sequence) and the operating system's
+//! randomness for unique ids.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,11 +33,6 @@ impl Random {
         };
         (bits >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-/// A uniformly random number in [0, 1), from the operating system.
-pub(crate) fn unit() -> f64 {
-    Random::Os.unit()
 }
 
 /// 32 random bytes from the operating system.

@@ -1,15 +1,22 @@
 //! Retrying calls that failed for a reason that may pass.
+//!
+//! Backoff runs on tokio's clock (`tokio::time`), so a test on a paused tokio runtime
+//! (`#[tokio::test(start_paused = true)]`) retries without real sleeps, and
+//! [`RetryPolicy::jitter_seed`] makes the pauses reproducible.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::error::CallError;
-use crate::random;
+use crate::random::Random;
 
 /// How [`with_retry`] retries.
 ///
 /// ```
-/// use std::time::{Duration, Instant};
+/// use std::time::Duration;
+/// use tokio::time::Instant;
 /// use burrow_runtime::retry::RetryPolicy;
 /// let patient = RetryPolicy {
 ///     attempts: 6,
@@ -26,8 +33,11 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// The largest backoff ceiling (default 5 s).
     pub cap: Duration,
-    /// Give up rather than sleep past this moment (default: none).
+    /// Give up rather than sleep past this moment, on tokio's clock (default: none).
     pub deadline: Option<Instant>,
+    /// Seeds the jitter, so that the pauses can be reproduced (default: the operating
+    /// system's randomness).
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for RetryPolicy {
@@ -37,6 +47,7 @@ impl Default for RetryPolicy {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(5),
             deadline: None,
+            jitter_seed: None,
         }
     }
 }
@@ -74,6 +85,7 @@ pub async fn with_retry<S, T, F>(
 where
     F: Future<Output = Result<T, CallError>>,
 {
+    let random = policy.jitter_seed.map_or(Random::Os, Random::seeded);
     let mut attempt = 1u32;
     loop {
         let error = match op(get_stub()).await {
@@ -87,7 +99,7 @@ where
             .base
             .saturating_mul(1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX))
             .min(policy.cap);
-        let pause = ceiling.mul_f64(random::unit());
+        let pause = ceiling.mul_f64(random.unit());
         if policy.deadline.is_some_and(|d| Instant::now() + pause >= d) {
             return Err(error);
         }

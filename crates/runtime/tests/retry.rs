@@ -4,12 +4,13 @@ mod common;
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burrow_runtime::retry::{RetryPolicy, with_retry};
-use burrow_runtime::{ErrorKind, Options, Runtime};
+use burrow_runtime::{CallError, ErrorKind, Options, Runtime};
 use common::{Probe, Req, Resp, TestActor};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 fn fast(attempts: u32) -> RetryPolicy {
     RetryPolicy {
@@ -149,4 +150,53 @@ async fn it_gives_up_after_the_attempts_or_before_the_deadline_with_the_last_err
         "the deadline stopped it after {} calls",
         calls.get()
     );
+}
+
+/// Retries an always-failing operation on a paused tokio clock; returns the time it waited and
+/// how many calls it made.
+async fn backoff(policy: &RetryPolicy) -> (Duration, u32) {
+    let calls = Cell::new(0u32);
+    let started = Instant::now();
+    let err = with_retry(
+        || (),
+        |()| {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(CallError::new(ErrorKind::TransientIo, "flaky")) }
+        },
+        policy,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TransientIo);
+    (started.elapsed(), calls.get())
+}
+
+/// Backoff runs on tokio's clock: a paused test runtime retries without real sleeps, and a
+/// seed reproduces the pauses.
+#[tokio::test(start_paused = true)]
+async fn backoff_runs_on_tokio_time_and_a_seed_reproduces_it() {
+    let policy = |seed| RetryPolicy {
+        attempts: 5,
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(1),
+        deadline: None,
+        jitter_seed: Some(seed),
+    };
+    let (waited, calls) = backoff(&policy(1)).await;
+    assert_eq!(calls, 5);
+    // Full jitter under ceilings of 100, 200, 400 and 800 ms, all on the paused clock.
+    assert!(
+        waited > Duration::ZERO && waited <= Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    assert_eq!(backoff(&policy(1)).await, (waited, 5));
+    assert_ne!(backoff(&policy(2)).await.0, waited);
+
+    // A deadline on the same clock: it stops before a pause would cross it.
+    let mut patient = policy(1);
+    patient.attempts = 100;
+    patient.deadline = Some(Instant::now() + Duration::from_millis(250));
+    let (waited, calls) = backoff(&patient).await;
+    assert!(waited < Duration::from_millis(250), "{waited:?}");
+    assert!((2..100).contains(&calls), "{calls} calls");
 }
