@@ -24,8 +24,7 @@ use crate::services::Services;
 /// The runtime namespace instance actors live in.
 pub const NAMESPACE: &str = "instance";
 
-/// What [`Instances::open`] needs.
-#[derive(Debug)]
+/// What [`Instances::open`] needs. Its `Debug` leaves the keys out.
 pub struct Settings<P> {
     /// The registry (restore source and record of every instance).
     pub registry: AnyRegistry,
@@ -37,6 +36,16 @@ pub struct Settings<P> {
     pub server_key: ServerKey,
     /// Derives each sandbox's gateway token.
     pub gateway_secret: Vec<u8>,
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for Settings<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("registry", &self.registry)
+            .field("provider", &self.provider)
+            .field("lifecycle", &self.lifecycle)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The instance actors of one runtime.
@@ -88,6 +97,13 @@ impl<P: SandboxProvider> Instances<P> {
             stub: self.namespace.get_by_name(&name.to_string()),
             name: name.clone(),
         }
+    }
+
+    /// Whether the actor of `name` has a database file here (one `stat`, no activation). A
+    /// lost file reads as `false`; the registry then decides whether the instance exists.
+    pub fn has_local_state(&self, name: &ActorName) -> bool {
+        let id = self.namespace.id_from_name(&name.to_string());
+        self.namespace.path_of(&id).exists()
     }
 
     /// The registry.

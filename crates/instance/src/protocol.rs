@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::provider::{Machine, ProviderError};
 
-/// A provision request. The instance id (if any) comes from the actor's own name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A provision request. The instance id (if any) comes from the actor's own name. Its
+/// `Debug` names the secrets without their values.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provision {
     /// The owner.
     pub user_id: UserId,
@@ -25,13 +26,39 @@ pub struct Provision {
     pub secrets: BTreeMap<String, String>,
 }
 
-/// A configuration change: `Some` sets a name, `None` removes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A configuration change: `Some` sets a name, `None` removes it. Its `Debug` names the
+/// secrets without their values.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigPatch {
     /// Env vars to set or remove.
     pub env_vars: BTreeMap<String, Option<String>>,
     /// Secrets to set or remove.
     pub secrets: BTreeMap<String, Option<String>>,
+}
+
+impl std::fmt::Debug for Provision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provision")
+            .field("user_id", &self.user_id)
+            .field("org_id", &self.org_id)
+            .field("env_vars", &self.env_vars)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ConfigPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: BTreeMap<&String, &str> = self
+            .secrets
+            .iter()
+            .map(|(k, v)| (k, if v.is_some() { "<set>" } else { "<removed>" }))
+            .collect();
+        f.debug_struct("ConfigPatch")
+            .field("env_vars", &self.env_vars)
+            .field("secrets", &secrets)
+            .finish()
+    }
 }
 
 /// What a provision did.
@@ -73,6 +100,9 @@ pub struct DebugStatus {
     pub view: DebugStatusView,
     /// When the next alarm is due (ms since the epoch).
     pub next_alarm_ms: Option<i64>,
+    /// Configured names the sandbox does not receive, each with why: stored before a rule
+    /// refused them (`LD_PRELOAD`, `PATH`, …).
+    pub withheld: BTreeMap<String, String>,
 }
 
 /// Where to send a proxied request.
@@ -319,6 +349,7 @@ mod tests {
         round_trip::<Answer<DebugStatus>>(Ok(DebugStatus {
             view: state.debug_view(),
             next_alarm_ms: Some(1_800_000_000_000),
+            withheld: BTreeMap::from([("PATH".into(), "refused".into())]),
         }));
         round_trip::<Answer<Route>>(Ok(Route {
             user_id: user,

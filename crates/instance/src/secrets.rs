@@ -156,6 +156,12 @@ fn value_aad(sandbox: &SandboxId, name: &str) -> Vec<u8> {
 
 /// Nonce followed by ciphertext and tag. Nonces are random: 96 bits, a handful of messages per
 /// key, far below the collision bound.
+/// The length of the value an envelope seals, without opening it (AES-GCM adds a nonce in
+/// front and a 16-byte tag behind).
+pub fn sealed_len(envelope: &SecretEnvelope) -> usize {
+    envelope.ciphertext.len().saturating_sub(NONCE_LEN + 16)
+}
+
 fn encrypt(key: &Key<Aes256Gcm>, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     let nonce = Nonce::generate();
     let sealed = Aes256Gcm::new(key)

@@ -252,12 +252,15 @@ async fn a_killed_sandbox_makes_reconcile_mark_the_instance_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destroy_during_the_health_wait_is_served_at_once_and_wins() {
-    let h = Harness::start(quiet_lifecycle()).await;
-    let (_, keyed) = instance_name();
-    let mut p = provision(&user("dave"));
     // The sandbox boots for a minute: the start sits in its health wait.
-    p.env_vars
-        .insert(burrow_sandbox_boot_delay(), "60000".into());
+    let h = Harness::slow_booting(
+        quiet_lifecycle(),
+        Duration::from_secs(30),
+        Duration::from_secs(60),
+    )
+    .await;
+    let (_, keyed) = instance_name();
+    let p = provision(&user("dave"));
     let began = Instant::now();
     h.get(&keyed).provision(p).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -290,10 +293,6 @@ async fn a_destroy_during_the_health_wait_is_served_at_once_and_wins() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(h.provider.machines().unwrap().is_empty());
-}
-
-fn burrow_sandbox_boot_delay() -> String {
-    "SANDBOX_BOOT_DELAY_MS".to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,6 +412,81 @@ async fn configuration_is_checked_and_patched() {
             .contains_key("GOOD")
     );
 
+    // The names that decide what code a program runs, and Burrow's and the gateway's own, are
+    // refused by name, as env vars and as secrets.
+    for name in [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PATH",
+        "SANDBOX_BOOT_DELAY_MS",
+    ] {
+        for secret in [false, true] {
+            let mut patch = ConfigPatch::default();
+            let map = if secret {
+                &mut patch.secrets
+            } else {
+                &mut patch.env_vars
+            };
+            map.insert(name.into(), Some("/tmp/x".into()));
+            match h.get(&keyed).patch_config(patch).await {
+                Err(InstanceError::Invalid(m)) => assert!(m.contains(name), "{m}"),
+                other => panic!("{name} accepted: {other:?}"),
+            }
+        }
+    }
+
+    // One name cannot be an env var and a secret, even set by two requests.
+    let mut patch = ConfigPatch::default();
+    patch.secrets.insert("TOKEN".into(), Some("s".into()));
+    h.get(&keyed).patch_config(patch).await.unwrap();
+    let mut patch = ConfigPatch::default();
+    patch.env_vars.insert("TOKEN".into(), Some("plain".into()));
+    match h.get(&keyed).patch_config(patch).await {
+        Err(InstanceError::Invalid(m)) => {
+            assert!(m.contains("TOKEN") && m.contains("already a secret"), "{m}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut patch = ConfigPatch::default();
+    patch.env_vars.insert("B2".into(), Some("plain".into()));
+    h.get(&keyed).patch_config(patch).await.unwrap();
+    let mut patch = ConfigPatch::default();
+    patch.secrets.insert("B2".into(), Some("s".into()));
+    match h.get(&keyed).patch_config(patch).await {
+        Err(InstanceError::Invalid(m)) => {
+            assert!(m.contains("B2") && m.contains("already an env var"), "{m}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Removing the secret in the same request that sets the env var is still "both".
+    let mut patch = ConfigPatch::default();
+    patch.secrets.insert("TOKEN".into(), None);
+    patch.env_vars.insert("TOKEN".into(), Some("plain".into()));
+    assert!(h.get(&keyed).patch_config(patch).await.is_err());
+
+    // The whole environment stays under 1 MiB: 40 values of 30 KiB each pass one by one
+    // (each is under the 32 KiB value limit) until the total would not.
+    let mut refused_at = None;
+    for i in 0..40 {
+        let mut patch = ConfigPatch::default();
+        patch
+            .env_vars
+            .insert(format!("BIG_{i}"), Some("x".repeat(30 * 1024)));
+        if let Err(e) = h.get(&keyed).patch_config(patch).await {
+            match e {
+                InstanceError::Invalid(m) => assert!(m.contains("1040384"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            refused_at = Some(i);
+            break;
+        }
+    }
+    assert_eq!(
+        refused_at,
+        Some(33),
+        "30 KiB values: 33 fit under 1 MiB - 8 KiB"
+    );
+
     // Someone else cannot provision (or reconfigure) frank's instance.
     assert_eq!(
         h.get(&keyed).provision(provision(&user("mallory"))).await,
@@ -529,11 +603,14 @@ async fn an_interrupted_start_times_out_to_stopped_and_a_restored_instance_never
         never_started_ttl: Duration::from_millis(1),
         ..quiet_lifecycle()
     };
-    let mut h = Harness::start_with(lifecycle, Duration::from_millis(300)).await;
+    let mut h = Harness::slow_booting(
+        lifecycle,
+        Duration::from_millis(300),
+        Duration::from_secs(600),
+    )
+    .await;
     let (instance_id, keyed) = instance_name();
-    let mut p = provision(&user("judy"));
-    p.env_vars
-        .insert("SANDBOX_BOOT_DELAY_MS".into(), "600000".into());
+    let p = provision(&user("judy"));
     h.get(&keyed).provision(p).await.unwrap();
     // The server goes away mid-start; the start's background work goes with it.
     h.restart().await;
@@ -593,4 +670,67 @@ async fn an_instance_the_registry_knows_but_this_node_does_not_is_restored_by_it
         h.get(&legacy).status().await,
         Err(InstanceError::NotProvisioned)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_stored_before_they_were_refused_stay_out_of_the_sandbox_and_are_listed() {
+    let mut h = Harness::start(quiet_lifecycle()).await;
+    let (_, keyed) = instance_name();
+    let mut p = provision(&user("olga"));
+    p.env_vars.insert("KEPT".into(), "1".into());
+    h.get(&keyed).provision(p).await.unwrap();
+    h.wait_for(&keyed, Status::Running).await;
+    h.get(&keyed).stop().await.unwrap();
+    h.wait_for(&keyed, Status::Stopped).await;
+
+    // An older version accepted these names; write them as it would have stored them.
+    let file = h.actor_file(&keyed);
+    h.restart_after(|| {
+        let stored = std::collections::BTreeMap::from([
+            ("KEPT".to_owned(), "1".to_owned()),
+            ("LD_PRELOAD".to_owned(), "/nonexistent/evil.so".to_owned()),
+            ("PATH".to_owned(), "/nonexistent/bin".to_owned()),
+        ]);
+        let bytes = bincode::serde::encode_to_vec(&stored, bincode::config::standard()).unwrap();
+        let db = rusqlite::Connection::open(&file).unwrap();
+        let changed = db
+            .execute(
+                "UPDATE _burrow_kv SET value = ?1 WHERE key = ?2",
+                rusqlite::params![bytes, b"state/env_vars".as_slice()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    })
+    .await;
+
+    assert!(h.get(&keyed).start(false).await.unwrap());
+    let view = h.wait_for(&keyed, Status::Running).await;
+    let pid = h.provider.pid(view.machine_id.as_ref().unwrap()).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(vars.contains(&"KEPT=1".to_owned()), "{vars:?}");
+    assert!(
+        !vars.iter().any(|v| v.starts_with("LD_PRELOAD=")),
+        "{vars:?}"
+    );
+    assert!(
+        !vars.iter().any(|v| v.contains("/nonexistent/bin")),
+        "{vars:?}"
+    );
+
+    let debug = h.get(&keyed).debug_status().await.unwrap();
+    assert_eq!(
+        debug.withheld.keys().collect::<Vec<_>>(),
+        vec!["LD_PRELOAD", "PATH"],
+        "{:?}",
+        debug.withheld
+    );
+    assert!(debug.withheld["LD_PRELOAD"].contains("load code"));
+    // The stored configuration itself is untouched (the owner can see and remove it).
+    let config = h.get(&keyed).config().await.unwrap();
+    assert!(config.env_vars.contains_key("LD_PRELOAD"));
+    h.get(&keyed).destroy(true).await.unwrap();
 }

@@ -35,6 +35,7 @@ pub fn debug_status(name: &ActorName, d: &DebugStatus) -> Value {
     let mut v = serde_json::to_value(&d.view).unwrap_or_else(|_| json!({}));
     v["instanceId"] = json!(instance_id(name));
     v["nextAlarmAt"] = json!(d.next_alarm_ms);
+    v["withheldConfigNames"] = json!(d.withheld);
     v
 }
 

@@ -187,6 +187,39 @@ impl<P: SandboxProvider> InstanceActor<P> {
                 env_vars.len() + secrets.len()
             ))));
         }
+        // One name cannot be both, even when set by two separate requests: the sandbox's
+        // environment could hold only one of them.
+        let set = |m: &BTreeMap<String, Option<String>>| {
+            m.iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>()
+        };
+        if let Some(name) = set(&patch.env_vars)
+            .into_iter()
+            .find(|n| secrets.contains_key(n))
+        {
+            return Ok(Err(InstanceError::Invalid(format!(
+                "{name:?} is already a secret; one name cannot be both an env var and a secret (remove the secret first)"
+            ))));
+        }
+        if let Some(name) = set(&patch.secrets)
+            .into_iter()
+            .find(|n| env_vars.contains_key(n))
+        {
+            return Ok(Err(InstanceError::Invalid(format!(
+                "{name:?} is already an env var; one name cannot be both an env var and a secret (remove the env var first)"
+            ))));
+        }
+        let (before, after) = (
+            config_bytes(&state.env_vars, &state.encrypted_secrets),
+            config_bytes(&env_vars, &secrets),
+        );
+        if after > MAX_CONFIG_BYTES && after > before {
+            return Ok(Err(InstanceError::Invalid(format!(
+                "the configuration would take {after} bytes of the sandbox's environment (each name and value plus two bytes); the limit is {MAX_CONFIG_BYTES}"
+            ))));
+        }
         let mut update = Update::default();
         if env_vars != state.env_vars {
             update = update.env_vars(env_vars);
@@ -263,6 +296,22 @@ pub(super) fn check_patch(patch: &ConfigPatch) -> Result<(), InstanceError> {
         )));
     }
     Ok(())
+}
+
+/// The bytes env vars and secrets take in a sandbox's environment.
+fn config_bytes(
+    env_vars: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, SecretEnvelope>,
+) -> usize {
+    let vars: usize = env_vars
+        .iter()
+        .map(|(n, v)| environment_bytes(n, v.len()))
+        .sum();
+    let sealed: usize = secrets
+        .iter()
+        .map(|(n, e)| environment_bytes(n, crate::secrets::sealed_len(e)))
+        .sum();
+    vars + sealed
 }
 
 pub(super) fn config_view(state: &InstanceState) -> ConfigView {

@@ -27,7 +27,9 @@ use burrow_state::{
 use crate::actor::{
     InstanceActor, Known, Outcome, RECONCILE_ALARM, RESTORE_PENDING_KEY, registry_error,
 };
-use crate::env::{MAX_ENTRIES, check_name, check_value, sandbox_environment};
+use crate::env::{
+    MAX_CONFIG_BYTES, MAX_ENTRIES, check_name, check_value, environment_bytes, sandbox_environment,
+};
 use crate::protocol::{
     ConfigPatch, ConfigView, DebugStatus, Destroyed, InstanceError, Provision, Provisioned, Report,
     Restarted, Route, Unhealthy,

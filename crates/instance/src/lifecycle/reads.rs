@@ -13,9 +13,16 @@ impl<P: SandboxProvider> InstanceActor<P> {
             Err(e) => return Ok(Err(e)),
         };
         let next_alarm_ms = ctx.alarms()?.iter().map(|(_, due)| epoch_ms(*due)).min();
+        let withheld = state
+            .env_vars
+            .keys()
+            .chain(state.encrypted_secrets.keys())
+            .filter_map(|name| crate::env::refused(name).map(|why| (name.clone(), why)))
+            .collect();
         Ok(Ok(DebugStatus {
             view: state.debug_view(),
             next_alarm_ms,
+            withheld,
         }))
     }
 

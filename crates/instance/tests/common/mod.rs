@@ -51,11 +51,39 @@ impl Harness {
     }
 
     pub async fn start_with(lifecycle: LifecycleConfig, idle: Duration) -> Harness {
+        Harness::build(lifecycle, idle, None).await
+    }
+
+    /// A harness whose sandboxes take `boot_delay` to pass their health check. The operator
+    /// sets the gateway's `SANDBOX_BOOT_DELAY_MS` in the sandbox command; an instance's own
+    /// configuration may not (names starting with `SANDBOX_` are refused).
+    pub async fn slow_booting(
+        lifecycle: LifecycleConfig,
+        idle: Duration,
+        boot_delay: Duration,
+    ) -> Harness {
+        Harness::build(lifecycle, idle, Some(boot_delay)).await
+    }
+
+    async fn build(
+        lifecycle: LifecycleConfig,
+        idle: Duration,
+        boot_delay: Option<Duration>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let key = ServerKey::generate();
+        let gateway = env!("CARGO_BIN_EXE_burrow-instance-sandbox").into();
+        let command = match boot_delay {
+            None => vec![gateway],
+            Some(delay) => vec![
+                "/usr/bin/env".into(),
+                format!("SANDBOX_BOOT_DELAY_MS={}", delay.as_millis()).into(),
+                gateway,
+            ],
+        };
         let provider = LocalProvider::new(LocalProviderConfig::new(
             dir.path().join("sandboxes"),
-            vec![env!("CARGO_BIN_EXE_burrow-instance-sandbox").into()],
+            command,
         ))
         .unwrap();
         let registry =
@@ -76,11 +104,18 @@ impl Harness {
     /// Shuts the runtime down and opens a new one on the same data dir (a server restart;
     /// sandboxes keep running).
     pub async fn restart(&mut self) {
+        self.restart_after(|| {}).await;
+    }
+
+    /// Like [`Harness::restart`], running `offline` while no runtime has the files open
+    /// (to edit an actor's file as an older version would have left it).
+    pub async fn restart_after(&mut self, offline: impl FnOnce()) {
         self.runtime
             .take()
             .unwrap()
             .shutdown(Duration::from_secs(10))
             .await;
+        offline();
         let (runtime, instances) = open(
             self.dir.path(),
             &self.registry,
