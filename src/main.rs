@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use burrow_instance::LifecycleConfig;
-use burrow_server::{KeyOverrides, Keys, Server, ServerConfig};
+use burrow_runtime::Durability;
+use burrow_server::{HttpLimits, KeyOverrides, Keys, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "burrow",
     version,
@@ -20,7 +21,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Run the server (embedded registry and local sandboxes unless configured otherwise).
     Serve(Box<Serve>),
@@ -30,7 +31,7 @@ enum Command {
     Sandbox(burrow_sandbox::Args),
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 struct Secrets {
     /// The data directory (generated secrets are kept here).
     #[arg(long, env = "BURROW_DATA_DIR", default_value = "./burrow-data")]
@@ -38,9 +39,13 @@ struct Secrets {
     /// Secret that signs bearer tokens (default: generated once into the data directory).
     #[arg(long, env = "BURROW_TOKEN_SECRET", hide_env_values = true)]
     token_secret: Option<String>,
+    /// Key that wraps instances' secrets: 64 hex digits (default: generated once into the
+    /// data directory; once stored, a different one is refused).
+    #[arg(long, env = "BURROW_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 struct Serve {
     #[command(flatten)]
     secrets: Secrets,
@@ -68,8 +73,78 @@ struct Serve {
     /// Close an idle actor after this many milliseconds.
     #[arg(long, env = "BURROW_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
     idle_timeout_ms: u64,
+    /// What an acknowledged write survives: `process` (a crash of Burrow) or `machine` (a
+    /// power loss: every commit is fsynced).
+    #[arg(long, env = "BURROW_DURABILITY", value_enum, default_value_t = DurabilityArg::Process)]
+    durability: DurabilityArg,
     #[command(flatten)]
     lifecycle: Lifecycle,
+    #[command(flatten)]
+    limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DurabilityArg {
+    Process,
+    Machine,
+}
+
+/// What one client may hold of the server (see RELIABILITY.md, "Security").
+#[derive(Debug, Args)]
+struct Limits {
+    /// A request header not complete after this many milliseconds closes the connection.
+    #[arg(long, env = "BURROW_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// An API request not answered after this many milliseconds gets 503.
+    #[arg(long, env = "BURROW_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
+    /// Most client connections open at once (default: from the open-file limit, leaving the
+    /// actors theirs).
+    #[arg(long, env = "BURROW_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// The proxy gives up connecting to a sandbox after this many milliseconds.
+    #[arg(
+        long,
+        env = "BURROW_UPSTREAM_CONNECT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    upstream_connect_timeout_ms: u64,
+    /// The proxy gives up waiting for a sandbox's response header after this many milliseconds.
+    #[arg(
+        long,
+        env = "BURROW_UPSTREAM_RESPONSE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    upstream_response_timeout_ms: u64,
+    /// The largest WebSocket message (and frame) relayed, in bytes.
+    #[arg(long, env = "BURROW_WEBSOCKET_MAX_MESSAGE", default_value_t = 1024 * 1024)]
+    websocket_max_message: usize,
+    /// A relayed WebSocket with no message either way for this many milliseconds is closed.
+    #[arg(
+        long,
+        env = "BURROW_WEBSOCKET_IDLE_TIMEOUT_MS",
+        default_value_t = 300_000
+    )]
+    websocket_idle_timeout_ms: u64,
+    /// Registry lookups of unknown instances per second per user (also the burst).
+    #[arg(long, env = "BURROW_LOOKUPS_PER_SECOND", default_value_t = 20)]
+    lookups_per_second: u32,
+}
+
+impl Limits {
+    fn config(&self) -> HttpLimits {
+        let ms = Duration::from_millis;
+        HttpLimits {
+            header_timeout: ms(self.header_timeout_ms),
+            request_timeout: ms(self.request_timeout_ms),
+            max_connections: self.max_connections,
+            upstream_connect_timeout: ms(self.upstream_connect_timeout_ms),
+            upstream_response_timeout: ms(self.upstream_response_timeout_ms),
+            websocket_max_message: self.websocket_max_message,
+            websocket_idle_timeout: ms(self.websocket_idle_timeout_ms),
+            lookups_per_second: self.lookups_per_second,
+        }
+    }
 }
 
 /// Reconcile and lifecycle limits, in milliseconds unless said otherwise.
@@ -126,7 +201,7 @@ impl Lifecycle {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 struct Token {
     #[command(flatten)]
     secrets: Secrets,
@@ -136,13 +211,16 @@ struct Token {
     /// Allow the admin routes.
     #[arg(long)]
     admin: bool,
-    /// Validity in seconds.
+    /// Validity in seconds (at most 30 days for a user token, 24 hours for an admin token).
     #[arg(long, default_value_t = 86_400)]
     ttl: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Everything Burrow creates (actor files, catalog, registry, keys, logs; a sandbox's own
+    // files) is private to its owner.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     match cli.command {
         Command::Sandbox(args) => burrow_sandbox::main(args),
         Command::Token(token) => print_token(&token),
@@ -181,18 +259,25 @@ fn print_token(token: &Token) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let ttl = Duration::from_secs(token.ttl);
+    let limit = burrow_server::tokens::max_ttl(token.admin);
+    if ttl > limit {
+        eprintln!(
+            "burrow token: --ttl {} is longer than the {} token limit of {} seconds",
+            token.ttl,
+            if token.admin { "admin" } else { "user" },
+            limit.as_secs()
+        );
+        return ExitCode::from(2);
+    }
     let overrides = KeyOverrides {
         token_secret: token.secrets.token_secret.clone(),
+        secrets_key: token.secrets.secrets_key.clone(),
         ..KeyOverrides::default()
     };
     match Keys::resolve(&token.secrets.data_dir, &overrides) {
         Ok(keys) => {
-            let t = burrow_server::tokens::issue(
-                &keys.token_secret,
-                &user,
-                token.admin,
-                Duration::from_secs(token.ttl),
-            );
+            let t = burrow_server::tokens::issue(&keys.token_secret, &user, token.admin, ttl);
             println!("{t}");
             ExitCode::SUCCESS
         }
@@ -212,11 +297,17 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
         internal_api_key: serve.internal_api_key.clone(),
         token_secret: serve.secrets.token_secret.clone(),
         gateway_secret: serve.gateway_secret.clone(),
+        secrets_key: serve.secrets.secrets_key.clone(),
     };
     config.shards = serve.shards;
     config.max_resident = serve.max_resident;
     config.idle_timeout = Duration::from_millis(serve.idle_timeout_ms);
     config.lifecycle = serve.lifecycle.config();
+    config.limits = serve.limits.config();
+    config.durability = match serve.durability {
+        DurabilityArg::Process => Durability::Process,
+        DurabilityArg::Machine => Durability::Machine,
+    };
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {

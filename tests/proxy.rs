@@ -26,6 +26,10 @@ async fn http_round_trip_strips_the_prefix_and_keeps_the_callers_credentials_bac
         .header("cookie", "session=secret")
         .header("x-custom", "kept")
         .header("x-burrow-proxy-token", "forged")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .header("forwarded", "for=6.6.6.6;proto=https")
         .send()
         .await
         .unwrap()
@@ -39,8 +43,25 @@ async fn http_round_trip_strips_the_prefix_and_keeps_the_callers_credentials_bac
     assert!(!headers.contains_key("authorization"), "{headers:?}");
     assert!(!headers.contains_key("cookie"), "{headers:?}");
     assert_eq!(headers["x-custom"], "kept");
+    // The gateway accepted the token Burrow sent (a forged one would have been refused) and
+    // does not echo it: whoever made the request sees the response.
+    assert_eq!(echoed["proxyTokenValid"], true);
+    assert!(!headers.contains_key("x-burrow-proxy-token"), "{headers:?}");
     let gateway = s.client.gateway_token(&alice, Some(id)).await.unwrap();
-    assert_eq!(headers["x-burrow-proxy-token"], gateway.as_str());
+    assert!(
+        !echoed.to_string().contains(gateway.as_str()),
+        "the gateway token was echoed: {echoed}"
+    );
+    // The forwarding headers are Burrow's, not the client's.
+    let host = s.url().trim_start_matches("http://").to_owned();
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-host"], host.as_str());
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(
+        headers["forwarded"],
+        format!("for=127.0.0.1;host=\"{host}\";proto=http").as_str()
+    );
+    assert_eq!(headers["x-forwarded-prefix"], format!("/i/{id}").as_str());
 
     // The bare prefix is the root path.
     let root: Value = s

@@ -340,7 +340,7 @@ async fn platform_lifecycle_through_the_typed_client() {
         .json()
         .await
         .unwrap();
-    assert_eq!(list, json!({"instances": []}));
+    assert_eq!(list, json!({"instances": [], "nextCursor": null}));
     let listed: Value = s
         .http
         .get(format!(
@@ -367,7 +367,7 @@ async fn platform_lifecycle_through_the_typed_client() {
         .json()
         .await
         .unwrap();
-    assert_eq!(health, json!({"status": "ok"}));
+    assert_eq!(health, json!({"status": "ok", "durability": "process"}));
     let metrics = s
         .http
         .get(format!("{}/metrics", s.url()))

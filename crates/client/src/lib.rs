@@ -51,7 +51,7 @@ impl ClientError {
 }
 
 /// A provision request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProvisionRequest {
     /// The owner.
@@ -66,6 +66,19 @@ pub struct ProvisionRequest {
     pub env_vars: BTreeMap<String, String>,
     /// Secrets.
     pub secrets: BTreeMap<String, String>,
+}
+
+/// Names the secrets without their values.
+impl std::fmt::Debug for ProvisionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProvisionRequest")
+            .field("user_id", &self.user_id)
+            .field("instance_id", &self.instance_id)
+            .field("org_id", &self.org_id)
+            .field("env_vars", &self.env_vars)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl ProvisionRequest {

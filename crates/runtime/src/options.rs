@@ -137,6 +137,18 @@ impl Options {
         self
     }
 
+    /// The most file descriptors the runtime's open actors hold at once (`max_resident` ×
+    /// descriptors per actor). A host sizing its own limits, such as how many client
+    /// connections to accept, leaves these to the runtime.
+    ///
+    /// ```
+    /// let options = burrow_runtime::Options::new("/tmp/burrow-doc-budget").max_resident(1_000);
+    /// assert_eq!(options.descriptor_budget(), 2_000);
+    /// ```
+    pub fn descriptor_budget(&self) -> u64 {
+        self.max_resident as u64 * FDS_PER_ACTOR
+    }
+
     pub(crate) fn per_shard_resident(&self) -> usize {
         (self.max_resident / self.shards).max(1)
     }

@@ -217,6 +217,11 @@ impl Runtime {
         self.inner.max_resident
     }
 
+    /// What an acknowledged write survives, as configured.
+    pub fn durability(&self) -> crate::durability::Durability {
+        self.inner.durability
+    }
+
     /// The number of shard threads.
     pub fn shards(&self) -> usize {
         self.inner.dispatcher.shard_count()

@@ -8,7 +8,9 @@
 //! - anything else, only with header `x-burrow-proxy-token` equal to the gateway token
 //!   (otherwise 401): a WebSocket upgrade is accepted and every message echoed (close codes
 //!   included); any other request is answered with JSON `{"method","path","query","headers",
-//!   "bodyBytes"}` describing what arrived, its body streamed and counted, of any size.
+//!   "bodyBytes","proxyTokenValid"}` describing what arrived, its body streamed and counted, of
+//!   any size. The token itself is never echoed (`headers` leaves it out): a response is seen
+//!   by whoever made the request, and the token is the sandbox's credential, not theirs.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -45,8 +47,8 @@ pub const SANDBOX_ID_ENV: &str = "BURROW_SANDBOX_ID";
 /// start (a slow boot).
 pub const BOOT_DELAY_ENV: &str = "SANDBOX_BOOT_DELAY_MS";
 
-/// Command-line arguments of `burrow sandbox`.
-#[derive(Debug, Clone, clap::Parser)]
+/// Command-line arguments of `burrow sandbox`. Its `Debug` leaves the token out.
+#[derive(Clone, clap::Parser)]
 #[command(about = "Run a local sandbox's gateway")]
 pub struct Args {
     /// Address to listen on; port 0 picks a free port.
@@ -61,6 +63,16 @@ pub struct Args {
     /// The token every request but the health check must carry in `x-burrow-proxy-token`.
     #[arg(long, env = "BURROW_GATEWAY_TOKEN", hide_env_values = true)]
     pub token: String,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("listen", &self.listen)
+            .field("port_file", &self.port_file)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs the gateway until SIGTERM or SIGINT; the exit code says whether it started.
@@ -185,6 +197,7 @@ async fn echo(State(token): State<Arc<String>>, request: Request) -> Response {
         "query": parts.uri.query(),
         "headers": header_map(&parts.headers),
         "bodyBytes": body_bytes,
+        "proxyTokenValid": true,
     }))
     .into_response()
 }
@@ -203,6 +216,9 @@ async fn count_body(body: Body) -> Result<u64, axum::Error> {
 fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
+        if name == TOKEN_HEADER {
+            continue;
+        }
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         map.entry(name.as_str().to_owned())
             .and_modify(|v| {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, Json, Params, user_id};
+use crate::paging::{self, cursor};
 use crate::resolve::{Scope, any_instance};
 use crate::views;
 
@@ -26,26 +27,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/actors", get(actors))
 }
 
+/// The page size of admin listings when none is asked for.
 const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
 
 fn limit(given: Option<usize>) -> Result<usize, ApiError> {
-    match given {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!(
-            "limit must be 1 to {MAX_LIMIT}, got {n}"
-        ))),
-    }
-}
-
-/// A page cursor: the last id of the previous page.
-fn cursor<T: std::str::FromStr>(text: Option<&str>) -> Result<Option<T>, ApiError> {
-    text.map(|c| {
-        c.parse()
-            .map_err(|_| ApiError::bad_request("Invalid cursor"))
-    })
-    .transpose()
+    paging::limit(given, DEFAULT_LIMIT)
 }
 
 fn path_id(text: &str) -> Result<InstanceId, ApiError> {
@@ -86,9 +72,7 @@ async fn list(
         }
     }
     .map_err(|e| ApiError::from_registry("list instances", e))?;
-    let next = (rows.len() == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next = paging::next(rows.len(), limit, rows.last().map(|r| r.id));
     Ok(axum::Json(json!({
         "instances": rows.iter().map(views::row).collect::<Vec<_>>(),
         "nextCursor": next,
@@ -137,7 +121,7 @@ async fn destroy(
 ) -> Result<axum::Json<Value>, ApiError> {
     let (name, handle, _) = any_instance(&state, path_id(&id)?).await?;
     tracing::info!(admin = %admin.user_id, instance = %name, "admin destroy");
-    crate::platform::destroy_instance(&state, &name, &handle).await
+    crate::platform::destroy_instance(state, name, handle).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,9 +143,11 @@ async fn actors(
         .list(burrow_instance::NAMESPACE, after, limit)
         .await
         .map_err(|e| ApiError::from_call("list actors", e))?;
-    let next = (records.len() == limit)
-        .then(|| records.last().map(|r| r.id.to_string()))
-        .flatten();
+    let next = paging::next(
+        records.len(),
+        limit,
+        records.last().map(|r| r.id.to_string()),
+    );
     Ok(axum::Json(json!({
         "actors": records.iter().map(|r| json!({
             "id": r.id.to_string(),

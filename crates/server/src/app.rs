@@ -36,15 +36,14 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The proxy's HTTP client.
     pub http: Client<HttpConnector, Body>,
-    /// Owners of instance ids already seen active in the registry. An instance's owner never
-    /// changes, so this saves a registry round trip per request (the proxy's hot path) and
-    /// keeps known instances reachable while the registry is down; a destroyed instance still
-    /// answers 404, from its actor.
-    pub owners: dashmap::DashMap<burrow_identity::InstanceId, burrow_identity::UserId>,
+    /// What one client may hold.
+    pub limits: crate::HttpLimits,
+    /// Owners already seen in the registry and names just found missing. An instance's owner
+    /// never changes, so this saves a registry round trip per request (the proxy's hot path)
+    /// and keeps known instances reachable while the registry is down; a destroyed instance
+    /// still answers 404, from its actor.
+    pub lookups: crate::lookups::Lookups,
 }
-
-/// The most owners remembered; past it the map starts over (it is only a cache).
-pub const OWNER_CACHE_LIMIT: usize = 100_000;
 
 /// The process-wide Prometheus recorder (a process has one metrics recorder).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -61,9 +60,13 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// A client for the proxy: HTTP/1 to loopback sandboxes.
-pub fn proxy_client() -> Client<HttpConnector, Body> {
-    Client::builder(TokioExecutor::new()).build_http()
+/// A client for the proxy: HTTP/1 to sandboxes, giving up on a connection attempt after
+/// `connect_timeout`.
+pub fn proxy_client(connect_timeout: std::time::Duration) -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 /// Every route.
@@ -71,15 +74,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .nest("/platform", crate::platform::routes())
         .nest("/user", crate::user::routes())
-        .nest("/admin", crate::admin::routes());
+        .nest("/admin", crate::admin::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), api_deadline));
     Router::new()
         .nest("/api", api)
         .route("/i/{instance_id}", any(crate::proxy::proxy))
         .route("/i/{instance_id}/{*rest}", any(crate::proxy::proxy))
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .method_not_allowed_fallback(|| async {
@@ -88,6 +89,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn(record_http))
         .layer(middleware::from_fn(catch_panics))
         .with_state(state)
+}
+
+/// Liveness, and the durability acknowledged writes have (an operator's first question).
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let durability = match state.runtime.durability() {
+        burrow_runtime::Durability::Process => "process",
+        burrow_runtime::Durability::Machine => "machine",
+    };
+    Json(json!({ "status": "ok", "durability": durability }))
 }
 
 async fn render_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -104,15 +114,50 @@ async fn record_http(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("burrow_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("burrow_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("burrow_http_request_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// An API request not answered within the request timeout gets 503. What the handler began
+/// is dropped with it, so work that must finish once begun (a destroy) runs in a task of its
+/// own. The proxy is not bounded here: its responses stream for as long as they take.
+async fn api_deadline(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = state.limits.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Request timed out")
+            .details(format!("not answered within {} ms", limit.as_millis()))
+            .into_response(),
+    }
+}
+
+/// The method as a metric label: the standard methods by name, anything else `other` (a
+/// client can send any token as a method; each would be a new series).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// A handler that panics answers 500 in the API's format; the server keeps serving.

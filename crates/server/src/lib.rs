@@ -24,9 +24,13 @@ mod app;
 mod error;
 mod extract;
 mod keys;
+mod limits;
+mod lookups;
+mod paging;
 mod platform;
 mod proxy;
 mod resolve;
+mod serve;
 pub mod tokens;
 mod user;
 mod views;
@@ -39,13 +43,15 @@ use std::time::Duration;
 
 use burrow_instance::{Instances, LifecycleConfig, LocalProvider, LocalProviderConfig, Settings};
 use burrow_restore::AnyRegistry;
-use burrow_runtime::{Options, Runtime};
+use burrow_runtime::{Durability, Options, Runtime};
 
 pub use error::ApiError;
 pub use keys::{KEYS_FILE, KeyError, KeyOverrides, Keys};
+pub use limits::HttpLimits;
 
-/// Everything `burrow serve` can be told.
-#[derive(Debug, Clone)]
+/// Everything `burrow serve` can be told. Its `Debug` shows no secret: the keys only as
+/// given or not, the database URL not at all (it may hold a password).
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Where to listen (port 0: any free port).
     pub listen: SocketAddr,
@@ -67,6 +73,32 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Lifecycle and reconcile timing.
     pub lifecycle: LifecycleConfig,
+    /// What an acknowledged write survives (`process` by default).
+    pub durability: Durability,
+    /// What one client may hold of the server.
+    pub limits: HttpLimits,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<given>"),
+            )
+            .field("registry_timeout", &self.registry_timeout)
+            .field("keys", &self.keys)
+            .field("sandbox_command", &self.sandbox_command)
+            .field("shards", &self.shards)
+            .field("max_resident", &self.max_resident)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("lifecycle", &self.lifecycle)
+            .field("durability", &self.durability)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl ServerConfig {
@@ -85,6 +117,8 @@ impl ServerConfig {
             max_resident: None,
             idle_timeout: Duration::from_secs(30),
             lifecycle: LifecycleConfig::default(),
+            durability: Durability::Process,
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -114,18 +148,38 @@ pub enum StartError {
     },
 }
 
+/// Creates the data directory (and missing parents) private to this user, 0700: the actors,
+/// catalog, registry and keys in it are nobody else's business. An existing directory keeps
+/// its mode; a looser one is reported.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:04o}"),
+            "the data directory is accessible to other users; `chmod 700` it"
+        );
+    }
+    Ok(())
+}
+
 /// A running server.
 pub struct Server {
     address: SocketAddr,
     runtime: Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    serving: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
     /// Opens the data directory, the registry and the runtime, and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        create_private_dir(&config.data_dir).map_err(|e| {
             StartError::Keys(KeyError::Io {
                 path: config.data_dir.clone(),
                 source: e,
@@ -138,14 +192,19 @@ impl Server {
             config.registry_timeout,
         )
         .await?;
-        let mut options =
-            Options::new(config.data_dir.join("runtime")).idle_timeout(config.idle_timeout);
+        let mut options = Options::new(config.data_dir.join("runtime"))
+            .idle_timeout(config.idle_timeout)
+            .durability(config.durability);
         if let Some(shards) = config.shards {
             options = options.shards(shards);
         }
         if let Some(max) = config.max_resident {
             options = options.max_resident(max);
         }
+        let max_connections = config
+            .limits
+            .max_connections
+            .unwrap_or_else(|| serve::default_max_connections(options.descriptor_budget()));
         let runtime = Runtime::open(options)?;
         let provider = LocalProvider::new(LocalProviderConfig::new(
             config.data_dir.join("sandboxes"),
@@ -167,8 +226,9 @@ impl Server {
             runtime: runtime.clone(),
             keys,
             metrics: app::metrics_handle(),
-            http: app::proxy_client(),
-            owners: dashmap::DashMap::new(),
+            http: app::proxy_client(config.limits.upstream_connect_timeout),
+            lookups: lookups::Lookups::new(config.limits.lookups_per_second),
+            limits: config.limits.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -181,13 +241,14 @@ impl Server {
             source,
         })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(
-            axum::serve(listener, app::router(state))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
+        let limits = serve::Limits {
+            header_timeout: config.limits.header_timeout,
+            max_connections,
+        };
+        tracing::info!(max_connections, "serving");
+        let serving = tokio::spawn(serve::serve(listener, app::router(state), limits, async {
+            let _ = stopped.await;
+        }));
         Ok(Server {
             address,
             runtime,
@@ -215,5 +276,34 @@ impl Server {
         }
         let report = self.runtime.shutdown(Duration::from_secs(10)).await;
         tracing::info!(?report, "runtime shut down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configurations_debug_output_shows_no_secret() {
+        let mut config = ServerConfig::new("/tmp/burrow-debug");
+        config.database_url = Some("postgres://burrow:pg-password-1234@db/burrow".into());
+        config.keys = KeyOverrides {
+            internal_api_key: Some("internal-api-key-that-must-not-show".into()),
+            token_secret: Some("token-secret-that-must-not-show-000".into()),
+            gateway_secret: Some("gateway-secret-that-must-not-show-0".into()),
+            secrets_key: Some("ab".repeat(32)),
+        };
+        let shown = format!("{config:?} {config:#?}");
+        for secret in [
+            "pg-password-1234",
+            "internal-api-key-that-must-not-show",
+            "token-secret-that-must-not-show-000",
+            "gateway-secret-that-must-not-show-0",
+            &"ab".repeat(32),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        // What is not secret still shows.
+        assert!(shown.contains("/tmp/burrow-debug") && shown.contains("header_timeout"));
     }
 }

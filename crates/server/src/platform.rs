@@ -162,6 +162,7 @@ async fn provision(
         })
         .await
         .map_err(|e| Scope::Platform.error("provision", e))?;
+    state.lookups.provisioned(&name);
     let code = if provisioned.created {
         StatusCode::CREATED
     } else {
@@ -263,12 +264,26 @@ async fn destroy(
         body.instance_id.as_deref(),
     )
     .await?;
-    destroy_instance(&state, &name, &handle).await
+    destroy_instance(state, name, handle).await
+}
+
+/// Destroys an instance to the end even if the caller goes away: once the registry row is
+/// marked, the actor must be told, or the instance would answer 404 everywhere while its
+/// sandbox kept running. So the work runs in a task of its own, which a dropped request (a
+/// client that disconnects, the request timeout) does not cancel.
+pub(crate) async fn destroy_instance(
+    state: Arc<AppState>,
+    name: ActorName,
+    handle: InstanceRef<LocalProvider>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    tokio::spawn(async move { destroy_to_the_end(&state, &name, &handle).await })
+        .await
+        .map_err(|e| ApiError::internal("destroy", e))?
 }
 
 /// Marks the registry row destroyed first (so that a crash cannot leave an active row that
 /// would bring the instance back), then destroys the actor; un-marks if the actor refuses.
-pub(crate) async fn destroy_instance(
+async fn destroy_to_the_end(
     state: &AppState,
     name: &ActorName,
     handle: &InstanceRef<LocalProvider>,
@@ -300,9 +315,7 @@ pub(crate) async fn destroy_instance(
     }
     match handle.destroy(true).await {
         Ok(d) => {
-            if let ActorName::Instance(id) = name {
-                state.owners.remove(id);
-            }
+            state.lookups.destroyed(name);
             Ok(axum::Json(json!({
             "finalized": d.finalized,
             "destroyedUserId": d.user_id,

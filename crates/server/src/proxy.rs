@@ -2,21 +2,29 @@
 //!
 //! Only the owner's token passes; only a running sandbox is reached (a stopped one is never
 //! woken by a request). The `/i/{instanceId}` prefix is stripped, the query kept, the caller's
-//! credentials (`Authorization`, cookies) removed and the sandbox's gateway token added.
-//! Bodies stream both ways without a size limit; WebSocket upgrades are relayed message by
-//! message, close codes included.
+//! credentials (`Authorization`, cookies) removed and the sandbox's gateway token added; the
+//! `X-Forwarded-*` and `Forwarded` headers are Burrow's, never the client's. Bodies stream both
+//! ways without a size limit; connecting and waiting for the response header are bounded
+//! ([`HttpLimits`](crate::HttpLimits)). WebSocket upgrades are relayed message by message, close
+//! codes included, with a size limit per message, an idle timeout, and a close when the token
+//! that opened them expires.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use burrow_identity::InstanceId;
 use burrow_state::Status;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest as _};
+
+use crate::serve::ConnectionSlot;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -27,9 +35,10 @@ use crate::tokens::verify;
 /// The header carrying the gateway token to the sandbox.
 const PROXY_TOKEN: &str = "x-burrow-proxy-token";
 
-/// Headers that belong to one hop, never forwarded (RFC 9110 §7.6.1), plus the caller's
-/// credentials.
-const DROPPED: [&str; 11] = [
+/// Headers that belong to one hop, never forwarded (RFC 9110 §7.6.1), the caller's
+/// credentials, and the forwarding headers Burrow sets itself (a client's would let it claim
+/// any address or scheme to the sandbox).
+const DROPPED: [&str; 16] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -41,6 +50,11 @@ const DROPPED: [&str; 11] = [
     "upgrade",
     "authorization",
     "cookie",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-prefix",
+    "forwarded",
 ];
 
 /// Splits `/i/{id}/{rest}` into the id text and the rest (with its leading `/`).
@@ -91,7 +105,7 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
         None => rest,
     };
     let token = state.instances.gateway_token(&route.sandbox_id);
-    let prefix = format!("/i/{id}");
+    let forwarded = forwarded_headers(&parts, &format!("/i/{id}"));
 
     let wants_websocket = parts
         .headers
@@ -99,12 +113,24 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if wants_websocket {
+        let limits = &state.limits;
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
             .await
-            .map_err(|r| {
-                ApiError::bad_request("Invalid WebSocket upgrade").details(r.body_text())
-            })?;
-        return relay_websocket(upgrade, &parts.headers, address, &path_and_query, &token).await;
+            .map_err(|r| ApiError::bad_request("Invalid WebSocket upgrade").details(r.body_text()))?
+            .max_message_size(limits.websocket_max_message)
+            .max_frame_size(limits.websocket_max_message);
+        let relay = Relay {
+            address,
+            path_and_query,
+            token,
+            forwarded,
+            max_message: limits.websocket_max_message,
+            connect_timeout: limits.upstream_connect_timeout,
+            idle_timeout: limits.websocket_idle_timeout,
+            token_expires: caller.expires_at,
+            slot: parts.extensions.get::<ConnectionSlot>().cloned(),
+        };
+        return relay.accept(upgrade, &parts.headers).await;
     }
 
     let uri: Uri = format!("http://{address}{path_and_query}")
@@ -125,19 +151,79 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
         PROXY_TOKEN,
         HeaderValue::from_str(&token).expect("hex is a valid header"),
     );
-    headers.insert(
-        "x-forwarded-prefix",
-        HeaderValue::from_str(&prefix).expect("a path is a valid header"),
-    );
-    let response = state.http.request(upstream).await.map_err(|e| {
-        tracing::warn!(instance = %id, error = %e, "sandbox unreachable");
-        ApiError::new(StatusCode::BAD_GATEWAY, "Sandbox unreachable")
-    })?;
+    for (name, value) in forwarded {
+        headers.insert(name, value);
+    }
+    let waited = state.limits.upstream_response_timeout;
+    let response = tokio::time::timeout(waited, state.http.request(upstream))
+        .await
+        .map_err(|_| {
+            tracing::warn!(instance = %id, ?waited, "sandbox sent no response header in time");
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Sandbox did not answer in time",
+            )
+        })?
+        .map_err(|e| {
+            tracing::warn!(instance = %id, error = %e, "sandbox unreachable");
+            ApiError::new(StatusCode::BAD_GATEWAY, "Sandbox unreachable")
+        })?;
     let (mut parts, body) = response.into_parts();
     let mut headers = HeaderMap::new();
     copy_headers(&parts.headers, &mut headers);
     parts.headers = headers;
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The forwarding headers Burrow sets: the peer's address, the host the client asked for,
+/// the scheme (plain HTTP: Burrow terminates no TLS), and the stripped prefix.
+fn forwarded_headers(
+    parts: &axum::http::request::Parts,
+    prefix: &str,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(5);
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.contains([';', ',', '"']));
+    let mut forwarded = Vec::new();
+    if let Some(ip) = peer {
+        out.push((
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_str(&ip.to_string()).expect("an address is a valid header"),
+        ));
+        // RFC 7239 §6: an IPv6 node is bracketed and quoted.
+        forwarded.push(match ip {
+            std::net::IpAddr::V4(v4) => format!("for={v4}"),
+            std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        });
+    }
+    if let Some(host) = host {
+        out.push((
+            HeaderName::from_static("x-forwarded-host"),
+            HeaderValue::from_str(host).expect("it was a header value"),
+        ));
+        forwarded.push(format!("host=\"{host}\""));
+    }
+    out.push((
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    ));
+    forwarded.push("proto=http".to_owned());
+    out.push((
+        HeaderName::from_static("forwarded"),
+        HeaderValue::from_str(&forwarded.join(";")).expect("checked characters"),
+    ));
+    out.push((
+        HeaderName::from_static("x-forwarded-prefix"),
+        HeaderValue::from_str(prefix).expect("a path is a valid header"),
+    ));
+    out
 }
 
 fn status_word(status: Status) -> &'static str {
@@ -166,79 +252,186 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
-async fn relay_websocket(
-    upgrade: WebSocketUpgrade,
-    headers: &HeaderMap,
-    address: std::net::SocketAddr,
-    path_and_query: &str,
-    token: &str,
-) -> Result<Response, ApiError> {
-    let mut request = format!("ws://{address}{path_and_query}")
-        .into_client_request()
-        .map_err(|e| ApiError::bad_request("Invalid request path").details(e.to_string()))?;
-    request.headers_mut().insert(
-        PROXY_TOKEN,
-        HeaderValue::from_str(token).expect("hex is a valid header"),
-    );
-    if let Some(protocols) = headers.get(header::SEC_WEBSOCKET_PROTOCOL) {
-        request
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_PROTOCOL, protocols.clone());
+/// A WebSocket relay to a sandbox, with its limits.
+struct Relay {
+    address: SocketAddr,
+    path_and_query: String,
+    token: String,
+    forwarded: Vec<(HeaderName, HeaderValue)>,
+    max_message: usize,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    /// The opening token's expiry: the relay closes then (the socket must not outlive the
+    /// credential that opened it).
+    token_expires: SystemTime,
+    /// Keeps the client's connection counted while the socket lives.
+    slot: Option<ConnectionSlot>,
+}
+
+/// Why the relay closed both sides itself.
+#[derive(Debug, Clone, Copy)]
+enum Cutoff {
+    Idle,
+    TokenExpired,
+}
+
+impl Cutoff {
+    fn frame(self) -> (u16, &'static str) {
+        match self {
+            // 1001 "going away"; 1008 "policy violation" (RFC 6455 §7.4.1).
+            Cutoff::Idle => (1001, "idle timeout"),
+            Cutoff::TokenExpired => (1008, "token expired"),
+        }
     }
-    // Connect to the sandbox first: if it refuses, the caller gets an HTTP error, not a
-    // socket that closes at once.
-    let (backend, response) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "sandbox WebSocket unreachable");
-            ApiError::new(StatusCode::BAD_GATEWAY, "Sandbox unreachable")
-        })?;
-    let mut upgrade = upgrade;
-    if let Some(chosen) = response
-        .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-    {
-        upgrade = upgrade.protocols([chosen.to_owned()]);
+}
+
+impl Relay {
+    /// Connects to the sandbox, then accepts the client's upgrade.
+    async fn accept(
+        self,
+        upgrade: WebSocketUpgrade,
+        headers: &HeaderMap,
+    ) -> Result<Response, ApiError> {
+        let mut request = format!("ws://{}{}", self.address, self.path_and_query)
+            .into_client_request()
+            .map_err(|e| ApiError::bad_request("Invalid request path").details(e.to_string()))?;
+        let upstream = request.headers_mut();
+        upstream.insert(
+            PROXY_TOKEN,
+            HeaderValue::from_str(&self.token).expect("hex is a valid header"),
+        );
+        for (name, value) in &self.forwarded {
+            upstream.insert(name.clone(), value.clone());
+        }
+        if let Some(protocols) = headers.get(header::SEC_WEBSOCKET_PROTOCOL) {
+            upstream.insert(header::SEC_WEBSOCKET_PROTOCOL, protocols.clone());
+        }
+        let config = tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(self.max_message))
+            .max_frame_size(Some(self.max_message));
+        // Connect to the sandbox first: if it refuses, the caller gets an HTTP error, not a
+        // socket that closes at once.
+        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), false);
+        let (backend, response) = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Sandbox did not answer in time",
+                )
+            })?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "sandbox WebSocket unreachable");
+                ApiError::new(StatusCode::BAD_GATEWAY, "Sandbox unreachable")
+            })?;
+        let mut upgrade = upgrade;
+        if let Some(chosen) = response
+            .headers()
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+        {
+            upgrade = upgrade.protocols([chosen.to_owned()]);
+        }
+        Ok(upgrade.on_upgrade(move |client| self.run(client, backend)))
     }
-    Ok(upgrade.on_upgrade(move |client| relay(client, backend)))
+
+    /// Passes messages both ways. A close from either side is passed on and the relay keeps
+    /// reading until both closing handshakes are done (reading is what flushes a socket's
+    /// close reply); when one side ends, the other is closed and given a few seconds to
+    /// finish. When the relay is idle too long or the token expires, it closes both sides.
+    async fn run(self, client: WebSocket, backend: Backend) {
+        let _slot = self.slot;
+        let started = tokio::time::Instant::now();
+        // Milliseconds after `started` of the last message either way.
+        let last = Arc::new(AtomicU64::new(0));
+        let touch = {
+            let last = last.clone();
+            move || last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed)
+        };
+        let (cut_tx, cut_rx) = tokio::sync::watch::channel(None::<Cutoff>);
+        let (mut client_tx, mut client_rx) = client.split();
+        let (mut backend_tx, mut backend_rx) = backend.split();
+        let (touch_up, mut cut_up) = (touch.clone(), cut_rx.clone());
+        let upstream = async move {
+            loop {
+                tokio::select! {
+                    message = client_rx.next() => {
+                        let Some(Ok(message)) = message else { break };
+                        touch_up();
+                        if let Some(m) = to_backend(message) {
+                            // After a close, sends fail; keep reading to finish the handshake.
+                            let _ = backend_tx.send(m).await;
+                        }
+                    }
+                    Ok(()) = cut_up.changed() => {
+                        let cutoff = *cut_up.borrow();
+                        if let Some((code, reason)) = cutoff.map(Cutoff::frame) {
+                            let frame = tungstenite::protocol::CloseFrame { code: code.into(), reason: reason.into() };
+                            let _ = backend_tx.send(tungstenite::Message::Close(Some(frame))).await;
+                        }
+                    }
+                }
+            }
+            let _ = backend_tx.close().await;
+        };
+        let mut cut_down = cut_rx;
+        let downstream = async move {
+            loop {
+                tokio::select! {
+                    message = backend_rx.next() => {
+                        let Some(Ok(message)) = message else { break };
+                        touch();
+                        if let Some(m) = to_client(message) {
+                            let _ = client_tx.send(m).await;
+                        }
+                    }
+                    Ok(()) = cut_down.changed() => {
+                        let cutoff = *cut_down.borrow();
+                        if let Some((code, reason)) = cutoff.map(Cutoff::frame) {
+                            let frame = ws::CloseFrame { code, reason: reason.into() };
+                            let _ = client_tx.send(ws::Message::Close(Some(frame))).await;
+                        }
+                    }
+                }
+            }
+            let _ = client_tx.close().await;
+        };
+        let (mut up, mut down) = (tokio::spawn(upstream), tokio::spawn(downstream));
+        let expires_in = self
+            .token_expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let watchdog = async {
+            let expires = started + expires_in;
+            loop {
+                let seen = last.load(Ordering::Relaxed);
+                let idle_at = started + Duration::from_millis(seen) + self.idle_timeout;
+                tokio::time::sleep_until(idle_at.min(expires)).await;
+                if tokio::time::Instant::now() >= expires {
+                    return Cutoff::TokenExpired;
+                }
+                if last.load(Ordering::Relaxed) == seen {
+                    return Cutoff::Idle;
+                }
+            }
+        };
+        let linger = Duration::from_secs(10);
+        tokio::select! {
+            _ = &mut up => { let _ = tokio::time::timeout(linger, &mut down).await; }
+            _ = &mut down => { let _ = tokio::time::timeout(linger, &mut up).await; }
+            cutoff = watchdog => {
+                tracing::debug!(?cutoff, "closing a relayed WebSocket");
+                let _ = cut_tx.send(Some(cutoff));
+                let _ = tokio::time::timeout(linger, async { let _ = (&mut up).await; let _ = (&mut down).await; }).await;
+            }
+        }
+        up.abort();
+        down.abort();
+    }
 }
 
 type Backend =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Passes messages both ways. A close from either side is passed on and the relay keeps
-/// reading until both closing handshakes are done (reading is what flushes a socket's close
-/// reply); when one side ends, the other is closed and given a few seconds to finish.
-async fn relay(client: WebSocket, backend: Backend) {
-    let (mut client_tx, mut client_rx) = client.split();
-    let (mut backend_tx, mut backend_rx) = backend.split();
-    let upstream = async move {
-        while let Some(Ok(message)) = client_rx.next().await {
-            if let Some(m) = to_backend(message) {
-                // After a close, sends fail; keep reading to finish the handshake.
-                let _ = backend_tx.send(m).await;
-            }
-        }
-        let _ = backend_tx.close().await;
-    };
-    let downstream = async move {
-        while let Some(Ok(message)) = backend_rx.next().await {
-            if let Some(m) = to_client(message) {
-                let _ = client_tx.send(m).await;
-            }
-        }
-        let _ = client_tx.close().await;
-    };
-    let (mut up, mut down) = (tokio::spawn(upstream), tokio::spawn(downstream));
-    let linger = std::time::Duration::from_secs(10);
-    tokio::select! {
-        _ = &mut up => { let _ = tokio::time::timeout(linger, &mut down).await; }
-        _ = &mut down => { let _ = tokio::time::timeout(linger, &mut up).await; }
-    }
-    up.abort();
-    down.abort();
-}
 
 fn to_backend(message: ws::Message) -> Option<tungstenite::Message> {
     Some(match message {

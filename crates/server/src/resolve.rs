@@ -1,6 +1,7 @@
 //! Finding the instance a request names, and checking that it belongs to the caller — before
 //! any actor is woken, so that probing random ids creates nothing.
 
+use axum::http::StatusCode;
 use burrow_identity::{ActorName, InstanceId, UserId};
 use burrow_instance::{InstanceError, InstanceRef, LocalProvider};
 use burrow_restore::Registry as _;
@@ -36,29 +37,68 @@ impl Scope {
     }
 }
 
-/// The owner of instance `id`, if it has an active instance-keyed row. Owners never change,
-/// so one seen once is remembered (see [`AppState::owners`]).
-async fn owner_of(state: &AppState, id: InstanceId) -> Result<Option<UserId>, ApiError> {
-    if let Some(owner) = state.owners.get(&id) {
-        return Ok(Some(owner.clone()));
+/// The owner of `name` as the registry records it, if it exists: an instance-keyed name needs
+/// an active instance-keyed row; a legacy name needs its actor file here, or an active row
+/// with its legacy sandbox id, or (what restore falls back to) the user's personal instance.
+/// A lookup that reaches the registry costs `caller` one from its budget.
+async fn owner_of(
+    state: &AppState,
+    name: &ActorName,
+    caller: Option<&UserId>,
+) -> Result<Option<UserId>, ApiError> {
+    if let Some(known) = state.lookups.known(name) {
+        return Ok(known);
     }
-    let row = state
-        .registry
-        .get(id)
-        .await
-        .map_err(|e| ApiError::from_registry("instance lookup", e))?
-        .filter(|row| row.is_active() && row.sandbox_id == id.sandbox_id());
-    Ok(row.map(|row| {
-        if state.owners.len() >= crate::app::OWNER_CACHE_LIMIT {
-            state.owners.clear();
+    if let ActorName::Legacy(user) = name
+        && state.instances.has_local_state(name)
+    {
+        state.lookups.remember(name, Some(user));
+        return Ok(Some(user.clone()));
+    }
+    if let Some(caller) = caller {
+        state.lookups.take(caller).map_err(|t| {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many lookups").details(format!(
+                "instance lookups are limited to {} per second per user; retry in {} ms",
+                state.limits.lookups_per_second,
+                t.retry_after.as_millis().max(1)
+            ))
+        })?;
+    }
+    let registry_error = |e| ApiError::from_registry("instance lookup", e);
+    let owner = match name {
+        ActorName::Instance(id) => state
+            .registry
+            .get(*id)
+            .await
+            .map_err(registry_error)?
+            .filter(|row| row.is_active() && row.sandbox_id == id.sandbox_id())
+            .map(|row| row.user_id),
+        ActorName::Legacy(user) => {
+            let by_sandbox = state
+                .registry
+                .get_by_sandbox(&user.legacy_sandbox_id())
+                .await
+                .map_err(registry_error)?
+                .filter(|row| row.is_active() && row.user_id == *user);
+            let found = match by_sandbox {
+                Some(_) => true,
+                None => state
+                    .registry
+                    .personal_instance(user)
+                    .await
+                    .map_err(registry_error)?
+                    .is_some_and(|row| row.is_active()),
+            };
+            found.then(|| user.clone())
         }
-        state.owners.insert(id, row.user_id.clone());
-        row.user_id
-    }))
+    };
+    state.lookups.remember(name, owner.as_ref());
+    Ok(owner)
 }
 
-/// The instance `id` of `owner` (or, without an id, `owner`'s legacy instance). An
-/// instance-keyed id must name an active instance-keyed row of `owner` in the registry.
+/// The instance `id` of `owner` (or, without an id, `owner`'s legacy instance). It must exist
+/// (see `owner_of`) and belong to `owner` before its actor is woken: probing random ids or
+/// user ids creates nothing. User-scope lookups count against `owner`'s lookup budget.
 pub async fn instance(
     state: &AppState,
     scope: Scope,
@@ -67,12 +107,14 @@ pub async fn instance(
 ) -> Result<(ActorName, InstanceRef<LocalProvider>), ApiError> {
     let name = match id {
         None => ActorName::Legacy(owner.clone()),
-        Some(id) => match owner_of(state, id).await? {
-            None => return Err(scope.missing()),
-            Some(found) if found != *owner => return Err(ApiError::instance_not_found()),
-            Some(_) => ActorName::Instance(id),
-        },
+        Some(id) => ActorName::Instance(id),
     };
+    let caller = (scope == Scope::User).then_some(owner);
+    match owner_of(state, &name, caller).await? {
+        None => return Err(scope.missing()),
+        Some(found) if found != *owner => return Err(ApiError::instance_not_found()),
+        Some(_) => {}
+    }
     let handle = state.instances.get(&name);
     Ok((name, handle))
 }
@@ -82,10 +124,10 @@ pub async fn any_instance(
     state: &AppState,
     id: InstanceId,
 ) -> Result<(ActorName, InstanceRef<LocalProvider>, UserId), ApiError> {
-    let owner = owner_of(state, id)
+    let name = ActorName::Instance(id);
+    let owner = owner_of(state, &name, None)
         .await?
         .ok_or_else(ApiError::instance_not_found)?;
-    let name = ActorName::Instance(id);
     let handle = state.instances.get(&name);
     Ok((name, handle, owner))
 }

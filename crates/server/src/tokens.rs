@@ -25,6 +25,18 @@ pub struct Caller {
     pub user_id: UserId,
     /// An admin token.
     pub admin: bool,
+    /// When the token stops being valid (what a WebSocket it opened lives until).
+    pub expires_at: std::time::SystemTime,
+}
+
+/// The longest validity `burrow token` gives a user token.
+pub const MAX_USER_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest validity `burrow token` gives an admin token.
+pub const MAX_ADMIN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest validity of a token, by kind.
+pub fn max_ttl(admin: bool) -> Duration {
+    if admin { MAX_ADMIN_TTL } else { MAX_USER_TTL }
 }
 
 /// A token for `user`, valid for `ttl`.
@@ -59,6 +71,7 @@ pub fn verify(secret: &str, token: &str) -> Option<Caller> {
     Some(Caller {
         user_id: data.claims.sub.parse().ok()?,
         admin: data.claims.admin,
+        expires_at: std::time::UNIX_EPOCH + Duration::from_secs(data.claims.exp),
     })
 }
 
@@ -75,13 +88,13 @@ mod tests {
             true,
             Duration::from_secs(60),
         );
-        assert_eq!(
-            verify("secret-secret-secret", &t),
-            Some(Caller {
-                user_id: alice.clone(),
-                admin: true
-            })
-        );
+        let caller = verify("secret-secret-secret", &t).unwrap();
+        assert_eq!((&caller.user_id, caller.admin), (&alice, true));
+        let left = caller
+            .expires_at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap();
+        assert!(left > Duration::from_secs(58) && left <= Duration::from_secs(60));
         assert_eq!(verify("another-secret-secret", &t), None);
         let mut tampered = t.clone();
         tampered.insert(tampered.len() - 3, 'x');

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use burrow_identity::ActorName;
+use burrow_identity::{ActorName, InstanceId};
 use burrow_instance::ConfigPatch;
 use burrow_restore::Registry as _;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Json, Params, User, instance_id};
+use crate::paging;
 use crate::resolve::{Scope, instance};
 use crate::views;
 
@@ -88,41 +90,60 @@ async fn patch_config(
     Ok(axum::Json(views::config(&config)))
 }
 
-/// The most instances one listing returns.
-const LIST_LIMIT: usize = 500;
+/// The page size of `GET /api/user/instances` when none is asked for.
+const DEFAULT_LIMIT: usize = 100;
+/// Statuses read at once for a listing: enough to overlap the actors' wake-ups, few enough
+/// that one listing cannot occupy every shard.
+const STATUS_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
 
 async fn instances(
     User(caller): User,
     State(state): State<Arc<AppState>>,
+    Params(query): Params<ListQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let limit = paging::limit(query.limit, DEFAULT_LIMIT)?;
+    let after = paging::cursor::<InstanceId>(query.cursor.as_deref())?;
     let rows = state
         .registry
-        .list_by_user(&caller.user_id, None, LIST_LIMIT)
+        .list_by_user(&caller.user_id, after, limit)
         .await
         .map_err(|e| ApiError::from_registry("list instances", e))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let instance_id = views::row_instance_id(&row);
-        let name = match instance_id {
-            Some(id) => ActorName::Instance(id),
-            None => ActorName::Legacy(caller.user_id.clone()),
-        };
-        // The status is the actor's; an actor that cannot answer right now is listed
-        // without one rather than failing the whole list.
-        let status = match state.instances.get(&name).status().await {
-            Ok(v) => json!(v.status),
-            Err(e) => {
-                tracing::warn!(instance = %name, error = %e, "status unavailable for listing");
-                Value::Null
-            }
-        };
-        out.push(json!({
-            "instanceId": instance_id,
-            "sandboxId": row.sandbox_id,
-            "orgId": row.org_id,
-            "name": row.name,
-            "status": status,
-        }));
-    }
-    Ok(axum::Json(json!({ "instances": out })))
+    let next = paging::next(rows.len(), limit, rows.last().map(|r| r.id));
+    let state = &state;
+    let caller = &caller;
+    let out: Vec<Value> = futures_util::stream::iter(rows)
+        .map(|row| async move {
+            let instance_id = views::row_instance_id(&row);
+            let name = match instance_id {
+                Some(id) => ActorName::Instance(id),
+                None => ActorName::Legacy(caller.user_id.clone()),
+            };
+            // The status is the actor's; an actor that cannot answer right now is listed
+            // without one rather than failing the whole list.
+            let status = match state.instances.get(&name).status().await {
+                Ok(v) => json!(v.status),
+                Err(e) => {
+                    tracing::warn!(instance = %name, error = %e, "status unavailable for listing");
+                    Value::Null
+                }
+            };
+            json!({
+                "instanceId": instance_id,
+                "sandboxId": row.sandbox_id,
+                "orgId": row.org_id,
+                "name": row.name,
+                "status": status,
+            })
+        })
+        .buffered(STATUS_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(axum::Json(json!({ "instances": out, "nextCursor": next })))
 }

@@ -190,13 +190,16 @@ impl Drop for BurrowProcess {
 }
 
 fn spawn(binary: &Path, options: &ServeOptions) -> Result<(Child, SocketAddr), ServeError> {
-    std::fs::create_dir_all(&options.data_dir)
+    // Private, as `burrow serve` itself would create it (the log below goes in first).
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&options.data_dir)
         .map_err(|e| ServeError::Spawn(options.data_dir.clone(), e))?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(options.data_dir.join("serve.log"))
-        .map_err(|e| ServeError::Spawn(options.data_dir.clone(), e))?;
+    let log = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().create(true).append(true),
+        0o600,
+    )
+    .open(options.data_dir.join("serve.log"))
+    .map_err(|e| ServeError::Spawn(options.data_dir.clone(), e))?;
     let mut command = Command::new(binary);
     command
         .arg("serve")
