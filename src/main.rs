@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use burrow_instance::LifecycleConfig;
+use burrow_instance::provider::SandboxUids;
 use burrow_runtime::Durability;
 use burrow_server::{HttpLimits, KeyOverrides, Keys, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
@@ -77,10 +78,40 @@ struct Serve {
     /// power loss: every commit is fsynced).
     #[arg(long, env = "BURROW_DURABILITY", value_enum, default_value_t = DurabilityArg::Process)]
     durability: DurabilityArg,
+    /// The first uid sandboxes run under (one per volume), or `off` to run them as the
+    /// server's user. Only as root; default 1000000 then.
+    #[arg(long, env = "BURROW_SANDBOX_UID_BASE")]
+    sandbox_uid_base: Option<String>,
+    /// How many uids from the base sandboxes may use.
+    #[arg(long, env = "BURROW_SANDBOX_UID_COUNT", default_value_t = SandboxUids::DEFAULT.count)]
+    sandbox_uid_count: u32,
     #[command(flatten)]
     lifecycle: Lifecycle,
     #[command(flatten)]
     limits: Limits,
+}
+
+impl Serve {
+    /// The sandbox uid range asked for: the default as root, `off` for none.
+    fn sandbox_uids(&self) -> Result<Option<SandboxUids>, String> {
+        let root = nix::unistd::Uid::effective().is_root();
+        match self.sandbox_uid_base.as_deref() {
+            Some("off") => Ok(None),
+            None if !root => Ok(None),
+            None => SandboxUids::new(SandboxUids::DEFAULT.base, self.sandbox_uid_count).map(Some),
+            Some(text) => {
+                let base = text.parse().map_err(|_| {
+                    format!("--sandbox-uid-base must be a uid or `off`, got {text:?}")
+                })?;
+                if !root {
+                    return Err(
+                        "--sandbox-uid-base needs the server to run as root (only root can run a process as another uid); use `off`".to_owned(),
+                    );
+                }
+                SandboxUids::new(base, self.sandbox_uid_count).map(Some)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -304,6 +335,13 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
     config.idle_timeout = Duration::from_millis(serve.idle_timeout_ms);
     config.lifecycle = serve.lifecycle.config();
     config.limits = serve.limits.config();
+    config.sandbox_uids = match serve.sandbox_uids() {
+        Ok(uids) => uids,
+        Err(e) => {
+            eprintln!("burrow serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
     config.durability = match serve.durability {
         DurabilityArg::Process => Durability::Process,
         DurabilityArg::Machine => Durability::Machine,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::time::Duration;
 
 use burrow::identity::InstanceId;
@@ -327,18 +327,14 @@ async fn the_data_directory_is_private_and_durability_is_configurable() {
     s.running(&user("erin"), Some(InstanceId::new_random()))
         .await;
     let data = s.process.data_dir();
-    let sandboxes = data.join("sandboxes");
     let mut checked = 0;
     let mut stack = vec![data.to_owned()];
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path).unwrap();
         let mode = meta.permissions().mode() & 0o777;
-        // Sandboxes' own folders and the directories leading to them are theirs to reach.
-        let on_the_way = path == data || path.starts_with(&sandboxes);
-        let allowed = if on_the_way { 0o711 } else { 0o700 };
-        assert_eq!(mode & !allowed, 0, "{} has mode {mode:04o}", path.display());
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:04o}", path.display());
         checked += 1;
-        if meta.is_dir() && !path.starts_with(sandboxes.join("volumes")) {
+        if meta.is_dir() {
             stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
         }
     }
@@ -346,4 +342,125 @@ async fn the_data_directory_is_private_and_durability_is_configurable() {
 
     let (ok, stderr) = burrow(&["serve", "--durability", "sometimes"], &[]);
     assert!(!ok && stderr.contains("sometimes"), "{stderr}");
+}
+
+/// Real, effective, saved and file-system uid of a process, the same for gids, and its
+/// supplementary groups.
+fn credentials(pid: i32) -> (Vec<u32>, Vec<u32>, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let ids = |name: &str| {
+        line(name)
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect::<Vec<u32>>()
+    };
+    (ids("Uid:"), ids("Gid:"), line("Groups:"))
+}
+
+/// Runs `command` as `uid` (and its gid, no other groups) with `cwd` as its working
+/// directory, entered before the switch as the gateway enters its volume: what a sandbox
+/// could do. Whether it succeeded.
+fn as_sandbox(uid: u32, cwd: &std::path::Path, command: &[&str]) -> bool {
+    let uid = uid.to_string();
+    std::process::Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
+        .args(command)
+        .current_dir(cwd)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sandbox_runs_as_a_uid_of_its_own_that_reaches_nothing_else() {
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root, and this test needs it"
+        );
+        eprintln!("skipped: sandboxes get uids of their own only when the server runs as root");
+        return;
+    }
+    let s = serve().await;
+    s.running(&user("alice"), Some(InstanceId::new_random()))
+        .await;
+    s.running(&user("bob"), Some(InstanceId::new_random()))
+        .await;
+    let data = s.process.data_dir().to_owned();
+    let sandboxes = burrow_testkit::server::sandboxes(&data);
+    assert_eq!(sandboxes.len(), 2);
+    let mut seen = Vec::new();
+    for sandbox in &sandboxes {
+        let (uids, gids, groups) = credentials(sandbox.pid);
+        let uid = uids[0];
+        assert!(uids.iter().all(|u| *u == uid), "uids {uids:?}");
+        assert!(gids.iter().all(|g| *g == uid), "gids {gids:?}");
+        assert_eq!(groups, "", "supplementary groups kept");
+        assert!((1_000_000..1_065_536).contains(&uid), "uid {uid}");
+        let record: Value = serde_json::from_slice(
+            &std::fs::read(
+                data.join("sandboxes/machines")
+                    .join(&sandbox.machine_id)
+                    .join("machine.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let volume = data
+            .join("sandboxes/volumes")
+            .join(record["volumeId"].as_str().unwrap());
+        assert_eq!(std::fs::metadata(&volume).unwrap().uid(), uid);
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{}/cwd", sandbox.pid)).unwrap(),
+            volume
+        );
+        seen.push((uid, volume));
+    }
+    assert_ne!(seen[0].0, seen[1].0, "two sandboxes share a uid");
+    assert_ne!(seen[0].0, nix::unistd::Uid::effective().as_raw());
+
+    let (uid, volume) = &seen[0];
+    let (_, other_volume) = &seen[1];
+    let keys = data.join("server-keys.json");
+    // Its own volume is its own...
+    assert!(as_sandbox(
+        *uid,
+        volume,
+        &["touch", "written-by-the-sandbox"]
+    ));
+    assert_eq!(
+        std::fs::metadata(volume.join("written-by-the-sandbox"))
+            .unwrap()
+            .uid(),
+        *uid
+    );
+    // ...and nothing else is: not the keys, the actors, the registry, or another volume,
+    // by absolute path or by climbing out of its folder.
+    for denied in [
+        vec!["cat", keys.to_str().unwrap()],
+        vec!["cat", "../../../server-keys.json"],
+        vec!["ls", "../../../runtime"],
+        vec!["cat", "../../../registry.db"],
+        vec!["ls", other_volume.to_str().unwrap()],
+        vec!["ls", ".."],
+    ] {
+        assert!(
+            !as_sandbox(*uid, volume, &denied),
+            "the sandbox could run {denied:?}"
+        );
+    }
+    // As root the same paths open: the refusals above are the uid's, not wrong paths.
+    assert!(std::fs::read(&keys).is_ok());
+    assert!(std::fs::read_dir(other_volume).is_ok());
+    assert!(std::fs::read_dir(volume.join("../../../runtime")).is_ok());
 }

@@ -21,13 +21,6 @@ pub async fn serve() -> Served {
 
 pub async fn serve_with(configure: impl FnOnce(ServeOptions) -> ServeOptions) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    // Traversable (not listable) by others, like any directory above a data directory whose
-    // sandboxes run under uids of their own: they must reach their folders inside it.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .unwrap();
     let options = configure(
         ServeOptions::new(dir.path().join("data"))
             .env("BURROW_RECONCILE_JITTER_MS", 0)

@@ -63,6 +63,12 @@ pub struct Args {
     /// The token every request but the health check must carry in `x-burrow-proxy-token`.
     #[arg(long, env = "BURROW_GATEWAY_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// Started as root: enter the data folder, then run as this uid (and gid, with no
+    /// supplementary groups) before doing anything else. The folders above the data folder
+    /// may be closed to that uid: it keeps the data folder as its working directory and the
+    /// port file's folder as an open descriptor.
+    #[arg(long)]
+    pub run_as: Option<u32>,
 }
 
 impl std::fmt::Debug for Args {
@@ -71,12 +77,22 @@ impl std::fmt::Debug for Args {
             .field("listen", &self.listen)
             .field("port_file", &self.port_file)
             .field("data_dir", &self.data_dir)
+            .field("run_as", &self.run_as)
             .finish_non_exhaustive()
     }
 }
 
 /// Runs the gateway until SIGTERM or SIGINT; the exit code says whether it started.
-pub fn main(args: Args) -> ExitCode {
+pub fn main(mut args: Args) -> ExitCode {
+    // Before any thread exists: set*id change only the calling thread's credentials.
+    let _port_dir = match args.run_as.map(|uid| drop_privileges(&mut args, uid)) {
+        Some(Err(e)) => {
+            eprintln!("burrow sandbox: cannot run as uid {:?}: {e}", args.run_as);
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(dir)) => Some(dir),
+        None => None,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -94,6 +110,43 @@ pub fn main(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Enters the data folder and opens the port file's folder while still root, then becomes
+/// `uid` for good. Afterwards `args` name both through what the process holds: the data folder
+/// as `.`, the port file under `/proc/self/fd/N`, which reaches the open folder without
+/// looking at the folders above it. Returns the open folder, which must stay open.
+fn drop_privileges(args: &mut Args, uid: u32) -> std::io::Result<Option<std::fs::File>> {
+    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    if let Some(dir) = &args.data_dir {
+        std::fs::create_dir_all(dir)?;
+        std::env::set_current_dir(dir)?;
+        args.data_dir = Some(PathBuf::from("."));
+    }
+    let port_dir = match &args.port_file {
+        Some(file) => {
+            let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
+            let dir = std::fs::File::open(parent.unwrap_or(Path::new(".")))?;
+            let name = file.file_name().ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the port file has no name",
+                )
+            })?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+            args.port_file = Some(PathBuf::from(format!("/proc/self/fd/{fd}")).join(name));
+            Some(dir)
+        }
+        None => None,
+    };
+    setgroups(&[]).map_err(std::io::Error::from)?;
+    setgid(Gid::from_raw(uid)).map_err(std::io::Error::from)?;
+    setuid(Uid::from_raw(uid)).map_err(std::io::Error::from)?;
+    // There is no way back: a process that could regain root is not isolated.
+    if setuid(Uid::from_raw(0)).is_ok() || Uid::effective().as_raw() != uid {
+        return Err(std::io::Error::other("root could be regained"));
+    }
+    Ok(port_dir)
 }
 
 /// Binds, reports the port, and serves until SIGTERM or SIGINT.

@@ -41,6 +41,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use burrow_instance::provider::SandboxUids;
 use burrow_instance::{Instances, LifecycleConfig, LocalProvider, LocalProviderConfig, Settings};
 use burrow_restore::AnyRegistry;
 use burrow_runtime::{Durability, Options, Runtime};
@@ -77,6 +78,9 @@ pub struct ServerConfig {
     pub durability: Durability,
     /// What one client may hold of the server.
     pub limits: HttpLimits,
+    /// The uids sandboxes run under, one per volume (`None`: the server's own). The default
+    /// is [`SandboxUids::DEFAULT`] when the server runs as root, none otherwise.
+    pub sandbox_uids: Option<SandboxUids>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -97,6 +101,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("lifecycle", &self.lifecycle)
             .field("durability", &self.durability)
             .field("limits", &self.limits)
+            .field("sandbox_uids", &self.sandbox_uids)
             .finish()
     }
 }
@@ -119,6 +124,9 @@ impl ServerConfig {
             lifecycle: LifecycleConfig::default(),
             durability: Durability::Process,
             limits: HttpLimits::default(),
+            sandbox_uids: nix::unistd::Uid::effective()
+                .is_root()
+                .then_some(SandboxUids::DEFAULT),
         }
     }
 }
@@ -206,10 +214,12 @@ impl Server {
             .max_connections
             .unwrap_or_else(|| serve::default_max_connections(options.descriptor_budget()));
         let runtime = Runtime::open(options)?;
-        let provider = LocalProvider::new(LocalProviderConfig::new(
+        let mut sandboxes = LocalProviderConfig::new(
             config.data_dir.join("sandboxes"),
             config.sandbox_command.clone(),
-        ))?;
+        );
+        sandboxes.uids = config.sandbox_uids;
+        let provider = LocalProvider::new(sandboxes)?;
         let instances = Instances::open(
             &runtime,
             Settings {

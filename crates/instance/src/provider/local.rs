@@ -4,10 +4,16 @@
 //!
 //! ```text
 //! machines/<machine id>/machine.json   labels, volume, pid (+ its start time), port
-//! machines/<machine id>/port           written by the gateway once it listens
+//! machines/<machine id>/run/port       written by the gateway once it listens
 //! machines/<machine id>/gateway.log    the process's stdout and stderr
 //! volumes/<volume id>/                 the sandbox's data folder
 //! ```
+//!
+//! With [`SandboxUids`] (the server's default when it runs as root) each volume has a uid of
+//! its own, which owns the volume and the machine's `run/` folder and nothing else; the
+//! gateway is started as root with `--run-as UID`, enters its folders and becomes that uid
+//! before it does anything else, so the folders above may stay closed to it (the data
+//! directory is 0700).
 //!
 //! Each process runs in its own process group and is not killed when the server exits, like a
 //! cloud machine: a restarted server lists `machines/` and finds its sandboxes again. A pid is
@@ -29,6 +35,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::proc::{is_alive, start_time};
+use super::uids::{self, SandboxUids};
 use super::{Labels, Machine, MachineSpec, MachineState, ProviderError, SandboxProvider};
 
 /// How the local provider runs sandboxes.
@@ -45,6 +52,9 @@ pub struct LocalProviderConfig {
     pub stop_timeout: Duration,
     /// How long one health probe may take (default 2 s).
     pub probe_timeout: Duration,
+    /// Run each volume's sandboxes under a uid of its own from this range (needs root; default
+    /// none: sandboxes run as the server's user).
+    pub uids: Option<SandboxUids>,
 }
 
 impl LocalProviderConfig {
@@ -56,6 +66,7 @@ impl LocalProviderConfig {
             port_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(2),
+            uids: None,
         }
     }
 }
@@ -72,6 +83,8 @@ struct Inner {
     http: reqwest::Client,
     /// One lock per machine: operations on a machine do not interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held while a volume's uid is chosen: two new volumes never take the same one.
+    allocating: Mutex<()>,
 }
 
 /// What `machine.json` holds.
@@ -151,6 +164,12 @@ impl LocalProvider {
                 "the sandbox command is empty".to_owned(),
             ));
         }
+        if config.uids.is_some() && !nix::unistd::Uid::effective().is_root() {
+            return Err(ProviderError::Invalid(
+                "sandboxes can run under uids of their own only when the server runs as root"
+                    .to_owned(),
+            ));
+        }
         for dir in ["machines", "volumes"] {
             std::fs::create_dir_all(config.root.join(dir))
                 .map_err(|e| failed(&format!("creating {}", config.root.join(dir).display()), e))?;
@@ -165,6 +184,7 @@ impl LocalProvider {
                 config,
                 http,
                 locks: Mutex::new(HashMap::new()),
+                allocating: Mutex::new(()),
             }),
         })
     }
@@ -274,8 +294,20 @@ impl LocalProvider {
     ) -> Result<(), ProviderError> {
         let config = &self.inner.config;
         let dir = self.machine_dir(record.id.as_str());
-        let port_file = dir.join("port");
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).map_err(|e| failed("creating the run folder", e))?;
+        let port_file = run.join("port");
         let _ = std::fs::remove_file(&port_file);
+        let volume = self.volume_path(&record.volume_id);
+        let run_as = match &config.uids {
+            Some(range) => {
+                let volumes = config.root.join("volumes");
+                let uid = uids::volume_uid(range, &volumes, &volume, &self.inner.allocating)?;
+                uids::give(&run, uid)?;
+                Some(uid)
+            }
+            None => None,
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -288,9 +320,14 @@ impl LocalProvider {
         command
             .args(&config.command[1..])
             .arg("--data-dir")
-            .arg(self.volume_path(&record.volume_id))
+            .arg(&volume)
             .arg("--port-file")
             .arg(&port_file)
+            .args(
+                run_as
+                    .iter()
+                    .flat_map(|uid| ["--run-as".to_owned(), uid.to_string()]),
+            )
             // A machine's environment is its own, not the server's.
             .env_clear()
             .envs(std::env::var_os("PATH").map(|p| (OsString::from("PATH"), p)))
@@ -317,9 +354,7 @@ impl LocalProvider {
         self.write(record)?;
         let deadline = Instant::now() + config.port_timeout;
         loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file)
-                && let Ok(port) = text.trim().parse::<u16>()
-            {
+            if let Some(port) = uids::read_port(&port_file) {
                 record.port = Some(port);
                 return self.write(record);
             }

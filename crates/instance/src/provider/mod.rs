@@ -3,6 +3,7 @@
 
 mod local;
 mod proc;
+mod uids;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -12,6 +13,7 @@ use burrow_identity::{MachineId, OrgId, SandboxId, UserId, VolumeId};
 use serde::{Deserialize, Serialize};
 
 pub use local::{LocalProvider, LocalProviderConfig};
+pub use uids::SandboxUids;
 
 /// The labels a sandbox carries, by which metadata recovery finds it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
