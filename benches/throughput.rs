@@ -211,6 +211,29 @@ fn settle() {
     nix::unistd::sync();
 }
 
+/// Set in the child process that measures the plain-file baselines of one mode.
+const BASELINE_CHILD: &str = "BURROW_BENCH_BASELINE_CHILD";
+
+/// The plain-file baselines of `mode` (cold files/s, reopened files/s, warm transactions/s),
+/// measured in a fresh process running this same bench. In the parent they ran after the
+/// memory phase had freed several hundred MiB, and their rate moved with the heap that phase
+/// left behind: the same baseline code measured 12.6 % faster in one build than in another.
+fn plain_baselines_in_child(mode: &str) -> [f64; 3] {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(BASELINE_CHILD, mode)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "baseline child failed: {}",
+        out.status
+    );
+    let last = String::from_utf8_lossy(&out.stdout);
+    let last = last.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("baseline child printed {last:?}: {e}"))
+}
+
 /// Transactions per second on one open connection (the warm-call baseline, per shard).
 fn baseline_warm(dir: &Path, calls: u64, durability: Durability) -> f64 {
     let conn = baseline_connect(&dir.join("warm.db"), true, durability);
@@ -570,6 +593,21 @@ fn main() {
     }
     let actors: u64 = env("BURROW_BENCH_ACTORS", 20_000);
     let calls: u64 = env("BURROW_BENCH_CALLS", 20_000);
+    let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Ok(mode) = std::env::var(BASELINE_CHILD) {
+        let durability = if mode == "machine" {
+            Durability::Machine
+        } else {
+            Durability::Process
+        };
+        let base_dir = tempfile::tempdir().unwrap();
+        settle();
+        let cold = baseline_files(base_dir.path(), 0, actors, shards, true, durability);
+        let reopen = baseline_files(base_dir.path(), 0, actors, shards, false, durability);
+        let warm = baseline_warm(base_dir.path(), calls, durability);
+        println!("{}", serde_json::json!([cold, reopen, warm]));
+        return;
+    }
     let sweep: Vec<usize> = env("BURROW_BENCH_CONCURRENCY", "1,16,64,256".to_owned())
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
@@ -579,7 +617,6 @@ fn main() {
         "machine" => vec![Durability::Machine],
         _ => vec![Durability::Process, Durability::Machine],
     };
-    let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
     let exec = executor();
 
     // Memory per resident idle actor, first: later scenarios leave freed memory behind that
@@ -608,12 +645,7 @@ fn main() {
             Durability::Process => "process",
             Durability::Machine => "machine",
         };
-        let base_dir = tempfile::tempdir().unwrap();
-        settle();
-        let cold_base = baseline_files(base_dir.path(), 0, actors, shards, true, durability);
-        let warm_files = baseline_files(base_dir.path(), 0, actors, shards, false, durability);
-        let warm_base = baseline_warm(base_dir.path(), calls, durability);
-        drop(base_dir);
+        let [cold_base, warm_files, warm_base] = plain_baselines_in_child(mode);
         for &c in &sweep {
             let dir = tempfile::tempdir().unwrap();
             settle();
