@@ -17,6 +17,21 @@ use crate::random::Random;
 
 /// An alarm being delivered to [`Actor::alarm`](crate::Actor::alarm). See
 /// [`Context::set_alarm`](crate::Context::set_alarm) for an example.
+///
+/// ```
+/// use std::time::Duration;
+/// use burrow_runtime::{Abort, Actor, Context, alarm::Alarm};
+/// struct Syncer;
+/// impl Actor for Syncer {
+///     async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
+///         if alarm.late_by > Duration::from_secs(600) {
+///             // The host was down when it came due: catch up in one go.
+///         }
+///         ctx.storage().put("last sync attempt", &alarm.attempt)?;
+///         Ok(())
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Alarm {

@@ -91,12 +91,64 @@ impl Catalog {
     }
 
     /// The namespaces that have actors.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// runtime.namespace("lamp", |_| A)?.get_by_name("desk").call(Touch).await?;
+    /// runtime.namespace("door", |_| A)?.get_by_name("front").call(Touch).await?;
+    /// let mut names = runtime.catalog().namespaces().await?;
+    /// names.sort();
+    /// assert_eq!(names, ["door", "lamp"]);
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn namespaces(&self) -> Result<Vec<String>, CallError> {
         self.read(queries::namespaces).await
     }
 
     /// Up to `limit` actors of `namespace` whose ids come after `after`, in id order: pass the
     /// last id of one page to get the next.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let lamps = runtime.namespace("lamp", |_| A)?;
+    /// for name in ["a", "b", "c"] {
+    ///     lamps.get_by_name(name).call(Touch).await?;
+    /// }
+    /// let catalog = runtime.catalog();
+    /// let (mut seen, mut after) = (0, None);
+    /// loop {
+    ///     let page = catalog.list("lamp", after, 2).await?;
+    ///     seen += page.len();
+    ///     match page.last() {
+    ///         Some(last) if page.len() == 2 => after = Some(last.id),
+    ///         _ => break,
+    ///     }
+    /// }
+    /// assert_eq!(seen, 3);
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn list(
         &self,
         namespace: &str,
@@ -109,12 +161,54 @@ impl Catalog {
     }
 
     /// How many actors `namespace` has.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let lamps = runtime.namespace("lamp", |_| A)?;
+    /// assert_eq!(runtime.catalog().count("lamp").await?, 0);
+    /// lamps.get_by_name("desk").call(Touch).await?;
+    /// lamps.get_by_name("desk").call(Touch).await?; // the same actor
+    /// assert_eq!(runtime.catalog().count("lamp").await?, 1);
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn count(&self, namespace: &str) -> Result<u64, CallError> {
         let namespace = namespace.to_owned();
         self.read(move |c| queries::count(c, &namespace)).await
     }
 
     /// One actor's record, if the catalog has it.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let lamps = runtime.namespace("lamp", |_| A)?;
+    /// lamps.get_by_name("desk").call(Touch).await?;
+    /// let record = runtime.catalog().get("lamp", lamps.id_from_name("desk")).await?.expect("listed");
+    /// assert_eq!(record.name.as_deref(), Some("desk"));
+    /// assert!(runtime.catalog().get("lamp", lamps.new_unique_id()).await?.is_none());
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn get(
         &self,
         namespace: &str,
@@ -125,6 +219,32 @@ impl Catalog {
     }
 
     /// The pending alarms of one actor, as indexed (with retry state).
+    ///
+    /// ```
+    /// # use std::time::{Duration, SystemTime};
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// struct Remind;
+    /// impl Message for Remind { type Reply = (); }
+    /// struct Person;
+    /// impl Actor for Person {}
+    /// impl Handler<Remind> for Person {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, _: Remind) -> Result<(), Abort> {
+    ///         ctx.set_alarm("birthday", SystemTime::now() + Duration::from_secs(86_400))
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let people = runtime.namespace("person", |_| Person)?;
+    /// people.get_by_name("ada").call(Remind).await?;
+    /// let alarms = runtime.catalog().alarms("person", people.id_from_name("ada")).await?;
+    /// assert_eq!(alarms.len(), 1);
+    /// assert_eq!((alarms[0].name.as_str(), alarms[0].attempts), ("birthday", 0));
+    /// assert_eq!(alarms[0].fire_at, alarms[0].due); // no retry pending
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn alarms(
         &self,
         namespace: &str,
@@ -136,6 +256,45 @@ impl Catalog {
     }
 
     /// The dead-letter list of `namespace`: alarms whose handler failed every attempt.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant, SystemTime};
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # use burrow_runtime::alarm::{Alarm, AlarmPolicy};
+    /// struct Arm;
+    /// impl Message for Arm { type Reply = (); }
+    /// struct Flaky;
+    /// impl Actor for Flaky {
+    ///     async fn alarm(&mut self, _: &mut Context<Self>, _: Alarm) -> Result<(), Abort> {
+    ///         Err(Abort::new("the printer is on fire"))
+    ///     }
+    /// }
+    /// impl Handler<Arm> for Flaky {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, _: Arm) -> Result<(), Abort> {
+    ///         ctx.set_alarm("print", SystemTime::now())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// // One attempt, then the dead-letter list.
+    /// let policy = AlarmPolicy { max_attempts: 1, ..AlarmPolicy::default() };
+    /// let runtime = Runtime::open(Options::new(dir.path()).alarm_policy(policy))?;
+    /// runtime.namespace("flaky", |_| Flaky)?.get_by_name("p").call(Arm).await?;
+    /// let began = Instant::now();
+    /// let dead = loop {
+    ///     let dead = runtime.catalog().dead_alarms("flaky").await?;
+    ///     if !dead.is_empty() || began.elapsed() > Duration::from_secs(30) {
+    ///         break dead;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_millis(20)).await;
+    /// };
+    /// assert_eq!(dead[0].name, "print");
+    /// assert_eq!(dead[0].attempts, 1);
+    /// assert!(dead[0].last_error.contains("on fire"));
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn dead_alarms(&self, namespace: &str) -> Result<Vec<DeadAlarm>, CallError> {
         let namespace = namespace.to_owned();
         self.read(move |c| queries::dead_alarms(c, &namespace))
@@ -146,6 +305,30 @@ impl Catalog {
     /// [`ActorReset`](ErrorKind::ActorReset) error: try again), removes its files and
     /// its catalog entry. Returns whether there was anything to delete. The next call to the
     /// actor creates it afresh.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let lamps = runtime.namespace("lamp", |_| A)?;
+    /// let desk = lamps.id_from_name("desk");
+    /// lamps.get(desk).call(Touch).await?;
+    /// assert!(lamps.path_of(&desk).exists());
+    /// assert!(runtime.catalog().delete("lamp", desk).await?);
+    /// assert!(!lamps.path_of(&desk).exists());
+    /// assert_eq!(runtime.catalog().count("lamp").await?, 0);
+    /// assert!(!runtime.catalog().delete("lamp", desk).await?); // nothing left to delete
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(&self, namespace: &str, id: ActorId) -> Result<bool, CallError> {
         let path = self.actor_path(namespace, &id)?;
         let existed = self
@@ -171,6 +354,32 @@ impl Catalog {
 
     /// Copies an actor's database to a new file at `dest` with SQLite's backup API (the actor
     /// is closed first if it is resident and idle). `dest` must not exist.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let lamps = runtime.namespace("lamp", |_| A)?;
+    /// let desk = lamps.id_from_name("desk");
+    /// lamps.get(desk).call(Touch).await?;
+    /// let copy = dir.path().join("desk-copy.db");
+    /// runtime.catalog().export("lamp", desk, &copy).await?;
+    /// let db = burrow_runtime::rusqlite::Connection::open(&copy)?;
+    /// let tables: i64 = db.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
+    /// assert!(tables > 0);
+    /// // Never over an existing file.
+    /// assert!(runtime.catalog().export("lamp", desk, &copy).await.is_err());
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn export(&self, namespace: &str, id: ActorId, dest: &Path) -> Result<(), CallError> {
         let invalid = |m: String| CallError::new(ErrorKind::InvalidInput, m);
         if dest.exists() {

@@ -23,6 +23,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The runtime's source of time. Cheap to clone; clones read the same time.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use burrow_runtime::clock::{Clock, ManualClock};
+/// let system = Clock::system();
+/// assert!(system.now() > UNIX_EPOCH);
+/// let manual = ManualClock::new(UNIX_EPOCH);
+/// let clock: Clock = manual.clock();
+/// let copy = clock.clone();
+/// manual.advance(Duration::from_secs(5));
+/// assert_eq!(copy.now(), UNIX_EPOCH + Duration::from_secs(5)); // clones read the same time
+/// ```
 #[derive(Clone)]
 pub struct Clock {
     inner: Arc<Inner>,
@@ -62,6 +74,12 @@ impl Default for Clock {
 
 impl Clock {
     /// The operating system's clock.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let now = burrow_runtime::clock::Clock::system().now();
+    /// assert!(now.duration_since(SystemTime::now()).unwrap_or_default() < Duration::from_secs(1));
+    /// ```
     pub fn system() -> Clock {
         Clock::with(Source::System {
             started: Instant::now(),
@@ -133,6 +151,13 @@ pub struct ManualClock {
 
 impl ManualClock {
     /// A clock standing at `start`.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    /// let manual = burrow_runtime::clock::ManualClock::new(start);
+    /// assert_eq!(manual.clock().now(), start);
+    /// ```
     pub fn new(start: SystemTime) -> ManualClock {
         ManualClock {
             clock: Clock::with(Source::Manual(Mutex::new((start, Duration::ZERO)))),
@@ -140,11 +165,26 @@ impl ManualClock {
     }
 
     /// The clock to give the runtime ([`Options::clock`](crate::Options::clock)).
+    ///
+    /// ```
+    /// use std::time::UNIX_EPOCH;
+    /// let manual = burrow_runtime::clock::ManualClock::new(UNIX_EPOCH);
+    /// let options = burrow_runtime::Options::new("data").clock(manual.clock());
+    /// # let _ = options;
+    /// ```
     pub fn clock(&self) -> Clock {
         self.clock.clone()
     }
 
     /// Moves the clock forward by `by`, and wakes what waits on it.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// let manual = burrow_runtime::clock::ManualClock::new(UNIX_EPOCH);
+    /// manual.advance(Duration::from_millis(1500));
+    /// manual.advance(Duration::from_millis(500));
+    /// assert_eq!(manual.clock().now(), UNIX_EPOCH + Duration::from_secs(2));
+    /// ```
     pub fn advance(&self, by: Duration) {
         if let Source::Manual(now) = &self.clock.inner.source {
             let mut now = now.lock().expect("not poisoned");

@@ -65,6 +65,12 @@ impl ErrorKind {
 
 impl CallError {
     /// An error of `kind`: for code that wraps calls and passes their errors on.
+    ///
+    /// ```
+    /// use burrow_runtime::{CallError, ErrorKind};
+    /// let e = CallError::new(ErrorKind::TransientIo, "the disk hiccuped");
+    /// assert_eq!((e.kind(), e.message()), (ErrorKind::TransientIo, "the disk hiccuped"));
+    /// ```
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> CallError {
         CallError {
             kind,
@@ -81,11 +87,32 @@ impl CallError {
     }
 
     /// The kind of failure.
+    ///
+    /// ```
+    /// use burrow_runtime::{CallError, ErrorKind};
+    /// fn status(e: &CallError) -> u16 {
+    ///     match e.kind() {
+    ///         ErrorKind::Overloaded => 429,
+    ///         ErrorKind::InvalidInput => 400,
+    ///         ErrorKind::StorageFull => 507,
+    ///         _ if e.is_retryable() => 503,
+    ///         _ => 500,
+    ///     }
+    /// }
+    /// assert_eq!(status(&CallError::new(ErrorKind::Overloaded, "mailbox full")), 429);
+    /// assert_eq!(status(&CallError::new(ErrorKind::ActorReset, "reset")), 503);
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// Whether the same call may succeed if tried again (with a fresh stub).
+    ///
+    /// ```
+    /// use burrow_runtime::{CallError, ErrorKind};
+    /// assert!(CallError::new(ErrorKind::ShuttingDown, "closing").is_retryable());
+    /// assert!(!CallError::new(ErrorKind::ActorFailed, "a handler refused").is_retryable());
+    /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
@@ -94,6 +121,13 @@ impl CallError {
     }
 
     /// The details.
+    ///
+    /// ```
+    /// use burrow_runtime::{CallError, ErrorKind};
+    /// let e = CallError::new(ErrorKind::InvalidInput, "name is empty");
+    /// assert_eq!(e.message(), "name is empty");
+    /// assert!(e.to_string().contains("name is empty"));
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -156,6 +190,35 @@ pub struct Abort {
 
 impl Abort {
     /// Aborts as the actor's own failure ([`ErrorKind::ActorFailed`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, ErrorKind, Handler, Message, Options, Runtime};
+    /// struct Withdraw(i64);
+    /// impl Message for Withdraw { type Reply = i64; }
+    /// struct Account;
+    /// impl Actor for Account {}
+    /// impl Handler<Withdraw> for Account {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, Withdraw(cents): Withdraw) -> Result<i64, Abort> {
+    ///         let balance: i64 = ctx.storage().get("balance")?.unwrap_or(0) - cents;
+    ///         ctx.storage().put("balance", &balance)?;
+    ///         if balance < 0 {
+    ///             return Err(Abort::new("insufficient funds")); // the write above is rolled back
+    ///         }
+    ///         Ok(balance)
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let accounts = runtime.namespace("account", |_| Account)?;
+    /// let e = accounts.get_by_name("ada").call(Withdraw(5)).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::ActorFailed);
+    /// assert!(e.message().contains("insufficient funds"));
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn new(message: impl Into<String>) -> Abort {
         Abort {
             kind: ErrorKind::ActorFailed,
@@ -166,6 +229,33 @@ impl Abort {
 
     /// Aborts because the request was invalid ([`ErrorKind::InvalidInput`]); nothing the turn
     /// wrote is kept.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, ErrorKind, Handler, Message, Options, Runtime};
+    /// struct Rename(String);
+    /// impl Message for Rename { type Reply = (); }
+    /// struct Profile;
+    /// impl Actor for Profile {}
+    /// impl Handler<Rename> for Profile {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, Rename(name): Rename) -> Result<(), Abort> {
+    ///         if name.trim().is_empty() {
+    ///             return Err(Abort::invalid_input("the name is empty"));
+    ///         }
+    ///         ctx.storage().put("name", name.as_str())?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let profiles = runtime.namespace("profile", |_| Profile)?;
+    /// let e = profiles.get_by_name("ada").call(Rename(" ".into())).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn invalid_input(message: impl Into<String>) -> Abort {
         Abort {
             kind: ErrorKind::InvalidInput,
@@ -179,6 +269,28 @@ impl Abort {
     }
 
     /// The storage error behind this abort, if it came from one.
+    ///
+    /// ```
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// impl Handler<M> for A {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    ///         ctx.storage().put("count", "not a number")?;
+    ///         let abort = Abort::from(ctx.storage().get::<i64>("count").unwrap_err());
+    ///         assert!(abort.storage_error().is_some()); // a wrong type is an error, never a default
+    ///         assert!(Abort::new("mine").storage_error().is_none());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn storage_error(&self) -> Option<&rusqlite::Error> {
         self.storage.as_ref()
     }

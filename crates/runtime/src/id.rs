@@ -32,6 +32,13 @@ impl ActorId {
     /// The id of the actor called `name` in the namespace called `namespace` — the same as
     /// [`Namespace::id_from_name`](crate::Namespace::id_from_name), for tools that have no
     /// typed namespace at hand.
+    ///
+    /// ```
+    /// use burrow_runtime::ActorId;
+    /// let id = ActorId::for_name("user", "alice");
+    /// assert_eq!(id, ActorId::for_name("user", "alice"));
+    /// assert_ne!(id, ActorId::for_name("team", "alice")); // the namespace is part of it
+    /// ```
     pub fn for_name(namespace: &str, name: &str) -> ActorId {
         let mut hasher = Sha256::new();
         hasher.update(namespace.as_bytes());
@@ -45,11 +52,25 @@ impl ActorId {
     }
 
     /// The id with these 32 bytes; `None` for any other length.
+    ///
+    /// ```
+    /// use burrow_runtime::ActorId;
+    /// let id = ActorId::for_name("user", "alice");
+    /// assert_eq!(ActorId::from_bytes(id.as_bytes()), Some(id));
+    /// assert_eq!(ActorId::from_bytes(&[0; 31]), None);
+    /// ```
     pub fn from_bytes(bytes: &[u8]) -> Option<ActorId> {
         bytes.try_into().ok().map(ActorId)
     }
 
     /// The raw bytes.
+    ///
+    /// ```
+    /// use burrow_runtime::ActorId;
+    /// let id = ActorId::for_name("user", "alice");
+    /// assert_eq!(id.as_bytes().len(), 32);
+    /// assert!(id.to_string().starts_with(&format!("{:02x}", id.as_bytes()[0])));
+    /// ```
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -58,6 +58,12 @@ pub(crate) const FDS_PER_ACTOR: u64 = 2;
 impl Options {
     /// Defaults for a runtime keeping its files under `data_dir`: one shard per available core,
     /// [`Durability::Process`], and a residency bound derived from the open-file limit.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("/var/lib/my-app/actors"); // defaults for everything else
+    /// # let _ = options;
+    /// ```
     pub fn new(data_dir: impl Into<PathBuf>) -> Options {
         Options {
             data_dir: data_dir.into(),
@@ -74,12 +80,25 @@ impl Options {
     }
 
     /// The number of shard threads (at least 1).
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").shards(4); // four threads; 0 would mean 1
+    /// # let _ = options;
+    /// ```
     pub fn shards(mut self, shards: usize) -> Options {
         self.shards = shards.max(1);
         self
     }
 
     /// What acknowledged writes survive.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// use burrow_runtime::Durability;
+    /// let options = Options::new("data").durability(Durability::Machine); // survives power loss
+    /// # let _ = options;
+    /// ```
     pub fn durability(mut self, durability: Durability) -> Options {
         self.durability = durability;
         self
@@ -90,6 +109,12 @@ impl Options {
     /// open: when all of them are busy, an activation waits for one to fall idle. After a
     /// second of waiting it goes over the bound instead (a turn may be waiting on the very
     /// actor that cannot be activated), and the excess is closed as soon as actors fall idle.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").shards(2).max_resident(10_000); // 5,000 per shard
+    /// # let _ = options;
+    /// ```
     pub fn max_resident(mut self, max_resident: usize) -> Options {
         self.max_resident = max_resident.max(1);
         self
@@ -97,12 +122,28 @@ impl Options {
 
     /// How long an actor with nothing to do (no turn, no queued request, no background work)
     /// stays open. Default 30 s.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// use std::time::Duration;
+    /// let options = Options::new("data").idle_timeout(Duration::from_secs(120));
+    /// # let _ = options;
+    /// ```
     pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Options {
         self.idle_timeout = timeout;
         self
     }
 
     /// How failed alarm handlers are retried (see [`AlarmPolicy`]).
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// use std::time::Duration;
+    /// use burrow_runtime::alarm::AlarmPolicy;
+    /// let patient = AlarmPolicy { max_attempts: 20, max_delay: Duration::from_secs(3600), ..AlarmPolicy::default() };
+    /// let options = Options::new("data").alarm_policy(patient);
+    /// # let _ = options;
+    /// ```
     pub fn alarm_policy(mut self, policy: AlarmPolicy) -> Options {
         self.alarm_policy = policy;
         self
@@ -110,6 +151,12 @@ impl Options {
 
     /// How many requests may wait for one actor (at least 1; default 1,024). A request beyond
     /// it fails at once with [`ErrorKind::Overloaded`](crate::ErrorKind::Overloaded).
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").mailbox_capacity(64); // the 65th waiting caller is told Overloaded
+    /// # let _ = options;
+    /// ```
     pub fn mailbox_capacity(mut self, capacity: usize) -> Options {
         self.mailbox_capacity = capacity.max(1);
         self
@@ -117,6 +164,20 @@ impl Options {
 
     /// An async hook awaited after each turn's local commit and before its reply is released
     /// (the seam for replication). None by default, which costs nothing.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use burrow_runtime::Options;
+    /// use burrow_runtime::hook::{CommitHook, CommitInfo, HookFuture};
+    /// struct Replicate;
+    /// impl CommitHook for Replicate {
+    ///     fn committed(&self, _: CommitInfo) -> HookFuture {
+    ///         Box::pin(async { Ok(()) }) // ship the commit somewhere, then acknowledge
+    ///     }
+    /// }
+    /// let options = Options::new("data").commit_hook(Arc::new(Replicate));
+    /// # let _ = options;
+    /// ```
     pub fn commit_hook(mut self, hook: Arc<dyn CommitHook>) -> Options {
         self.commit_hook = Some(hook);
         self
@@ -125,6 +186,15 @@ impl Options {
     /// Where the runtime reads time (default: the system's). A
     /// [`ManualClock`](crate::clock::ManualClock) lets a test move time by hand: alarms come
     /// due, retries come round and actors fall idle when it is moved.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// use std::time::UNIX_EPOCH;
+    /// use burrow_runtime::clock::ManualClock;
+    /// let time = ManualClock::new(UNIX_EPOCH);
+    /// let options = Options::new("data").clock(time.clock());
+    /// # let _ = options;
+    /// ```
     pub fn clock(mut self, clock: Clock) -> Options {
         self.clock = clock;
         self
@@ -132,6 +202,12 @@ impl Options {
 
     /// Seeds the jitter of alarm retries, so that a run's backoff delays can be reproduced
     /// (default: the operating system's randomness).
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").random_seed(42); // the same retry delays every run
+    /// # let _ = options;
+    /// ```
     pub fn random_seed(mut self, seed: u64) -> Options {
         self.random_seed = Some(seed);
         self

@@ -165,6 +165,19 @@ impl Runtime {
     /// Registers the actor type `A` under `name` (lower-case letters, digits, `-`, `_`; it
     /// names a folder, so keep it stable). `factory` builds an actor when one is activated; it
     /// may capture shared dependencies.
+    ///
+    /// ```
+    /// # use burrow_runtime::{Actor, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let users = runtime.namespace("user", |_| A)?;
+    /// assert!(runtime.namespace("user", |_| A).is_err()); // one type per name
+    /// assert!(runtime.namespace("Not Valid", |_| A).is_err());
+    /// # let _ = users;
+    /// # Ok(()) }
+    /// ```
     pub fn namespace<A: Actor>(
         &self,
         name: &str,
@@ -192,6 +205,24 @@ impl Runtime {
     }
 
     /// The catalog of every actor in the data directory.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// runtime.namespace("lamp", |_| A)?.get_by_name("desk").call(Touch).await?;
+    /// assert_eq!(runtime.catalog().count("lamp").await?, 1);
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn catalog(&self) -> Catalog {
         Catalog::new(
             self.inner.dispatcher.clone(),
@@ -202,27 +233,76 @@ impl Runtime {
 
     /// What start-up found: whether the catalog was rebuilt, and how many actor files it had
     /// to add.
+    ///
+    /// ```
+    /// # use burrow_runtime::{Actor, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let startup = runtime.catalog_startup();
+    /// assert!(!startup.rebuilt); // a new data directory's catalog is new, not rebuilt
+    /// assert_eq!(startup.added, 0);
+    /// # Ok(()) }
+    /// ```
     pub fn catalog_startup(&self) -> CatalogStartup {
         self.inner.catalog_startup
     }
 
     /// The data directory.
+    ///
+    /// ```
+    /// # use burrow_runtime::{Actor, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// assert_eq!(runtime.data_dir(), dir.path());
+    /// # Ok(()) }
+    /// ```
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
     }
 
     /// How many actors may be open at once: the configured bound, rounded down to a multiple
     /// of the shard count (each shard keeps an equal share).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// use burrow_runtime::{Options, Runtime};
+    /// let runtime = Runtime::open(Options::new(dir.path()).shards(2).max_resident(11))?;
+    /// assert_eq!(runtime.max_resident(), 10); // five per shard
+    /// # Ok(()) }
+    /// ```
     pub fn max_resident(&self) -> usize {
         self.inner.max_resident
     }
 
     /// What an acknowledged write survives, as configured.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// use burrow_runtime::{Durability, Options, Runtime};
+    /// let runtime = Runtime::open(Options::new(dir.path()).durability(Durability::Machine))?;
+    /// assert_eq!(runtime.durability(), Durability::Machine);
+    /// # Ok(()) }
+    /// ```
     pub fn durability(&self) -> crate::durability::Durability {
         self.inner.durability
     }
 
     /// The number of shard threads.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// use burrow_runtime::{Options, Runtime};
+    /// let runtime = Runtime::open(Options::new(dir.path()).shards(3))?;
+    /// assert_eq!(runtime.shards(), 3);
+    /// # Ok(()) }
+    /// ```
     pub fn shards(&self) -> usize {
         self.inner.dispatcher.shard_count()
     }
@@ -230,6 +310,26 @@ impl Runtime {
     /// Stops taking requests (new calls fail with [`ErrorKind::ShuttingDown`](crate::ErrorKind::ShuttingDown), which is
     /// retryable), lets turns in flight and requests already queued finish for up to `grace`,
     /// then closes every actor's file, commits the catalog and stops the shard threads.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// runtime.namespace("lamp", |_| A)?.get_by_name("desk").call(Touch).await?;
+    /// let report = runtime.shutdown(Duration::from_secs(5)).await;
+    /// assert_eq!((report.closed, report.abandoned), (1, 0));
+    /// let after = runtime.namespace("door", |_| A)?.get_by_name("front").call(Touch).await;
+    /// assert!(after.unwrap_err().is_retryable()); // ShuttingDown: try another host
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.inner.dispatcher.close();
         self.inner.scheduler.stop();

@@ -65,6 +65,26 @@ pub(crate) enum ShardMsg {
 
 /// What [`Runtime::shutdown`](crate::Runtime::shutdown) did. See [`Runtime`](crate::Runtime)
 /// for an example.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+/// # struct Touch; impl Message for Touch { type Reply = (); }
+/// # struct A; impl Actor for A {}
+/// # impl Handler<Touch> for A {
+/// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let runtime = Runtime::open(Options::new(dir.path()))?;
+/// let lamps = runtime.namespace("lamp", |_| A)?;
+/// lamps.get_by_name("desk").call(Touch).await?;
+/// lamps.get_by_name("hall").call(Touch).await?;
+/// let report: burrow_runtime::ShutdownReport = runtime.shutdown(Duration::from_secs(5)).await;
+/// assert_eq!(report, burrow_runtime::ShutdownReport { closed: 2, abandoned: 0 });
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ShutdownReport {
     /// Actors closed after their last turn.

@@ -71,27 +71,120 @@ impl<A: Actor> Context<A> {
     }
 
     /// Who this actor is, including whether its previous state was lost.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # impl Handler<M> for A {
+    /// # async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    /// assert_eq!(ctx.info().namespace(), "a");
+    /// assert!(ctx.info().lost_state().is_none()); // a new actor lost nothing
+    /// # Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn info(&self) -> &ActorInfo {
         &self.info
     }
 
     /// The actor's id.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # impl Handler<M> for A {
+    /// # async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    /// assert_eq!(ctx.id(), ActorId::for_name("a", "x"));
+    /// # Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> ActorId {
         self.info.id
     }
 
     /// The actor's name, if it was addressed by one.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # impl Handler<M> for A {
+    /// # async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    /// assert_eq!(ctx.name(), Some("x"));
+    /// # Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.info.name()
     }
 
     /// The time now, on the runtime's [`Clock`](crate::clock::Clock): use it for alarm due
     /// times, so that a test's manual clock governs them too.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # impl Handler<M> for A {
+    /// # async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    /// let due = ctx.now() + Duration::from_secs(60);
+    /// ctx.set_alarm("later", due)?;
+    /// # Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn now(&self) -> SystemTime {
         self.services.clock.now()
     }
 
     /// The actor's database. All a turn writes here commits together.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # impl Handler<M> for A {
+    /// # async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    /// ctx.storage().put("greeting", "hello")?;
+    /// assert_eq!(ctx.storage().get::<String>("greeting")?.as_deref(), Some("hello"));
+    /// # Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
@@ -169,6 +262,27 @@ impl<A: Actor> Context<A> {
     }
 
     /// Deletes the alarm `name`; returns whether there was one.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # impl Handler<M> for A {
+    /// # async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    /// let soon = ctx.now() + Duration::from_secs(60);
+    /// ctx.set_alarm("reminder", soon)?;
+    /// assert!(ctx.delete_alarm("reminder")?);
+    /// assert!(!ctx.delete_alarm("reminder")?); // already gone
+    /// # Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn delete_alarm(&mut self, name: &str) -> Result<bool, Abort> {
         let existed = self.storage.delete_alarm_row(name)?;
         self.alarm_changes.insert(name.to_owned(), None);
@@ -176,6 +290,32 @@ impl<A: Actor> Context<A> {
     }
 
     /// This actor's pending alarms: name and due time, by name.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # impl Handler<M> for A {
+    /// # async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    /// let now = ctx.now();
+    /// ctx.set_alarm("b", now + Duration::from_secs(60))?;
+    /// ctx.set_alarm("a", now + Duration::from_secs(30))?;
+    /// let pending = ctx.alarms()?;
+    /// let names: Vec<&str> = pending.iter().map(|(name, _)| name.as_str()).collect();
+    /// assert_eq!(names, ["a", "b"]);
+    /// // Due times are kept to the millisecond.
+    /// let in_30s = now + Duration::from_secs(30);
+    /// assert!(pending[0].1 <= in_30s && pending[0].1 > in_30s - Duration::from_millis(1));
+    /// # Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn alarms(&self) -> Result<Vec<(String, SystemTime)>, Abort> {
         Ok(self
             .storage

@@ -27,6 +27,28 @@ use crate::layout::{CATALOG_FILE, actors_dir, move_aside};
 pub(crate) use writer::CatalogWrite;
 
 /// One actor as the catalog knows it (see the `Catalog` example).
+///
+/// ```
+/// # use std::time::Duration;
+/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+/// # struct Touch; impl Message for Touch { type Reply = (); }
+/// # struct A; impl Actor for A {}
+/// # impl Handler<Touch> for A {
+/// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let runtime = Runtime::open(Options::new(dir.path()))?;
+/// let lamps = runtime.namespace("lamp", |_| A)?;
+/// lamps.get_by_name("desk").call(Touch).await?;
+/// let record: burrow_runtime::catalog::ActorRecord =
+///     runtime.catalog().get("lamp", lamps.id_from_name("desk")).await?.expect("listed");
+/// assert_eq!((record.namespace.as_str(), record.name.as_deref()), ("lamp", Some("desk")));
+/// assert!(record.last_active >= record.created_at);
+/// # runtime.shutdown(Duration::from_secs(5)).await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActorRecord {
     /// The actor's namespace.
@@ -42,6 +64,32 @@ pub struct ActorRecord {
 }
 
 /// An alarm as the catalog's index holds it, from `Catalog::alarms`.
+///
+/// ```
+/// # use std::time::{Duration, SystemTime};
+/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+/// struct Remind;
+/// impl Message for Remind { type Reply = (); }
+/// struct Person;
+/// impl Actor for Person {}
+/// impl Handler<Remind> for Person {
+///     async fn handle(&mut self, ctx: &mut Context<Self>, _: Remind) -> Result<(), Abort> {
+///         ctx.set_alarm("birthday", SystemTime::now() + Duration::from_secs(86_400))
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let runtime = Runtime::open(Options::new(dir.path()))?;
+/// let people = runtime.namespace("person", |_| Person)?;
+/// people.get_by_name("ada").call(Remind).await?;
+/// let alarm: &burrow_runtime::catalog::AlarmRecord =
+///     &runtime.catalog().alarms("person", people.id_from_name("ada")).await?[0];
+/// assert_eq!(alarm.last_error, None);
+/// assert_eq!(alarm.backoff, Duration::ZERO);
+/// # runtime.shutdown(Duration::from_secs(5)).await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlarmRecord {
     /// The actor's namespace.
@@ -63,6 +111,16 @@ pub struct AlarmRecord {
 }
 
 /// An alarm that failed every attempt, from `Catalog::dead_alarms`.
+///
+/// ```
+/// // An operator's report of everything that gave up.
+/// fn report(dead: &[burrow_runtime::catalog::DeadAlarm]) -> Vec<String> {
+///     dead.iter()
+///         .map(|d| format!("{}/{} alarm {:?}: {} attempts, last: {}", d.namespace, d.id, d.name, d.attempts, d.last_error))
+///         .collect()
+/// }
+/// assert!(report(&[]).is_empty()); // see `Catalog::dead_alarms` for a list that is not empty
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadAlarm {
     /// The actor's namespace.
@@ -83,6 +141,36 @@ pub struct DeadAlarm {
 
 /// What start-up did to the catalog, from
 /// [`Runtime::catalog_startup`](crate::Runtime::catalog_startup).
+///
+/// ```
+/// # use std::time::Duration;
+/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+/// # struct Touch; impl Message for Touch { type Reply = (); }
+/// # struct A; impl Actor for A {}
+/// # impl Handler<Touch> for A {
+/// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let runtime = Runtime::open(Options::new(dir.path()))?;
+/// runtime.namespace("lamp", |_| A)?.get_by_name("desk").call(Touch).await?;
+/// assert!(!runtime.catalog_startup().rebuilt);
+/// runtime.shutdown(Duration::from_secs(5)).await;
+/// // The catalog is lost; the actors' files are not.
+/// for entry in std::fs::read_dir(dir.path())? {
+///     let path = entry?.path();
+///     if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("catalog")) {
+///         std::fs::remove_file(path)?;
+///     }
+/// }
+/// let runtime = Runtime::open(Options::new(dir.path()))?;
+/// let startup = runtime.catalog_startup();
+/// assert!(startup.rebuilt);
+/// assert_eq!(runtime.catalog().count("lamp").await?, 1);
+/// # runtime.shutdown(Duration::from_secs(5)).await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CatalogStartup {
     /// The catalog was missing or damaged and was rebuilt from the actor files.

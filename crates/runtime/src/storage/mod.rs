@@ -266,6 +266,30 @@ impl Storage {
     /// The actor may create and use any tables whose names do not start with
     /// [`RESERVED_PREFIX`]. Statements that would break the turn's atomicity or durability are
     /// refused with an authorization error.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, ActorId, Context, Handler, Message, Options, Runtime};
+    /// # struct A; impl Actor for A {}
+    /// # struct M; impl Message for M { type Reply = (); }
+    /// # impl Handler<M> for A {
+    /// # async fn handle(&mut self, ctx: &mut Context<Self>, _: M) -> Result<(), Abort> {
+    /// let sql = ctx.storage().sql();
+    /// sql.execute_batch("CREATE TABLE IF NOT EXISTS notes (body TEXT NOT NULL)")?;
+    /// sql.execute("INSERT INTO notes (body) VALUES (?1)", ["remember the milk"])?;
+    /// let n: i64 = sql.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))?;
+    /// assert_eq!(n, 1);
+    /// // What would break the turn's atomicity is refused.
+    /// assert!(sql.execute_batch("COMMIT").is_err());
+    /// # Ok(()) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// # runtime.namespace("a", |_| A)?.get_by_name("x").call(M).await?;
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
     pub fn sql(&self) -> &Connection {
         &self.conn
     }
