@@ -159,14 +159,16 @@ fn baseline_call(conn: &Connection, create: bool) {
     conn.execute_batch("BEGIN").unwrap();
     // A row that differs from call to call, as Burrow's actor writes: SQLite skips rewriting
     // a cell with identical content, which made every baseline commit after the first a no-op
-    // (no WAL append, no fsync) until 2026-11-27.
-    conn.execute(
-        "INSERT OR REPLACE INTO t (k, v) VALUES ('row', ?1)",
-        [row()],
-    )
-    .unwrap();
+    // (no WAL append, no fsync) until 2026-11-27. Statements are cached, as Burrow caches
+    // them (until 2026-12-02 the baseline prepared both on every call).
+    conn.prepare_cached("INSERT OR REPLACE INTO t (k, v) VALUES ('row', ?1)")
+        .unwrap()
+        .execute([row()])
+        .unwrap();
     let n: i64 = conn
-        .query_row("SELECT length(v) FROM t WHERE k = 'row'", [], |r| r.get(0))
+        .prepare_cached("SELECT length(v) FROM t WHERE k = 'row'")
+        .unwrap()
+        .query_row([], |r| r.get(0))
         .unwrap();
     assert_eq!(n as usize, ROW.len());
     conn.execute_batch("COMMIT").unwrap();
@@ -213,14 +215,18 @@ fn settle() {
 
 /// Set in the child process that measures the plain-file baselines of one mode.
 const BASELINE_CHILD: &str = "BURROW_BENCH_BASELINE_CHILD";
+/// How many threads the child's baselines use.
+const BASELINE_THREADS: &str = "BURROW_BENCH_BASELINE_THREADS";
 
-/// The plain-file baselines of `mode` (cold files/s, reopened files/s, warm transactions/s),
+/// The plain-file baselines of `mode` on `threads` threads (cold files/s, reopened files/s,
+/// warm transactions/s on one connection, warm transactions/s over 1,000 connections),
 /// measured in a fresh process running this same bench. In the parent they ran after the
 /// memory phase had freed several hundred MiB, and their rate moved with the heap that phase
 /// left behind: the same baseline code measured 12.6 % faster in one build than in another.
-fn plain_baselines_in_child(mode: &str) -> [f64; 3] {
+fn plain_baselines_in_child(mode: &str, threads: usize) -> [f64; 4] {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .env(BASELINE_CHILD, mode)
+        .env(BASELINE_THREADS, threads.to_string())
         .stderr(std::process::Stdio::inherit())
         .output()
         .unwrap();
@@ -243,6 +249,41 @@ fn baseline_warm(dir: &Path, calls: u64, durability: Durability) -> f64 {
         baseline_call(&conn, false);
     }
     calls as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Transactions per second over 1,000 open connections taken in turn, on `threads` threads
+/// (each with its own 1,000 / `threads`): the 1,000-actor warm baseline. Until 2026-12-02
+/// that baseline was one connection's rate times the shard count, which never paid for
+/// switching between files.
+fn baseline_warm_many(dir: &Path, calls: u64, threads: usize, durability: Durability) -> f64 {
+    let per_thread = 1_000 / threads;
+    let started = std::sync::Mutex::new(None::<Instant>);
+    let barrier = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (barrier, started) = (&barrier, &started);
+            s.spawn(move || {
+                let conns: Vec<Connection> = (0..per_thread)
+                    .map(|i| {
+                        let conn = baseline_connect(
+                            &dir.join(format!("many-{t}-{i}.db")),
+                            true,
+                            durability,
+                        );
+                        baseline_call(&conn, true);
+                        conn
+                    })
+                    .collect();
+                barrier.wait();
+                started.lock().unwrap().get_or_insert_with(Instant::now);
+                for i in 0..calls / threads as u64 {
+                    baseline_call(&conns[i as usize % per_thread], false);
+                }
+            });
+        }
+    });
+    let began = started.into_inner().unwrap().expect("threads ran");
+    calls as f64 / began.elapsed().as_secs_f64()
 }
 
 /// The in-memory ceiling: a tokio task per key behind a channel, no storage.
@@ -600,12 +641,14 @@ fn main() {
         } else {
             Durability::Process
         };
+        let threads: usize = env(BASELINE_THREADS, shards);
         let base_dir = tempfile::tempdir().unwrap();
         settle();
-        let cold = baseline_files(base_dir.path(), 0, actors, shards, true, durability);
-        let reopen = baseline_files(base_dir.path(), 0, actors, shards, false, durability);
+        let cold = baseline_files(base_dir.path(), 0, actors, threads, true, durability);
+        let reopen = baseline_files(base_dir.path(), 0, actors, threads, false, durability);
         let warm = baseline_warm(base_dir.path(), calls, durability);
-        println!("{}", serde_json::json!([cold, reopen, warm]));
+        let many = baseline_warm_many(base_dir.path(), calls, threads, durability);
+        println!("{}", serde_json::json!([cold, reopen, warm, many]));
         return;
     }
     let sweep: Vec<usize> = env("BURROW_BENCH_CONCURRENCY", "1,16,64,256".to_owned())
@@ -645,8 +688,18 @@ fn main() {
             Durability::Process => "process",
             Durability::Machine => "machine",
         };
-        let [cold_base, warm_files, warm_base] = plain_baselines_in_child(mode);
+        // A baseline gets as many threads as Burrow has callers, up to the shard count: one
+        // caller's calls run one at a time in both (until 2026-12-02 the baselines always
+        // used every shard's thread, so one caller could never reach more than 1/shards).
+        let mut baselines = std::collections::BTreeMap::new();
         for &c in &sweep {
+            let threads = c.clamp(1, shards);
+            if let std::collections::btree_map::Entry::Vacant(e) = baselines.entry(threads) {
+                e.insert(plain_baselines_in_child(mode, threads));
+            }
+        }
+        for &c in &sweep {
+            let [cold_base, warm_files, warm_base, warm_many] = baselines[&c.clamp(1, shards)];
             let dir = tempfile::tempdir().unwrap();
             settle();
             let (cold, reactivation) = exec.block_on(async {
@@ -693,7 +746,7 @@ fn main() {
                 scenario: "warm, 1,000 actors".into(),
                 concurrency: c,
                 rate: many,
-                baseline: warm_base * shards as f64,
+                baseline: warm_many,
             });
         }
     }
@@ -793,7 +846,7 @@ fn main() {
         .collect();
 
     println!(
-        "\nBurrow throughput ({actors} actors, {calls} warm calls, {shards} shards; baseline: plain rusqlite on {shards} threads)\n"
+        "\nBurrow throughput ({actors} actors, {calls} warm calls, {shards} shards; baseline: plain rusqlite on one thread per caller, up to {shards})\n"
     );
     println!(
         "{:<8} {:<20} {:>5} {:>12} {:>12} {:>7}",
