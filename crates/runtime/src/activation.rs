@@ -116,22 +116,22 @@ pub(crate) fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallEr
     };
     metrics::counter!("burrow_activations_total", "kind" => if cold { "cold" } else { "warm" })
         .increment(1);
-    // A new file must be in the catalog before its first reply; a known one only moves its
-    // last-active time, which nobody waits for.
-    let (ack, catalog_ack) = if cold {
-        let (tx, rx) = oneshot::channel();
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
-    };
+    // A new file must be in the catalog before its first reply. A known one is already there,
+    // and its last-active time is recorded when it is closed: re-activation writes nothing to
+    // the catalog (it cost a channel send, a wake-up of the writer thread and part of a
+    // catalog commit per activation).
     let name = a.name.or_else(|| storage.recorded_name());
-    a.services.catalog_write(CatalogWrite::Upsert {
-        namespace: actor_type.name.clone(),
-        id,
-        name: name.clone(),
-        created_at_ms: storage.created_at_ms(),
-        last_active_ms: clock.now_ms(),
-        ack,
+    let catalog_ack = cold.then(|| {
+        let (ack, acked) = oneshot::channel();
+        a.services.catalog_write(CatalogWrite::Upsert {
+            namespace: actor_type.name.clone(),
+            id,
+            name: name.clone(),
+            created_at_ms: storage.created_at_ms(),
+            last_active_ms: clock.now_ms(),
+            ack: Some(ack),
+        });
+        acked
     });
     let info = ActorInfo {
         namespace: actor_type.name.clone(),
