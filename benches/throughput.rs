@@ -326,6 +326,22 @@ async fn in_memory(keys: u64, calls: u64, concurrency: usize) -> f64 {
     calls as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Disk space allocated to the files under `dir` (blocks, not lengths: a sparse or preallocated
+/// file counts for what it takes).
+fn allocated_kib(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        total += if meta.is_dir() {
+            allocated_kib(&entry.path())
+        } else {
+            meta.blocks() * 512 / 1024
+        };
+    }
+    total
+}
+
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -683,6 +699,7 @@ fn main() {
     }
 
     let mut rows = Vec::new();
+    let mut disk: Vec<(&str, f64)> = Vec::new();
     for durability in modes {
         let mode = match durability {
             Durability::Process => "process",
@@ -711,6 +728,11 @@ fn main() {
                 runtime.shutdown(Duration::from_secs(60)).await;
                 (cold, re)
             });
+            if !disk.iter().any(|(m, _)| *m == mode) {
+                // Every actor has had two turns and been closed (evicted or shut down).
+                let kib = allocated_kib(&dir.path().join("actors")) as f64 / actors as f64;
+                disk.push((mode, kib));
+            }
             rows.push(Row {
                 mode,
                 scenario: "cold activation".into(),
@@ -886,6 +908,10 @@ fn main() {
     for (n, kib, fd) in &memory {
         println!("  {n:>5} resident: {kib:>6.1} KiB RSS, {fd:.2} descriptors");
     }
+    println!("\ndisk per actor after two turns and eviction (allocated blocks):");
+    for (mode, kib) in &disk {
+        println!("  {mode}: {kib:>6.1} KiB");
+    }
 
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/burrow-bench");
     std::fs::create_dir_all(&out).unwrap();
@@ -899,6 +925,7 @@ fn main() {
         })).collect::<Vec<_>>(),
         "in_memory_ceiling": ceiling.iter().map(|(c, r)| serde_json::json!({"concurrency": c, "rate": r})).collect::<Vec<_>>(),
         "memory": memory.iter().map(|(n, kib, fd)| serde_json::json!({"resident": n, "rss_kib_per_actor": kib, "fds_per_actor": fd})).collect::<Vec<_>>(),
+        "disk": disk.iter().map(|(mode, kib)| serde_json::json!({"mode": mode, "kib_per_actor": kib})).collect::<Vec<_>>(),
         "scale": scale.iter().zip(scale_baseline.iter().map(Some).chain(std::iter::repeat(None))).map(|((n, rate), base)| serde_json::json!({"on_disk": n, "cold_rate": rate, "baseline_rate": base.map(|b| b.1)})).collect::<Vec<_>>(),
     });
     std::fs::write(
