@@ -772,6 +772,63 @@ fn main() {
             });
         }
     }
+    // Re-activation of actors with a production-like WAL: a few hundred turns each since
+    // their last checkpoint (process mode: the WAL's re-reading at open does not depend on
+    // the mode, and the setup would take minutes of fsyncs in machine mode).
+    let busy: u64 = env("BURROW_BENCH_BUSY_ACTORS", 200);
+    let turns: u64 = env("BURROW_BENCH_BUSY_TURNS", 300);
+    if busy > 0 && rows.iter().any(|r| r.mode == "process") {
+        let durability = Durability::Process;
+        let dir = tempfile::tempdir().unwrap();
+        exec.block_on(async {
+            let (runtime, ns) = open(dir.path(), durability, busy as usize + 16);
+            drive(&ns, busy * turns, 16, move |i| format!("busy{}", i % busy)).await;
+            runtime.shutdown(Duration::from_secs(60)).await;
+        });
+        let base_dir = tempfile::tempdir().unwrap();
+        for i in 0..busy {
+            let conn = baseline_connect(&base_dir.path().join(format!("{i}.db")), true, durability);
+            baseline_call(&conn, true);
+            for _ in 1..turns {
+                baseline_call(&conn, false);
+            }
+        }
+        for &c in &sweep {
+            settle();
+            let rate = exec.block_on(async {
+                let (runtime, ns) = open(dir.path(), durability, busy as usize + 16);
+                let rate = drive(&ns, busy, c, |i| format!("busy{i}")).await;
+                runtime.shutdown(Duration::from_secs(60)).await;
+                rate
+            });
+            settle();
+            let threads = c.clamp(1, shards);
+            let next = AtomicU64::new(0);
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= busy {
+                                break;
+                            }
+                            let path = base_dir.path().join(format!("{i}.db"));
+                            baseline_call(&baseline_connect(&path, false, durability), false);
+                        }
+                    });
+                }
+            });
+            let base = busy as f64 / started.elapsed().as_secs_f64();
+            rows.push(Row {
+                mode: "process",
+                scenario: format!("re-activation, {turns}-turn WAL"),
+                concurrency: c,
+                rate,
+                baseline: base,
+            });
+        }
+    }
     // Restore from PostgreSQL (both modes).
     let restore_n: u64 = env("BURROW_BENCH_RESTORE", 2_000);
     if restore_n > 0 {
