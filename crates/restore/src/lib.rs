@@ -20,5 +20,5 @@ pub use error::RegistryError;
 pub use model::{InstanceRow, MarkOutcome, NewInstance, Organization};
 pub use postgres::{DEFAULT_TIMEOUT, PgRegistry, postgres_migrations};
 pub use registry::Registry;
-pub use restore::{Restored, restore};
+pub use restore::{Restored, find_row, restore};
 pub use sqlite::{SqliteRegistry, sqlite_migrations};

@@ -19,20 +19,18 @@ pub struct Restored {
     pub source: RestoreSource,
 }
 
-/// Finds the row of the actor named `actor` and builds the state to write, or `None` when the
-/// registry has no active row for it (a destroyed row restores nothing).
+/// Finds the row of the actor named `actor`, and which lookup found it: `None` when the registry
+/// has no active row for it.
 ///
 /// An instance-keyed actor looks itself up by its instance id — never by its user, so an
-/// instance of a user who also has a legacy personal instance restores its own row. A legacy
-/// actor looks up its legacy sandbox id, then the user's active personal instance. Nothing is
-/// written here: a registry that cannot answer leaves the actor as it was (the error says
-/// whether to retry).
-pub async fn restore<R: Registry>(
+/// instance of a user who also has a legacy personal instance finds its own row. A legacy
+/// actor looks up its legacy sandbox id, then the user's active personal instance. The server
+/// asks the same question (does this actor exist, and whose is it?) before it wakes an actor.
+pub async fn find_row<R: Registry>(
     registry: &R,
     actor: &ActorName,
-    now_ms: i64,
-) -> Result<Option<Restored>, RegistryError> {
-    let found = match actor {
+) -> Result<Option<(InstanceRow, RestoreSource)>, RegistryError> {
+    Ok(match actor {
         // Only the instance-keyed row of this id: a legacy row also has an id, but its actor
         // is the user's legacy actor, and two actors must never drive one sandbox.
         ActorName::Instance(id) => registry
@@ -53,7 +51,19 @@ pub async fn restore<R: Registry>(
                     .map(|row| (row, RestoreSource::PersonalInstance)),
             }
         }
-    };
+    })
+}
+
+/// Finds the row of the actor named `actor` ([`find_row`]) and builds the state to write, or
+/// `None` when the registry has no active row for it (a destroyed row restores nothing).
+/// Nothing is written here: a registry that cannot answer leaves the actor as it was (the
+/// error says whether to retry).
+pub async fn restore<R: Registry>(
+    registry: &R,
+    actor: &ActorName,
+    now_ms: i64,
+) -> Result<Option<Restored>, RegistryError> {
+    let found = find_row(registry, actor).await?;
     Ok(found.map(|(row, source)| {
         let mut state = InstanceState::fresh();
         state.user_id = Some(row.user_id.clone());

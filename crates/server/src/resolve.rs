@@ -4,7 +4,6 @@
 use axum::http::StatusCode;
 use burrow_identity::{ActorName, InstanceId, UserId};
 use burrow_instance::{InstanceError, InstanceRef, LocalProvider};
-use burrow_restore::Registry as _;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -37,9 +36,8 @@ impl Scope {
     }
 }
 
-/// The owner of `name` as the registry records it, if it exists: an instance-keyed name needs
-/// an active instance-keyed row; a legacy name needs its actor file here, or an active row
-/// with its legacy sandbox id, or (what restore falls back to) the user's personal instance.
+/// The owner of `name`, if it exists: a legacy actor's file here, or the active registry row
+/// restore would rebuild it from ([`burrow_restore::find_row`]).
 /// A lookup that reaches the registry costs `caller` one from its budget.
 async fn owner_of(
     state: &AppState,
@@ -64,34 +62,10 @@ async fn owner_of(
             ))
         })?;
     }
-    let registry_error = |e| ApiError::from_registry("instance lookup", e);
-    let owner = match name {
-        ActorName::Instance(id) => state
-            .registry
-            .get(*id)
-            .await
-            .map_err(registry_error)?
-            .filter(|row| row.is_active() && row.sandbox_id == id.sandbox_id())
-            .map(|row| row.user_id),
-        ActorName::Legacy(user) => {
-            let by_sandbox = state
-                .registry
-                .get_by_sandbox(&user.legacy_sandbox_id())
-                .await
-                .map_err(registry_error)?
-                .filter(|row| row.is_active() && row.user_id == *user);
-            let found = match by_sandbox {
-                Some(_) => true,
-                None => state
-                    .registry
-                    .personal_instance(user)
-                    .await
-                    .map_err(registry_error)?
-                    .is_some_and(|row| row.is_active()),
-            };
-            found.then(|| user.clone())
-        }
-    };
+    let owner = burrow_restore::find_row(&state.registry, name)
+        .await
+        .map_err(|e| ApiError::from_registry("instance lookup", e))?
+        .map(|(row, _)| row.user_id);
     state.lookups.remember(name, owner.as_ref());
     Ok(owner)
 }
