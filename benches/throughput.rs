@@ -701,10 +701,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut disk: Vec<(&str, f64)> = Vec::new();
     for durability in modes {
-        let mode = match durability {
-            Durability::Process => "process",
-            Durability::Machine => "machine",
-        };
+        let mode = durability.name();
         // A baseline gets as many threads as Burrow has callers, up to the shard count: one
         // caller's calls run one at a time in both (until 2026-12-02 the baselines always
         // used every shard's thread, so one caller could never reach more than 1/shards).
@@ -834,10 +831,7 @@ fn main() {
     if restore_n > 0 {
         let fixture = exec.block_on(restore::fixture(restore_n));
         for durability in [Durability::Process, Durability::Machine] {
-            let mode = match durability {
-                Durability::Process => "process",
-                Durability::Machine => "machine",
-            };
+            let mode = durability.name();
             if !rows.iter().any(|r| r.mode == mode) {
                 continue;
             }

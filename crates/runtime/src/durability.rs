@@ -26,6 +26,20 @@ pub enum Durability {
 }
 
 impl Durability {
+    /// The mode's name as operators write it: `process` or `machine`.
+    ///
+    /// ```
+    /// use burrow_runtime::Durability;
+    /// assert_eq!(Durability::Machine.name(), "machine");
+    /// assert_eq!(Durability::default().name(), "process");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Process => "process",
+            Durability::Machine => "machine",
+        }
+    }
+
     /// The `synchronous` pragma that gives this durability.
     pub(crate) fn synchronous_pragma(self) -> &'static str {
         match self {

@@ -93,11 +93,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Liveness, and the durability acknowledged writes have (an operator's first question).
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let durability = match state.runtime.durability() {
-        burrow_runtime::Durability::Process => "process",
-        burrow_runtime::Durability::Machine => "machine",
-    };
-    Json(json!({ "status": "ok", "durability": durability }))
+    Json(json!({ "status": "ok", "durability": state.runtime.durability().name() }))
 }
 
 async fn render_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
