@@ -189,24 +189,12 @@ impl<P: SandboxProvider> InstanceActor<P> {
         }
         // One name cannot be both, even when set by two separate requests: the sandbox's
         // environment could hold only one of them.
-        let set = |m: &BTreeMap<String, Option<String>>| {
-            m.iter()
-                .filter(|(_, v)| v.is_some())
-                .map(|(n, _)| n.clone())
-                .collect::<Vec<_>>()
-        };
-        if let Some(name) = set(&patch.env_vars)
-            .into_iter()
-            .find(|n| secrets.contains_key(n))
-        {
+        if let Some(name) = names_set(&patch.env_vars).find(|n| secrets.contains_key(*n)) {
             return Ok(Err(InstanceError::Invalid(format!(
                 "{name:?} is already a secret; one name cannot be both an env var and a secret (remove the secret first)"
             ))));
         }
-        if let Some(name) = set(&patch.secrets)
-            .into_iter()
-            .find(|n| env_vars.contains_key(n))
-        {
+        if let Some(name) = names_set(&patch.secrets).find(|n| env_vars.contains_key(*n)) {
             return Ok(Err(InstanceError::Invalid(format!(
                 "{name:?} is already an env var; one name cannot be both an env var and a secret (remove the env var first)"
             ))));
@@ -296,6 +284,14 @@ pub(super) fn check_patch(patch: &ConfigPatch) -> Result<(), InstanceError> {
         )));
     }
     Ok(())
+}
+
+/// The names a patch sets (rather than removes).
+fn names_set(patch: &BTreeMap<String, Option<String>>) -> impl Iterator<Item = &String> {
+    patch
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(name, _)| name)
 }
 
 /// The bytes env vars and secrets take in a sandbox's environment.

@@ -135,10 +135,6 @@ impl Record {
     }
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> ProviderError {
-    ProviderError::Failed(format!("{what}: {e}"))
-}
-
 /// Ids are `m`/`v` and 32 lower-case hex digits; checked before they become paths.
 fn check_id(kind: char, id: &str) -> Result<(), ProviderError> {
     let ok = id.len() == 33
@@ -171,14 +167,15 @@ impl LocalProvider {
             ));
         }
         for dir in ["machines", "volumes"] {
-            std::fs::create_dir_all(config.root.join(dir))
-                .map_err(|e| failed(&format!("creating {}", config.root.join(dir).display()), e))?;
+            std::fs::create_dir_all(config.root.join(dir)).map_err(|e| {
+                ProviderError::failed(&format!("creating {}", config.root.join(dir).display()), e)
+            })?;
         }
         let http = reqwest::Client::builder()
             .timeout(config.probe_timeout)
             .no_proxy()
             .build()
-            .map_err(|e| failed("building the HTTP client", e))?;
+            .map_err(|e| ProviderError::failed("building the HTTP client", e))?;
         Ok(LocalProvider {
             inner: Arc::new(Inner {
                 config,
@@ -205,11 +202,11 @@ impl LocalProvider {
 
     /// The folder of a volume.
     pub fn volume_path(&self, volume_id: &VolumeId) -> PathBuf {
-        self.volume_dir(volume_id.as_str())
-    }
-
-    fn volume_dir(&self, volume_id: &str) -> PathBuf {
-        self.inner.config.root.join("volumes").join(volume_id)
+        self.inner
+            .config
+            .root
+            .join("volumes")
+            .join(volume_id.as_str())
     }
 
     /// Every machine the provider knows, whoever it belongs to.
@@ -246,10 +243,15 @@ impl LocalProvider {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ProviderError::NotFound(id.to_owned()));
             }
-            Err(e) => return Err(failed(&format!("reading {}", path.display()), e)),
+            Err(e) => {
+                return Err(ProviderError::failed(
+                    &format!("reading {}", path.display()),
+                    e,
+                ));
+            }
         };
         serde_json::from_slice(&bytes)
-            .map_err(|e| failed(&format!("parsing {}", path.display()), e))
+            .map_err(|e| ProviderError::failed(&format!("parsing {}", path.display()), e))
     }
 
     /// Writes the record through a temporary file and a rename, so a reader (or a restarted
@@ -257,17 +259,17 @@ impl LocalProvider {
     fn write(&self, record: &Record) -> Result<(), ProviderError> {
         let dir = self.machine_dir(record.id.as_str());
         let tmp = dir.join("machine.json.tmp");
-        let bytes =
-            serde_json::to_vec_pretty(record).map_err(|e| failed("encoding a record", e))?;
+        let bytes = serde_json::to_vec_pretty(record)
+            .map_err(|e| ProviderError::failed("encoding a record", e))?;
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, dir.join("machine.json")))
-            .map_err(|e| failed(&format!("writing {}", tmp.display()), e))
+            .map_err(|e| ProviderError::failed(&format!("writing {}", tmp.display()), e))
     }
 
     fn records(&self) -> Result<Vec<Record>, ProviderError> {
         let dir = self.inner.config.root.join("machines");
         let entries = std::fs::read_dir(&dir)
-            .map_err(|e| failed(&format!("listing {}", dir.display()), e))?;
+            .map_err(|e| ProviderError::failed(&format!("listing {}", dir.display()), e))?;
         let mut records = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -295,7 +297,8 @@ impl LocalProvider {
         let config = &self.inner.config;
         let dir = self.machine_dir(record.id.as_str());
         let run = dir.join("run");
-        std::fs::create_dir_all(&run).map_err(|e| failed("creating the run folder", e))?;
+        std::fs::create_dir_all(&run)
+            .map_err(|e| ProviderError::failed("creating the run folder", e))?;
         let port_file = run.join("port");
         let _ = std::fs::remove_file(&port_file);
         let volume = self.volume_path(&record.volume_id);
@@ -312,10 +315,10 @@ impl LocalProvider {
             .create(true)
             .append(true)
             .open(dir.join("gateway.log"))
-            .map_err(|e| failed("opening the gateway log", e))?;
+            .map_err(|e| ProviderError::failed("opening the gateway log", e))?;
         let log2 = log
             .try_clone()
-            .map_err(|e| failed("opening the gateway log", e))?;
+            .map_err(|e| ProviderError::failed("opening the gateway log", e))?;
         let mut command = tokio::process::Command::new(&config.command[0]);
         command
             .args(&config.command[1..])
@@ -339,11 +342,11 @@ impl LocalProvider {
             .kill_on_drop(false);
         let mut child = command
             .spawn()
-            .map_err(|e| failed(&format!("running {:?}", config.command[0]), e))?;
+            .map_err(|e| ProviderError::failed(&format!("running {:?}", config.command[0]), e))?;
         let pid = child
             .id()
             .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| failed("running the gateway", "it exited at once"))?;
+            .ok_or_else(|| ProviderError::failed("running the gateway", "it exited at once"))?;
         record.pid = Some(pid);
         record.pid_started = start_time(pid);
         record.port = None;
@@ -361,10 +364,13 @@ impl LocalProvider {
             if record.running_pid().is_none() {
                 let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
                 let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
-                return Err(failed("the sandbox exited while starting", tail));
+                return Err(ProviderError::failed(
+                    "the sandbox exited while starting",
+                    tail,
+                ));
             }
             if Instant::now() > deadline {
-                return Err(failed(
+                return Err(ProviderError::failed(
                     "the sandbox did not report its port",
                     format!("within {:?}", config.port_timeout),
                 ));
@@ -388,7 +394,7 @@ impl LocalProvider {
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while is_alive(pid, started) {
                     if Instant::now() > deadline {
-                        return Err(failed(
+                        return Err(ProviderError::failed(
                             "stopping the sandbox",
                             format!("pid {pid} survived SIGKILL"),
                         ));
@@ -409,11 +415,11 @@ impl SandboxProvider for LocalProvider {
         let generated = |prefix: char| format!("{prefix}{}", uuid::Uuid::new_v4().simple());
         let id: MachineId = generated('m')
             .parse()
-            .map_err(|e| failed("naming a machine", e))?;
+            .map_err(|e| ProviderError::failed("naming a machine", e))?;
         let mut record = Record {
             volume_id: generated('v')
                 .parse()
-                .map_err(|e| failed("naming a volume", e))?,
+                .map_err(|e| ProviderError::failed("naming a volume", e))?,
             id,
             labels: spec.labels,
             created_at_ms: now_ms(),
@@ -423,9 +429,9 @@ impl SandboxProvider for LocalProvider {
             destroying: false,
         };
         std::fs::create_dir_all(self.volume_path(&record.volume_id))
-            .map_err(|e| failed("creating the volume", e))?;
+            .map_err(|e| ProviderError::failed("creating the volume", e))?;
         std::fs::create_dir_all(self.machine_dir(record.id.as_str()))
-            .map_err(|e| failed("creating the machine", e))?;
+            .map_err(|e| ProviderError::failed("creating the machine", e))?;
         let lock = self.lock(record.id.as_str());
         let _held = lock.lock().await;
         self.write(&record)?;
@@ -526,17 +532,16 @@ impl SandboxProvider for LocalProvider {
         match std::fs::remove_dir_all(self.machine_dir(machine_id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(failed("deleting the machine", e)),
+            Err(e) => Err(ProviderError::failed("deleting the machine", e)),
         }
     }
 
     async fn delete_volume(&self, volume_id: &VolumeId) -> Result<(), ProviderError> {
-        let volume_id = volume_id.as_str();
-        check_id('v', volume_id)?;
-        match std::fs::remove_dir_all(self.volume_dir(volume_id)) {
+        check_id('v', volume_id.as_str())?;
+        match std::fs::remove_dir_all(self.volume_path(volume_id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(failed("deleting the volume", e)),
+            Err(e) => Err(ProviderError::failed("deleting the volume", e)),
         }
     }
 }

@@ -81,6 +81,13 @@ pub enum ProviderError {
     Failed(String),
 }
 
+impl ProviderError {
+    /// A [`Failed`](ProviderError::Failed) naming what was being done and why it failed.
+    pub(crate) fn failed(what: &str, e: impl std::fmt::Display) -> ProviderError {
+        ProviderError::Failed(format!("{what}: {e}"))
+    }
+}
+
 /// A source of sandboxes: machines (the running program) with volumes (their data), labelled
 /// with their instance's identity.
 ///

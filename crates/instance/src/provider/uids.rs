@@ -60,10 +60,6 @@ impl SandboxUids {
     }
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> ProviderError {
-    ProviderError::Failed(format!("{what}: {e}"))
-}
-
 /// The uid `volume` runs as: its folder's owner when that is one of `uids`; otherwise (a new
 /// volume, or one made before sandboxes had uids) the lowest uid no other volume in
 /// `volumes` has, given to the folder and everything in it. `allocating` serialises the
@@ -76,13 +72,13 @@ pub(super) fn volume_uid(
 ) -> Result<u32, ProviderError> {
     let _held = allocating.lock().unwrap_or_else(|p| p.into_inner());
     let owner = std::fs::metadata(volume)
-        .map_err(|e| failed(&format!("reading {}", volume.display()), e))?
+        .map_err(|e| ProviderError::failed(&format!("reading {}", volume.display()), e))?
         .uid();
     if uids.contains(owner) {
         return Ok(owner);
     }
     let taken: HashSet<u32> = std::fs::read_dir(volumes)
-        .map_err(|e| failed(&format!("listing {}", volumes.display()), e))?
+        .map_err(|e| ProviderError::failed(&format!("listing {}", volumes.display()), e))?
         .flatten()
         .filter_map(|entry| entry.metadata().ok())
         .map(|meta| meta.uid())
@@ -103,13 +99,14 @@ pub(super) fn volume_uid(
 /// Makes `uid` (and the group of the same number) own `path` and, for a folder, everything
 /// in it. Symbolic links are changed themselves, never followed.
 pub(super) fn give(path: &Path, uid: u32) -> Result<(), ProviderError> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(uid))
-        .map_err(|e| failed(&format!("giving {} to uid {uid}", path.display()), e))?;
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).map_err(|e| {
+        ProviderError::failed(&format!("giving {} to uid {uid}", path.display()), e)
+    })?;
     let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| failed(&format!("reading {}", path.display()), e))?;
+        .map_err(|e| ProviderError::failed(&format!("reading {}", path.display()), e))?;
     if meta.is_dir() {
         let entries = std::fs::read_dir(path)
-            .map_err(|e| failed(&format!("listing {}", path.display()), e))?;
+            .map_err(|e| ProviderError::failed(&format!("listing {}", path.display()), e))?;
         for entry in entries.flatten() {
             give(&entry.path(), uid)?;
         }
