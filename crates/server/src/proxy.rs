@@ -335,10 +335,9 @@ impl Relay {
         Ok(upgrade.on_upgrade(move |client| self.run(client, backend)))
     }
 
-    /// Passes messages both ways. A close from either side is passed on and the relay keeps
-    /// reading until both closing handshakes are done (reading is what flushes a socket's
-    /// close reply); when one side ends, the other is closed and given a few seconds to
-    /// finish. When the relay is idle too long or the token expires, it closes both sides.
+    /// Passes messages both ways (a [`pump`] each); when one side ends, the other is given a
+    /// few seconds to finish. When the relay is idle too long or the token expires, it closes
+    /// both sides.
     async fn run(self, client: WebSocket, backend: Backend) {
         let _slot = self.slot;
         let started = tokio::time::Instant::now();
@@ -349,53 +348,34 @@ impl Relay {
             move || last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed)
         };
         let (cut_tx, cut_rx) = tokio::sync::watch::channel(None::<Cutoff>);
-        let (mut client_tx, mut client_rx) = client.split();
-        let (mut backend_tx, mut backend_rx) = backend.split();
-        let (touch_up, mut cut_up) = (touch.clone(), cut_rx.clone());
-        let upstream = async move {
-            loop {
-                tokio::select! {
-                    message = client_rx.next() => {
-                        let Some(Ok(message)) = message else { break };
-                        touch_up();
-                        if let Some(m) = to_backend(message) {
-                            // After a close, sends fail; keep reading to finish the handshake.
-                            let _ = backend_tx.send(m).await;
-                        }
-                    }
-                    Ok(()) = cut_up.changed() => {
-                        let cutoff = *cut_up.borrow();
-                        if let Some((code, reason)) = cutoff.map(Cutoff::frame) {
-                            let frame = tungstenite::protocol::CloseFrame { code: code.into(), reason: reason.into() };
-                            let _ = backend_tx.send(tungstenite::Message::Close(Some(frame))).await;
-                        }
-                    }
-                }
-            }
-            let _ = backend_tx.close().await;
-        };
-        let mut cut_down = cut_rx;
-        let downstream = async move {
-            loop {
-                tokio::select! {
-                    message = backend_rx.next() => {
-                        let Some(Ok(message)) = message else { break };
-                        touch();
-                        if let Some(m) = to_client(message) {
-                            let _ = client_tx.send(m).await;
-                        }
-                    }
-                    Ok(()) = cut_down.changed() => {
-                        let cutoff = *cut_down.borrow();
-                        if let Some((code, reason)) = cutoff.map(Cutoff::frame) {
-                            let frame = ws::CloseFrame { code, reason: reason.into() };
-                            let _ = client_tx.send(ws::Message::Close(Some(frame))).await;
-                        }
-                    }
-                }
-            }
-            let _ = client_tx.close().await;
-        };
+        let (client_tx, client_rx) = client.split();
+        let (backend_tx, backend_rx) = backend.split();
+        let upstream = pump(
+            client_rx,
+            backend_tx,
+            to_backend,
+            |code, reason| {
+                tungstenite::Message::Close(Some(tungstenite::protocol::CloseFrame {
+                    code: code.into(),
+                    reason: reason.into(),
+                }))
+            },
+            touch.clone(),
+            cut_rx.clone(),
+        );
+        let downstream = pump(
+            backend_rx,
+            client_tx,
+            to_client,
+            |code, reason| {
+                ws::Message::Close(Some(ws::CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }))
+            },
+            touch,
+            cut_rx,
+        );
         let (mut up, mut down) = (tokio::spawn(upstream), tokio::spawn(downstream));
         let expires_in = self
             .token_expires
@@ -432,6 +412,40 @@ impl Relay {
 
 type Backend =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One direction of a relay: passes what `from` sends to `to` (converted; pings stay with
+/// their hop), marking activity, until `from` ends, then closes `to`. A close from `from` is
+/// passed on and reading goes on, to finish the closing handshake (reading is what flushes a
+/// socket's close reply). When the relay cuts the socket off, `to` gets the close frame
+/// `close` makes.
+async fn pump<In, Out, ReadError, SendError>(
+    mut from: impl futures_util::Stream<Item = Result<In, ReadError>> + Unpin,
+    mut to: impl futures_util::Sink<Out, Error = SendError> + Unpin,
+    convert: fn(In) -> Option<Out>,
+    close: fn(u16, &'static str) -> Out,
+    touch: impl Fn(),
+    mut cut: tokio::sync::watch::Receiver<Option<Cutoff>>,
+) {
+    loop {
+        tokio::select! {
+            message = from.next() => {
+                let Some(Ok(message)) = message else { break };
+                touch();
+                if let Some(m) = convert(message) {
+                    // After a close, sends fail; keep reading to finish the handshake.
+                    let _ = to.send(m).await;
+                }
+            }
+            Ok(()) = cut.changed() => {
+                let cutoff = *cut.borrow();
+                if let Some((code, reason)) = cutoff.map(Cutoff::frame) {
+                    let _ = to.send(close(code, reason)).await;
+                }
+            }
+        }
+    }
+    let _ = to.close().await;
+}
 
 fn to_backend(message: ws::Message) -> Option<tungstenite::Message> {
     Some(match message {
