@@ -8,6 +8,8 @@
 //! - `BURROW_BENCH_MODES` — `process`, `machine` or both (default both);
 //! - `BURROW_BENCH_RESTORE` — instances restored from PostgreSQL per restore run (default 2,000;
 //!   0 skips the scenario, which starts a throwaway PostgreSQL cluster);
+//! - `BURROW_BENCH_TURNS_PER_COMMIT` — the runtime's `max_turns_per_commit` (default: the
+//!   runtime's default; 1 turns group commit off, for comparison);
 //! - `BURROW_BENCH_SCALE=1` — also run the scale scenario (process mode): cold activation with
 //!   10,000 vs `BURROW_BENCH_SCALE_ACTORS` (default 1,000,000) actors already on disk; checks
 //!   free disk space first.
@@ -104,12 +106,13 @@ async fn drive(
 }
 
 fn open(dir: &Path, durability: Durability, max_resident: usize) -> (Runtime, Namespace<Bench>) {
-    let runtime = Runtime::open(
-        Options::new(dir)
-            .durability(durability)
-            .max_resident(max_resident),
-    )
-    .unwrap();
+    let mut options = Options::new(dir)
+        .durability(durability)
+        .max_resident(max_resident);
+    if let Ok(turns) = std::env::var("BURROW_BENCH_TURNS_PER_COMMIT") {
+        options = options.max_turns_per_commit(turns.parse().expect("a number of turns"));
+    }
+    let runtime = Runtime::open(options).unwrap();
     let ns = runtime.namespace("bench", |_| Bench).unwrap();
     (runtime, ns)
 }

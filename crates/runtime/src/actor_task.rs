@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -68,13 +67,20 @@ async fn run_actor<A: Actor>(
             None => erased.fail(envelope, CallError::shutting_down()),
         })
     };
-    while let Some(envelope) = mailbox.recv().await {
-        debug_assert!(
-            slot.queued.get() > 0,
-            "every envelope in a mailbox is counted"
-        );
-        slot.queued.set(slot.queued.get() - 1);
-        let envelope = Envelope::<A>::unerase(envelope);
+    // An envelope taken from the mailbox while gathering a group but not part of it (an
+    // alarm): it is the next turn.
+    let mut held: Option<Envelope<A>> = None;
+    loop {
+        let envelope = match held.take() {
+            Some(envelope) => envelope,
+            None => match mailbox.recv().await {
+                Some(envelope) => {
+                    take_one(&slot);
+                    Envelope::<A>::unerase(envelope)
+                }
+                None => break,
+            },
+        };
         slot.busy.set(true);
         let state = slot.state.borrow_mut().take();
         let mut live: Box<Live<A>> = match state {
@@ -100,12 +106,23 @@ async fn run_actor<A: Actor>(
                 }
             },
         };
-        let started = Instant::now();
         let fate = {
             let _span = tracing::trace_span!("turn", %id).entered();
-            live.turn(envelope).await
+            let mut next = || match mailbox.try_recv() {
+                Ok(envelope) => {
+                    take_one(&slot);
+                    match Envelope::<A>::unerase(envelope) {
+                        Envelope::Call(call) => Some(call),
+                        alarm => {
+                            held = Some(alarm);
+                            None
+                        }
+                    }
+                }
+                Err(_) => None,
+            };
+            live.turn(envelope, &mut next).await
         };
-        metrics::histogram!("burrow_turn_seconds").record(started.elapsed().as_secs_f64());
         slot.busy.set(false);
         slot.last_used.set(shard.services.clock.elapsed());
         match fate {
@@ -130,10 +147,20 @@ async fn run_actor<A: Actor>(
                         Err(e) => tracing::error!(%id, "cannot quarantine a corrupt file: {e}"),
                     }
                 }
-                shard.discard(actor_type.clone(), id, name.clone(), &mut mailbox);
+                let held = held.take().map(|e| Box::new(e) as ErasedEnvelope);
+                shard.discard(actor_type.clone(), id, name.clone(), held, &mut mailbox);
                 shard.rebalance();
                 return;
             }
         }
     }
+}
+
+/// Counts an envelope out of the mailbox.
+fn take_one(slot: &Slot) {
+    debug_assert!(
+        slot.queued.get() > 0,
+        "every envelope in a mailbox is counted"
+    );
+    slot.queued.set(slot.queued.get() - 1);
 }

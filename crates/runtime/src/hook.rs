@@ -104,6 +104,9 @@ pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 /// let options = burrow_runtime::Options::new("data").commit_hook(Arc::new(LogCommits));
 /// ```
 pub trait CommitHook: Send + Sync + 'static {
-    /// Called once per committed turn (and per explicit flush).
+    /// Called once per local commit: after a turn, after a group of turns that shared one
+    /// commit (see [`Options::max_turns_per_commit`](crate::Options::max_turns_per_commit);
+    /// every reply of the group waits for this call), and at each explicit
+    /// [`flush`](crate::Context::flush).
     fn committed(&self, info: CommitInfo) -> HookFuture;
 }

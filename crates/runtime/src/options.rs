@@ -27,6 +27,7 @@ pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) max_resident: usize,
     pub(crate) mailbox_capacity: usize,
+    pub(crate) max_turns_per_commit: usize,
     pub(crate) idle_timeout: std::time::Duration,
     pub(crate) alarm_policy: AlarmPolicy,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
@@ -42,6 +43,7 @@ impl std::fmt::Debug for Options {
             .field("durability", &self.durability)
             .field("max_resident", &self.max_resident)
             .field("mailbox_capacity", &self.mailbox_capacity)
+            .field("max_turns_per_commit", &self.max_turns_per_commit)
             .field("idle_timeout", &self.idle_timeout)
             .field("alarm_policy", &self.alarm_policy)
             .field("commit_hook", &self.commit_hook.is_some())
@@ -71,6 +73,7 @@ impl Options {
             durability: Durability::default(),
             max_resident: default_max_resident(),
             mailbox_capacity: 1024,
+            max_turns_per_commit: 64,
             idle_timeout: std::time::Duration::from_secs(30),
             alarm_policy: AlarmPolicy::default(),
             commit_hook: None,
@@ -162,7 +165,28 @@ impl Options {
         self
     }
 
-    /// An async hook awaited after each turn's local commit and before its reply is released
+    /// How many queued turns of one actor may share one commit (at least 1; default 64).
+    ///
+    /// When requests wait in an actor's mailbox, the runtime runs them one after another in
+    /// one transaction, each inside its own savepoint, commits once, and only then releases
+    /// their replies: one `fsync` (in [`Durability::Machine`]) and one commit hook call for the
+    /// group instead of one per turn. A turn that fails is rolled back alone (the turns before
+    /// it commit) and, as always, the actor instance is discarded. A group also ends at an
+    /// alarm and after a handler that awaited something (a call to another actor, a timer),
+    /// so that the replies of the turns before it are not held while it waits. Each turn still
+    /// sees the writes of the turns before it; 1 turns grouping off.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").max_turns_per_commit(1); // one commit per turn
+    /// # let _ = options;
+    /// ```
+    pub fn max_turns_per_commit(mut self, turns: usize) -> Options {
+        self.max_turns_per_commit = turns.max(1);
+        self
+    }
+
+    /// An async hook awaited after each local commit and before its reply is released
     /// (the seam for replication). None by default, which costs nothing.
     ///
     /// ```

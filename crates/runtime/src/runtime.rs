@@ -147,6 +147,7 @@ impl Runtime {
                     options.commit_hook.clone(),
                     options.durability,
                     options.clock.clone(),
+                    options.max_turns_per_commit,
                 ),
                 resident: resident.clone(),
                 budget: options.per_shard_resident(),

@@ -1,5 +1,5 @@
 //! What a turn uses from its shard besides its own file: the catalog (its writer, and a reader
-//! of the shard's own), the commit hook and the durability mode. One per shard thread.
+//! of the shard's own), the commit hook, the durability mode and how turns are grouped. One per shard thread.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub(crate) struct ShardServices {
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
     pub(crate) durability: Durability,
     pub(crate) clock: Clock,
+    /// See [`Options::max_turns_per_commit`](crate::Options::max_turns_per_commit).
+    pub(crate) max_turns_per_commit: usize,
     /// The shard's own read connection to the catalog, opened on first use.
     catalog_reader: RefCell<Option<Connection>>,
 }
@@ -27,12 +29,14 @@ impl ShardServices {
         commit_hook: Option<Arc<dyn CommitHook>>,
         durability: Durability,
         clock: Clock,
+        max_turns_per_commit: usize,
     ) -> ShardServices {
         ShardServices {
             catalog,
             commit_hook,
             durability,
             clock,
+            max_turns_per_commit,
             catalog_reader: RefCell::new(None),
         }
     }

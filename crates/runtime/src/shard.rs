@@ -450,12 +450,13 @@ impl Shard {
     }
 
     /// Removes a failed actor's entry and hands the requests still in its mailbox, in order, to
-    /// a fresh instance.
+    /// a fresh instance; `held` (one already taken from the mailbox) goes first.
     pub(crate) fn discard(
         &self,
         namespace: Arc<dyn ErasedNamespace>,
         id: ActorId,
         name: Option<Arc<str>>,
+        held: Option<ErasedEnvelope>,
         mailbox: &mut mpsc::Receiver<ErasedEnvelope>,
     ) {
         {
@@ -463,7 +464,8 @@ impl Shard {
             table.remove(&(namespace.index(), id));
             self.table_changed(&table);
         }
-        while let Ok(envelope) = mailbox.try_recv() {
+        let queued = std::iter::from_fn(|| mailbox.try_recv().ok());
+        for envelope in held.into_iter().chain(queued) {
             self.deliver(namespace.clone(), id, name.clone(), envelope);
         }
     }

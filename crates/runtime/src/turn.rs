@@ -1,19 +1,46 @@
 //! The turn engine: one message or alarm at a time, in one transaction — `BEGIN`, the
 //! activation hook on an instance's first turn, the handler (a panic is caught), then
 //! [`commit`](crate::commit) or `ROLLBACK`, and only then the reply.
+//!
+//! Calls already queued for the actor join the transaction as a group, each in a savepoint,
+//! so that one commit (one fsync) releases all their replies; a failing one is undone alone.
 
 use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 
 use futures_util::FutureExt as _;
 use tokio::sync::oneshot;
 
-use crate::actor::envelope::{Call, Envelope, Handled};
+use crate::actor::envelope::{Call, Envelope, Handled, Refuse, Respond};
 use crate::actor::{Actor, Context};
 use crate::alarm::Alarm;
 use crate::clock::{from_ms, ms_duration};
 use crate::commit::{Failure, commit};
 use crate::delivery::Delivery;
 use crate::error::Abort;
+
+/// Hands a group the actor's next queued call, if the next queued envelope is a call.
+pub(crate) type NextCall<'a, A> = &'a mut dyn FnMut() -> Option<Box<dyn Call<A>>>;
+
+/// The turns of one group, run and waiting for the commit.
+struct Group {
+    /// The replies to release after the commit, with when each turn started.
+    replies: Vec<(Respond, Instant)>,
+    /// The turn that ended the group by failing (its writes undone), if one did.
+    failed: Option<(Failure, Refuse)>,
+    /// Whether the instance must go even if the commit succeeds.
+    discard: bool,
+}
+
+/// Records how long each turn of a commit took, from its start to the commit, and how many
+/// turns the commit held.
+fn record_turns(started: &[Instant]) {
+    let turns = metrics::histogram!("burrow_turn_seconds");
+    for at in started {
+        turns.record(at.elapsed().as_secs_f64());
+    }
+    metrics::histogram!("burrow_turns_per_commit").record(started.len() as f64);
+}
 
 /// A live actor: the value, its context, and where it is in its life.
 pub(crate) struct Live<A: Actor> {
@@ -61,11 +88,19 @@ impl<A: Actor> Live<A> {
         }
     }
 
-    /// Runs one turn: begin, handle, commit (or roll back), then release the reply.
-    pub(crate) async fn turn(&mut self, envelope: Envelope<A>) -> Fate {
+    /// Runs one turn — or, when more calls are queued, a group of turns sharing one commit
+    /// (see [`Options::max_turns_per_commit`](crate::Options::max_turns_per_commit)): begin,
+    /// handle, commit (or roll back), then release the replies. `next` hands over the next
+    /// queued call, if the next queued envelope is one.
+    pub(crate) async fn turn(&mut self, envelope: Envelope<A>, next: NextCall<'_, A>) -> Fate {
         let fate = match envelope {
-            Envelope::Call(call) => self.call_turn(call).await,
-            Envelope::Alarm(delivery) => self.alarm_turn(delivery).await,
+            Envelope::Call(call) => self.call_turns(call, next).await,
+            Envelope::Alarm(delivery) => {
+                let started = Instant::now();
+                let fate = self.alarm_turn(delivery).await;
+                record_turns(&[started]);
+                fate
+            }
         };
         debug_assert!(
             matches!(fate, Fate::Discard { .. }) || self.ctx.storage.sql().is_autocommit(),
@@ -74,46 +109,144 @@ impl<A: Actor> Live<A> {
         fate
     }
 
-    async fn call_turn(&mut self, call: Box<dyn Call<A>>) -> Fate {
+    async fn call_turns(&mut self, first: Box<dyn Call<A>>, next: NextCall<'_, A>) -> Fate {
         if let Err(e) = self.ctx.storage.begin() {
             let failure = Failure::storage("beginning the turn", &e);
             let fate = Fate::after(&failure);
-            call.fail(failure.error);
+            first.fail(failure.error);
             return fate;
         }
         if let Err(failure) = self.ensure_activated().await {
             let fate = Fate::after(&failure);
-            call.fail(failure.error);
+            first.fail(failure.error);
             return fate;
         }
-        match call.handle(&mut self.actor, &mut self.ctx).await {
-            Handled::Replied(respond) => {
-                if let Some(delay) = crate::faults::ack_before_commit() {
-                    // Broken on purpose (fault injection in tests only): reply, then commit.
-                    respond(Ok(()));
-                    tokio::time::sleep(delay).await;
-                    return match self.finish().await {
-                        Err(failure) => Fate::after(&failure),
-                        Ok(()) => Fate::Keep,
-                    };
+        let Group {
+            replies,
+            failed,
+            discard,
+        } = self.handle_group(first, next).await;
+        if replies.is_empty() {
+            // The first turn failed: the whole transaction is already rolled back.
+            let (failure, refuse) = failed.expect("a group without replies ended in a failure");
+            let fate = Fate::after(&failure);
+            refuse(failure.error);
+            return fate;
+        }
+        if let Some(delay) = crate::faults::ack_before_commit() {
+            // Broken on purpose (fault injection in tests only): reply, then commit.
+            for (respond, _) in replies {
+                respond(Ok(()));
+            }
+            tokio::time::sleep(delay).await;
+            return match self.finish().await {
+                Err(failure) => Fate::after(&failure),
+                Ok(()) => Fate::Keep,
+            };
+        }
+        let committed = self.finish().await;
+        record_turns(&replies.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+        let mut fate = match &committed {
+            Ok(()) if discard => Fate::Discard { corrupt: None },
+            Ok(()) => Fate::Keep,
+            Err(failure) => Fate::after(failure),
+        };
+        for (respond, _) in replies {
+            respond(committed.as_ref().map(drop).map_err(|f| f.error.clone()));
+        }
+        if let Some((failure, refuse)) = failed {
+            if matches!(fate, Fate::Keep) {
+                fate = Fate::after(&failure);
+            }
+            refuse(failure.error);
+        }
+        fate
+    }
+
+    /// Runs the handlers of one group inside the open transaction: the first call, then queued
+    /// calls (each in a savepoint) until the group is full, a handler awaited or flushed,
+    /// nothing more is queued, or a handler failed.
+    async fn handle_group(&mut self, first: Box<dyn Call<A>>, next: NextCall<'_, A>) -> Group {
+        let limit = self.ctx.services.max_turns_per_commit;
+        let mut group = Group {
+            replies: Vec::new(),
+            failed: None,
+            discard: false,
+        };
+        let mut call = first;
+        loop {
+            let started = Instant::now();
+            // The first turn needs no savepoint: if it fails, the whole transaction goes.
+            let grouped = !group.replies.is_empty();
+            let alarms_before = if grouped {
+                if let Err(e) = self.ctx.storage.begin_grouped_turn() {
+                    let failure = Failure::storage("opening a grouped turn", &e);
+                    group.failed = Some((failure, Box::new(move |e| call.fail(e))));
+                    return group;
                 }
-                match self.finish().await {
-                    Ok(()) => {
-                        respond(Ok(()));
-                        Fate::Keep
+                Some(self.ctx.alarm_changes.clone())
+            } else {
+                None
+            };
+            self.ctx.flushed = None;
+            let mut handling = call.handle(&mut self.actor, &mut self.ctx);
+            let mut polls = 0_u32;
+            let handled = std::future::poll_fn(|cx| {
+                polls += 1;
+                handling.as_mut().poll(cx)
+            })
+            .await;
+            drop(handling);
+            let flushed = self.ctx.flushed.take();
+            if let (true, Some(Err(error))) = (grouped, &flushed) {
+                // The flush's commit failed and rolled back the turns grouped before this
+                // one: they fail with it, and the actor's memory of them goes too.
+                for (respond, _) in group.replies.drain(..) {
+                    respond(Err(error.clone()));
+                }
+                group.discard = true;
+            }
+            // A flush committed (and so ended) the group's savepoint: what is left to undo or
+            // keep is this turn's writes since the flush, the whole open transaction.
+            let in_savepoint = grouped && flushed.is_none();
+            match (handled, in_savepoint) {
+                (Handled::Replied(respond), false) => group.replies.push((respond, started)),
+                (Handled::Replied(respond), true) => {
+                    if let Err(e) = self.ctx.storage.keep_grouped_turn() {
+                        let failure = Failure::storage("ending a grouped turn", &e);
+                        group.failed = Some((failure, Box::new(move |e| respond(Err(e)))));
+                        return group;
                     }
-                    Err(failure) => {
-                        let fate = Fate::after(&failure);
-                        respond(Err(failure.error));
-                        fate
+                    group.replies.push((respond, started));
+                }
+                (Handled::Failed(cause, refuse), false) => {
+                    let failure = self.roll_back(cause);
+                    if !group.replies.is_empty() {
+                        // Only what followed a flush was rolled back; the turns before it
+                        // committed with the flush and still need their commit to finish.
+                        if let Err(e) = self.ctx.storage.begin() {
+                            tracing::warn!(id = %self.ctx.info.id, "reopening a group after a flush: {e}");
+                        }
                     }
+                    group.failed = Some((failure, refuse));
+                    return group;
+                }
+                (Handled::Failed(cause, refuse), true) => {
+                    self.ctx.alarm_changes = alarms_before.expect("saved for a grouped turn");
+                    if let Err(e) = self.ctx.storage.undo_grouped_turn() {
+                        tracing::warn!(id = %self.ctx.info.id, "rolling back a failed grouped turn: {e}");
+                    }
+                    group.failed = Some((Failure::of_handler(cause), refuse));
+                    return group;
                 }
             }
-            Handled::Failed(cause, refuse) => {
-                let failure = self.roll_back(cause);
-                let fate = Fate::after(&failure);
-                refuse(failure.error);
-                fate
+            // A handler that awaited may await again: do not hold the group's replies for it.
+            if polls > 1 || flushed.is_some() || group.replies.len() >= limit {
+                return group;
+            }
+            match next() {
+                Some(queued) => call = queued,
+                None => return group,
             }
         }
     }

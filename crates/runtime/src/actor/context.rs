@@ -11,7 +11,7 @@ use super::envelope::{Envelope, ErasedEnvelope, Request};
 use super::{Actor, ActorInfo, Handler, Message};
 use crate::clock::{from_ms, to_ms};
 use crate::commit::{AlarmChanges, commit};
-use crate::error::Abort;
+use crate::error::{Abort, CallError};
 use crate::id::ActorId;
 use crate::services::ShardServices;
 use crate::storage::Storage;
@@ -45,6 +45,9 @@ pub struct Context<A: Actor> {
     pub(crate) background: Rc<Cell<usize>>,
     /// Alarms set or deleted during this turn.
     pub(crate) alarm_changes: AlarmChanges,
+    /// Whether this turn flushed, and whether every flush succeeded: a flush commits the
+    /// turns grouped before this one too, so the group must know.
+    pub(crate) flushed: Option<Result<(), CallError>>,
     _actor: PhantomData<fn(A)>,
 }
 
@@ -66,6 +69,7 @@ impl<A: Actor> Context<A> {
             post: parts.post,
             background: parts.background,
             alarm_changes: AlarmChanges::new(),
+            flushed: None,
             _actor: PhantomData,
         }
     }
@@ -218,6 +222,9 @@ impl<A: Actor> Context<A> {
             alarms,
         )
         .await;
+        if !matches!(self.flushed, Some(Err(_))) {
+            self.flushed = Some(committed.as_ref().map(drop).map_err(|f| f.error.clone()));
+        }
         self.storage.begin()?;
         committed.map_err(|f| Abort::new(format!("flush failed: {}", f.error)))
     }

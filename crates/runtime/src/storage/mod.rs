@@ -298,8 +298,14 @@ impl Storage {
         internally(&self.internal, || f(&self.conn))
     }
 
+    /// Runs one of the runtime's own statements, prepared once per connection: the turn's
+    /// `BEGIN`/`COMMIT` and savepoints run on every call, and parsing them each time showed.
+    fn control(&self, sql: &str) -> Result<(), rusqlite::Error> {
+        self.run_internal(|c| c.prepare_cached(sql)?.execute([]).map(drop))
+    }
+
     pub(crate) fn begin(&self) -> Result<(), rusqlite::Error> {
-        self.run_internal(|c| c.execute_batch("BEGIN"))
+        self.control("BEGIN")
     }
 
     pub(crate) fn commit(&self) -> Result<(), rusqlite::Error> {
@@ -308,7 +314,7 @@ impl Storage {
             0,
             "a turn commits outside savepoints"
         );
-        self.run_internal(|c| c.execute_batch("COMMIT"))
+        self.control("COMMIT")
     }
 
     /// Rolls the turn's transaction back; a no-op if none is open.
@@ -317,7 +323,30 @@ impl Storage {
         if self.conn.is_autocommit() {
             return Ok(());
         }
-        self.run_internal(|c| c.execute_batch("ROLLBACK"))
+        self.control("ROLLBACK")
+    }
+
+    /// Opens the savepoint that lets one turn of a group commit roll back alone.
+    pub(crate) fn begin_grouped_turn(&self) -> Result<(), rusqlite::Error> {
+        debug_assert!(
+            !self.conn.is_autocommit(),
+            "a grouped turn runs inside a batch"
+        );
+        self.control("SAVEPOINT _burrow_turn")
+    }
+
+    /// Keeps a grouped turn's writes in the batch.
+    pub(crate) fn keep_grouped_turn(&self) -> Result<(), rusqlite::Error> {
+        debug_assert_eq!(self.savepoints.get(), 0, "the handler's savepoints ended");
+        self.control("RELEASE _burrow_turn")
+    }
+
+    /// Undoes a failed grouped turn's writes (its own savepoints too, even ones a panic left
+    /// open), keeping the turns before it.
+    pub(crate) fn undo_grouped_turn(&self) -> Result<(), rusqlite::Error> {
+        self.savepoints.set(0);
+        self.control("ROLLBACK TO _burrow_turn")?;
+        self.control("RELEASE _burrow_turn")
     }
 
     /// The value stored under `key`, if any, as any type SQLite can read it into: integers,
