@@ -208,3 +208,81 @@ async fn a_stopped_instance_answers_503_and_stays_stopped_and_others_get_404() {
         json!({"error": "Instance not found"})
     );
 }
+
+/// The number of turns the server's actors have run, from its `/metrics`.
+async fn turns(s: &Served) -> f64 {
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("burrow_turn_seconds_count "))
+        .map_or(0.0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_requests_skip_the_actor_yet_follow_stop_start_restart_and_a_dead_sandbox() {
+    let s = serve().await;
+    let alice = user("alice");
+    let id = InstanceId::new_random();
+    s.running(&alice, Some(id)).await;
+    let token = s.token("alice", false);
+    let get = || async {
+        s.http
+            .get(format!("{}/i/{id}/x", s.url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(get().await, 200);
+    let before = turns(&s).await;
+    for _ in 0..20 {
+        assert_eq!(get().await, 200);
+    }
+    let used = turns(&s).await - before;
+    assert!(
+        used < 10.0,
+        "20 proxied requests ran {used} actor turns: the route is not cached"
+    );
+
+    s.client.stop(&alice, Some(id)).await.unwrap();
+    assert_eq!(
+        get().await,
+        503,
+        "a stopped instance's route was still cached"
+    );
+    s.client.start(&alice, Some(id), false).await.unwrap();
+    s.wait_status(&alice, Some(id), "running").await;
+    assert_eq!(get().await, 200, "the new sandbox is reached");
+    s.client.restart(&alice, Some(id), None).await.unwrap();
+    s.wait_status(&alice, Some(id), "running").await;
+    assert_eq!(get().await, 200, "the restarted sandbox is reached");
+
+    // A sandbox that dies under a cached route: one 502, and the route is asked for again.
+    for pid in s.process.sandbox_pids() {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !s.process.sandbox_pids().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox did not die"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = turns(&s).await;
+    assert_eq!(get().await, 502);
+    let _ = get().await;
+    assert!(
+        turns(&s).await > before,
+        "after a 502 the route must be asked of the actor again"
+    );
+}

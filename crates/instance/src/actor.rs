@@ -46,6 +46,9 @@ pub(crate) enum Known {
     NeedsRestore { reported_loss: bool },
 }
 
+/// The fields a [`Route`](crate::Route) is made of: changing one drops the cached route.
+const ROUTE_FIELDS: [&str; 5] = ["user_id", "sandbox_id", "org_id", "status", "machine_id"];
+
 /// The actor. Created by [`Instances`](crate::Instances); not used directly.
 pub struct InstanceActor<P> {
     pub(crate) services: Arc<Services<P>>,
@@ -157,7 +160,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
                     tracing::warn!(actor = %self.name, "state lost and nothing to restore");
                     ctx.storage().delete(RESTORE_PENDING_KEY)?;
                 }
-                self.known = Known::NotProvisioned;
+                self.set_known(Known::NotProvisioned);
                 return Ok(Ok(None));
             }
             Err(e) => return Ok(Err(registry_error(e))),
@@ -210,7 +213,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
         tracing::info!(actor = %self.name, source = ?restored.source, machine = ?state.machine_id,
             "state restored from the registry");
         let status = state.status;
-        self.known = Known::Provisioned(Box::new(state.clone()));
+        self.set_known(Known::Provisioned(Box::new(state.clone())));
         if let Some(status) = status {
             self.schedule(ctx, status)?;
         }
@@ -222,7 +225,17 @@ impl<P: SandboxProvider> InstanceActor<P> {
         let Known::Provisioned(state) = &mut self.known else {
             return Err(Abort::new("updating an instance that is not loaded"));
         };
+        if update.fields().iter().any(|f| ROUTE_FIELDS.contains(f)) {
+            // Before the turn commits: a route read after this turn is read from its result.
+            self.services.routes.invalidate(&self.name);
+        }
         update.apply(state, ctx.storage()).map_err(state_abort)
+    }
+
+    /// Replaces what the actor knows of its state; the proxy's cached route goes with it.
+    pub(crate) fn set_known(&mut self, known: Known) {
+        self.services.routes.invalidate(&self.name);
+        self.known = known;
     }
 
     /// The loaded state (only after [`state`](Self::state) found one).
@@ -252,7 +265,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
 
 impl<P: SandboxProvider> Actor for InstanceActor<P> {
     async fn on_activate(&mut self, ctx: &mut Context<Self>) -> Result<(), Abort> {
-        self.known = self.load(ctx)?;
+        self.set_known(self.load(ctx)?);
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use crate::protocol::{
     Stop,
 };
 use crate::provider::SandboxProvider;
+use crate::routes::RouteCache;
 use crate::secrets::ServerKey;
 use crate::services::Services;
 
@@ -74,6 +75,7 @@ impl<P: SandboxProvider> Instances<P> {
             server_key: settings.server_key,
             gateway_secret: settings.gateway_secret,
             host: tokio::runtime::Handle::current(),
+            routes: RouteCache::new(),
         });
         let shared = services.clone();
         let namespace = runtime.namespace(NAMESPACE, move |info| {
@@ -96,7 +98,14 @@ impl<P: SandboxProvider> Instances<P> {
         InstanceRef {
             stub: self.namespace.get_by_name(&name.to_string()),
             name: name.clone(),
+            services: self.services.clone(),
         }
+    }
+
+    /// Drops the cached route of `name`, for a proxy that found its address dead: the next
+    /// [`InstanceRef::route`] asks the actor.
+    pub fn forget_route(&self, name: &ActorName) {
+        self.services.routes.invalidate(name);
     }
 
     /// Whether the actor of `name` has a database file here (one `stat`, no activation). A
@@ -131,6 +140,7 @@ impl<P: SandboxProvider> Instances<P> {
 pub struct InstanceRef<P: SandboxProvider> {
     stub: burrow_runtime::Stub<InstanceActor<P>>,
     name: ActorName,
+    services: Arc<Services<P>>,
 }
 
 impl<P: SandboxProvider> InstanceRef<P> {
@@ -211,7 +221,17 @@ impl<P: SandboxProvider> InstanceRef<P> {
     }
 
     /// Where to proxy to: owner, status and the sandbox's address while it runs.
+    ///
+    /// Served from a cache the instance's actor keeps true: it drops the entry whenever the
+    /// status, the sandbox binding or the identity changes, so only a miss wakes the actor.
     pub async fn route(&self) -> Result<Route, InstanceError> {
-        self.call(|| GetRoute).await
+        let routes = &self.services.routes;
+        if let Some(route) = routes.get(&self.name) {
+            return Ok(route);
+        }
+        let epoch = routes.epoch();
+        let route = self.call(|| GetRoute).await?;
+        routes.insert(&self.name, route.clone(), epoch);
+        Ok(route)
     }
 }

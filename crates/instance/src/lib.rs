@@ -20,6 +20,7 @@ mod instances;
 mod lifecycle;
 mod protocol;
 pub mod provider;
+mod routes;
 pub mod secrets;
 mod services;
 

@@ -11,6 +11,7 @@ use burrow_restore::{AnyRegistry, RegistryError};
 
 use crate::config::LifecycleConfig;
 use crate::provider::{Machine, MachineSpec, ProviderError, SandboxProvider};
+use crate::routes::RouteCache;
 use crate::secrets::ServerKey;
 
 /// Shared by every instance actor of one [`Instances`](crate::Instances).
@@ -24,6 +25,8 @@ pub(crate) struct Services<P> {
     /// connections and child processes then belong to the host's runtime, which outlives
     /// any one shard's work.
     pub(crate) host: tokio::runtime::Handle,
+    /// Routes for the proxy, dropped by the actors whenever one changes.
+    pub(crate) routes: RouteCache,
 }
 
 impl<P: SandboxProvider> Services<P> {

@@ -84,7 +84,7 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
         .parse()
         .map_err(|_| ApiError::invalid_instance_id())?;
     let rest = rest.to_owned();
-    let (_, handle) = instance(state, Scope::User, &caller.user_id, Some(id)).await?;
+    let (name, handle) = instance(state, Scope::User, &caller.user_id, Some(id)).await?;
     let route = handle
         .route()
         .await
@@ -166,6 +166,8 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
         })?
         .map_err(|e| {
             tracing::warn!(instance = %id, error = %e, "sandbox unreachable");
+            // The route may be stale (the sandbox died): the next request asks the actor.
+            state.instances.forget_route(&name);
             ApiError::new(StatusCode::BAD_GATEWAY, "Sandbox unreachable")
         })?;
     let (mut parts, body) = response.into_parts();

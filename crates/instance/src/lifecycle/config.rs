@@ -112,7 +112,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
             .create(ctx.storage())
             .map_err(crate::actor::state_abort)?;
         ctx.storage().delete(RESTORE_PENDING_KEY)?;
-        self.known = Known::Provisioned(Box::new(state));
+        self.set_known(Known::Provisioned(Box::new(state)));
         if let Err(e) = self.apply_patch(ctx, &patch)? {
             return Ok(Err(e));
         }

@@ -135,7 +135,7 @@ impl<P: SandboxProvider> InstanceActor<P> {
         for (alarm, _) in ctx.alarms()? {
             ctx.delete_alarm(&alarm)?;
         }
-        self.known = Known::NotProvisioned;
+        self.set_known(Known::NotProvisioned);
         tracing::info!(actor = %self.name, "instance destroyed");
         Ok(true)
     }
