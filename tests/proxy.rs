@@ -262,7 +262,11 @@ async fn proxied_requests_skip_the_actor_yet_follow_stop_start_restart_and_a_dea
     s.client.start(&alice, Some(id), false).await.unwrap();
     s.wait_status(&alice, Some(id), "running").await;
     assert_eq!(get().await, 200, "the new sandbox is reached");
-    s.client.restart(&alice, Some(id), None).await.unwrap();
+    s.client
+        .restart(&alice, Some(id), None)
+        .await
+        .unwrap()
+        .expect("the restart was accepted");
     s.wait_status(&alice, Some(id), "running").await;
     assert_eq!(get().await, 200, "the restarted sandbox is reached");
 
