@@ -5,7 +5,8 @@
 #   benches/http/proxy.sh            # needs wrk and nginx (apt-get install wrk nginx-light)
 #
 # Knobs: DURATION (wrk seconds per target, default 10), CONNECTIONS (default 32), ROUNDS
-# (alternating rounds over the three targets, default 3; the median is reported).
+# (alternating rounds over the three targets, default 3; the median is reported); PERF_OUT=FILE
+# records the server with `perf record -g` during the last Burrow run.
 # Every target does the same work per request: a small GET that the sandbox's gateway answers
 # after checking its token. Burrow also checks the caller's bearer token and that the instance
 # is the caller's; nginx gets the gateway token configured and keeps its upstream connections
@@ -92,7 +93,12 @@ declare -A RATES
 for round in $(seq "$ROUNDS"); do
     d=$(run -H "x-burrow-proxy-token: $GATEWAY" "http://$SANDBOX/x")
     n=$(run "http://127.0.0.1:$NGINX_PORT/x")
+    if [ -n "${PERF_OUT:-}" ] && [ "$round" = "$ROUNDS" ]; then
+        perf record -F 999 -g -o "$PERF_OUT" -p "$BURROW_PID" -- sleep "$DURATION" >/dev/null 2>&1 &
+        PERF_PID=$!
+    fi
     b=$(run -H "authorization: Bearer $TOKEN" "$URL/i/$INSTANCE/x")
+    [ -z "${PERF_PID:-}" ] || wait "$PERF_PID"
     RATES[direct]+="$d "; RATES[nginx]+="$n "; RATES[burrow]+="$b "
     echo "round $round: direct $d, nginx $n, burrow $b"
 done
