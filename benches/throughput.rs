@@ -10,6 +10,8 @@
 //!   0 skips the scenario, which starts a throwaway PostgreSQL cluster);
 //! - `BURROW_BENCH_TURNS_PER_COMMIT` — the runtime's `max_turns_per_commit` (default: the
 //!   runtime's default; 1 turns group commit off, for comparison);
+//! - `BURROW_BENCH_CHECKPOINT_ABOVE` — the runtime's `checkpoint_above` in bytes (default: the
+//!   runtime's default);
 //! - `BURROW_BENCH_SCALE=1` — also run the scale scenario (process mode): cold activation with
 //!   10,000 vs `BURROW_BENCH_SCALE_ACTORS` (default 1,000,000) actors already on disk; checks
 //!   free disk space first.
@@ -111,6 +113,9 @@ fn open(dir: &Path, durability: Durability, max_resident: usize) -> (Runtime, Na
         .max_resident(max_resident);
     if let Ok(turns) = std::env::var("BURROW_BENCH_TURNS_PER_COMMIT") {
         options = options.max_turns_per_commit(turns.parse().expect("a number of turns"));
+    }
+    if let Ok(bytes) = std::env::var("BURROW_BENCH_CHECKPOINT_ABOVE") {
+        options = options.checkpoint_above(bytes.parse().expect("a number of bytes"));
     }
     let runtime = Runtime::open(options).unwrap();
     let ns = runtime.namespace("bench", |_| Bench).unwrap();

@@ -14,6 +14,7 @@ use crate::delivery::Delivery;
 use crate::error::CallError;
 use crate::id::ActorId;
 use crate::shard::{ErasedNamespace, Shard, Slot};
+use crate::storage::Storage;
 use crate::turn::{Fate, Live};
 
 impl<A: Actor> ErasedNamespace for ActorType<A> {
@@ -27,6 +28,13 @@ impl<A: Actor> ErasedNamespace for ActorType<A> {
 
     fn fail(&self, envelope: ErasedEnvelope, error: CallError) {
         Envelope::<A>::unerase(envelope).fail(error);
+    }
+
+    fn storage_of(&self, state: Box<dyn std::any::Any>) -> Storage {
+        state
+            .downcast::<Live<A>>()
+            .expect("a slot holds its namespace's actor")
+            .into_storage()
     }
 
     fn alarm_envelope(&self, delivery: Delivery) -> ErasedEnvelope {

@@ -420,12 +420,20 @@ impl Catalog {
         self.dispatcher.on_shard(
             id,
             Box::new(move |shard| {
-                let result = match index {
-                    Some(index) => shard.close_for_admin((index, id)),
-                    None => Ok(()),
-                }
-                .and_then(|()| work(shard.durability()));
-                let _ = done.send(result);
+                let Some(index) = index else {
+                    let _ = done.send(work(shard.durability()));
+                    return;
+                };
+                // An evicted actor's checkpoint finishes before its file is touched.
+                shard.when_closed(
+                    (index, id),
+                    Box::new(move |shard| {
+                        let result = shard
+                            .close_for_admin((index, id))
+                            .and_then(|()| work(shard.durability()));
+                        let _ = done.send(result);
+                    }),
+                );
             }),
         )?;
         outcome.await.map_err(shut_down)?

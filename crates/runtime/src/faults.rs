@@ -22,6 +22,26 @@ pub(crate) fn catalog_delay() {
 #[cfg(not(feature = "faults"))]
 pub(crate) fn catalog_delay() {}
 
+/// `BURROW_FAULT_CHECKPOINT_DELAY_MS`: how long an evicted actor's checkpoint sleeps before it
+/// starts, to widen the window in which requests and admin work must wait for it.
+#[cfg(feature = "faults")]
+pub(crate) fn checkpoint_delay() {
+    use std::sync::OnceLock;
+    static DELAY: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("BURROW_FAULT_CHECKPOINT_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(delay) = delay {
+        std::thread::sleep(*delay);
+    }
+}
+
+#[cfg(not(feature = "faults"))]
+pub(crate) fn checkpoint_delay() {}
+
 /// `BURROW_FAULT_ACK_BEFORE_COMMIT_MS`: breaks the output gate on purpose — a request turn's
 /// reply is sent *before* its commit, which then waits this long. The crash suites run with it
 /// to prove that they notice lost acknowledged writes.

@@ -28,6 +28,7 @@ pub struct Options {
     pub(crate) max_resident: usize,
     pub(crate) mailbox_capacity: usize,
     pub(crate) max_turns_per_commit: usize,
+    pub(crate) checkpoint_above: u64,
     pub(crate) idle_timeout: std::time::Duration,
     pub(crate) alarm_policy: AlarmPolicy,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
@@ -44,6 +45,7 @@ impl std::fmt::Debug for Options {
             .field("max_resident", &self.max_resident)
             .field("mailbox_capacity", &self.mailbox_capacity)
             .field("max_turns_per_commit", &self.max_turns_per_commit)
+            .field("checkpoint_above", &self.checkpoint_above)
             .field("idle_timeout", &self.idle_timeout)
             .field("alarm_policy", &self.alarm_policy)
             .field("commit_hook", &self.commit_hook.is_some())
@@ -52,6 +54,9 @@ impl std::fmt::Debug for Options {
             .finish()
     }
 }
+
+/// See [`Options::checkpoint_above`].
+const DEFAULT_CHECKPOINT_ABOVE: u64 = 64 * 1024;
 
 /// Descriptors one resident actor holds: the database and its WAL (exclusive locking mode
 /// needs no -shm file).
@@ -74,6 +79,7 @@ impl Options {
             max_resident: default_max_resident(),
             mailbox_capacity: 1024,
             max_turns_per_commit: 64,
+            checkpoint_above: DEFAULT_CHECKPOINT_ABOVE,
             idle_timeout: std::time::Duration::from_secs(30),
             alarm_policy: AlarmPolicy::default(),
             commit_hook: None,
@@ -183,6 +189,25 @@ impl Options {
     /// ```
     pub fn max_turns_per_commit(mut self, turns: usize) -> Options {
         self.max_turns_per_commit = turns.max(1);
+        self
+    }
+
+    /// The WAL size (bytes) above which an actor's file is checkpointed when it is evicted
+    /// (default 64 KiB, about 16 turns that each change one page; 0 checkpoints every WAL).
+    ///
+    /// Closing an actor skips the checkpoint, which keeps eviction cheap but lets the WAL grow:
+    /// it costs disk, and every activation re-reads it. Past this size the WAL is copied into
+    /// the database and truncated as the actor closes, on a blocking thread (the checkpoint
+    /// syncs), while requests for that actor wait for it; shutdown waits for checkpoints in
+    /// flight. Actors closed by shutdown or for admin work are not checkpointed.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").checkpoint_above(0); // smallest files, a sync per eviction
+    /// # let _ = options;
+    /// ```
+    pub fn checkpoint_above(mut self, bytes: u64) -> Options {
+        self.checkpoint_above = bytes;
         self
     }
 

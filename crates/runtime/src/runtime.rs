@@ -153,6 +153,7 @@ impl Runtime {
                 budget: options.per_shard_resident(),
                 mailbox_capacity: options.mailbox_capacity,
                 idle_timeout: options.idle_timeout,
+                checkpoint_above: options.checkpoint_above,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("burrow-shard-{index}"))

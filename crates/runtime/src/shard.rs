@@ -25,6 +25,14 @@ use crate::durability::Durability;
 use crate::error::{CallError, ErrorKind};
 use crate::id::ActorId;
 use crate::services::ShardServices;
+use crate::storage::Storage;
+
+mod checkpointing;
+mod report;
+
+use checkpointing::Held;
+pub(crate) use report::ResidentCount;
+pub use report::ShutdownReport;
 
 /// Work run on a shard's thread, between turns (deleting or exporting an actor's file).
 pub(crate) type AdminTask = Box<dyn FnOnce(&Shard) + Send>;
@@ -35,6 +43,8 @@ pub(crate) trait ErasedNamespace: Send + Sync + 'static {
     fn name(&self) -> &Arc<str>;
     /// Answers an envelope that will not reach its actor.
     fn fail(&self, envelope: ErasedEnvelope, error: CallError);
+    /// The file of a live actor taken from its slot (the actor value is dropped).
+    fn storage_of(&self, state: Box<dyn std::any::Any>) -> Storage;
     /// Wraps an alarm delivery for this namespace's actors.
     fn alarm_envelope(&self, delivery: Delivery) -> ErasedEnvelope;
     /// Spawns the task that runs one actor of this namespace on `shard`.
@@ -61,66 +71,6 @@ pub(crate) enum ShardMsg {
         deadline: Instant,
         done: oneshot::Sender<ShutdownReport>,
     },
-}
-
-/// What [`Runtime::shutdown`](crate::Runtime::shutdown) did. See [`Runtime`](crate::Runtime)
-/// for an example.
-///
-/// ```
-/// # use std::time::Duration;
-/// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
-/// # struct Touch; impl Message for Touch { type Reply = (); }
-/// # struct A; impl Actor for A {}
-/// # impl Handler<Touch> for A {
-/// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
-/// # }
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let dir = tempfile::tempdir()?;
-/// # let runtime = Runtime::open(Options::new(dir.path()))?;
-/// let lamps = runtime.namespace("lamp", |_| A)?;
-/// lamps.get_by_name("desk").call(Touch).await?;
-/// lamps.get_by_name("hall").call(Touch).await?;
-/// let report: burrow_runtime::ShutdownReport = runtime.shutdown(Duration::from_secs(5)).await;
-/// assert_eq!(report, burrow_runtime::ShutdownReport { closed: 2, abandoned: 0 });
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ShutdownReport {
-    /// Actors closed after their last turn.
-    pub closed: usize,
-    /// Actors still in a turn at the deadline: those turns were rolled back and their callers
-    /// got a retryable error.
-    pub abandoned: usize,
-}
-
-impl std::ops::AddAssign for ShutdownReport {
-    fn add_assign(&mut self, other: ShutdownReport) {
-        self.closed += other.closed;
-        self.abandoned += other.abandoned;
-    }
-}
-
-/// The number of resident actors, per shard, behind the `burrow_resident_actors` gauge: each
-/// shard publishes its table's size after every change, so the gauge is derived from the
-/// tables rather than kept by hand.
-pub(crate) struct ResidentCount {
-    per_shard: Vec<std::sync::atomic::AtomicUsize>,
-}
-
-impl ResidentCount {
-    pub(crate) fn new(shards: usize) -> ResidentCount {
-        ResidentCount {
-            per_shard: (0..shards).map(|_| Default::default()).collect(),
-        }
-    }
-
-    fn publish(&self, shard: usize, resident: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.per_shard[shard].store(resident, Relaxed);
-        let total: usize = self.per_shard.iter().map(|n| n.load(Relaxed)).sum();
-        metrics::gauge!("burrow_resident_actors").set(total as f64);
-    }
 }
 
 /// A resident actor's bookkeeping, shared by the shard's table and the actor's task.
@@ -197,6 +147,11 @@ pub(crate) struct Shard {
     mailbox_capacity: usize,
     idle_timeout: Duration,
     overflow_after: Duration,
+    /// WAL size above which an evicted actor's file is checkpointed as it closes.
+    checkpoint_above: u64,
+    /// Actors whose files are being checkpointed on a blocking thread after eviction, with
+    /// what arrived for them meanwhile: their files must not be opened again until closed.
+    checkpointing: RefCell<HashMap<Key, Held>>,
     closing: Cell<bool>,
 }
 
@@ -236,6 +191,14 @@ impl Shard {
             return;
         }
         let key = (namespace.index(), id);
+        if let Some(held) = self.checkpointing.borrow_mut().get_mut(&key) {
+            if held.deliveries.len() >= self.mailbox_capacity {
+                self.overloaded(&namespace, id, envelope);
+            } else {
+                held.deliveries.push((namespace, name, envelope));
+            }
+            return;
+        }
         let resident = self.table.borrow_mut().to_back(&key).is_some();
         if !resident {
             let mut waiting = self.waiting.borrow_mut();
@@ -432,7 +395,16 @@ impl Shard {
     fn close(&self, resident: Resident, reason: Eviction) {
         let _span =
             tracing::debug_span!("evict", id = %resident.id, reason = reason.label()).entered();
-        drop(resident.slot.state.borrow_mut().take());
+        let state = resident.slot.state.borrow_mut().take();
+        if let Some(state) = state {
+            let storage = resident.namespace.storage_of(state);
+            // Shutdown and admin closes must be done when they return; evictions may finish
+            // later, off this thread.
+            let evicted = matches!(reason, Eviction::Capacity | Eviction::Idle);
+            if evicted && storage.wal_bytes() > self.checkpoint_above {
+                self.checkpoint(resident.namespace.index(), resident.id, storage);
+            }
+        }
         let clock = &self.services.clock;
         let idle_for = clock
             .elapsed()
@@ -503,6 +475,11 @@ impl Shard {
         while Instant::now() < deadline && self.table.borrow().values().any(|r| !r.slot.idle()) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        // A checkpoint in flight holds a file open: the data directory is released only after.
+        // (Dropping the executor would also wait for its blocking tasks; this says so here.)
+        while !self.checkpointing.borrow().is_empty() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let mut report = ShutdownReport::default();
         let mut table = self.table.borrow_mut();
         for (_, resident) in table.drain() {
@@ -526,6 +503,7 @@ pub(crate) struct ShardConfig {
     pub budget: usize,
     pub mailbox_capacity: usize,
     pub idle_timeout: Duration,
+    pub checkpoint_above: u64,
 }
 
 /// How long an activation waits for room before going over the residency bound.
@@ -551,6 +529,8 @@ pub(crate) fn run_shard(config: ShardConfig, mut inbox: mpsc::UnboundedReceiver<
             mailbox_capacity: config.mailbox_capacity,
             idle_timeout: config.idle_timeout,
             overflow_after: OVERFLOW_AFTER,
+            checkpoint_above: config.checkpoint_above,
+            checkpointing: RefCell::new(HashMap::new()),
             closing: Cell::new(false),
         });
         // Idle eviction and overdue activations are checked a few times per idle timeout.

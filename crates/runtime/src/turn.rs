@@ -88,6 +88,12 @@ impl<A: Actor> Live<A> {
         }
     }
 
+    /// The actor's file, for closing it elsewhere; the actor value is dropped here.
+    pub(crate) fn into_storage(self) -> crate::storage::Storage {
+        drop(self.actor);
+        self.ctx.storage
+    }
+
     /// Runs one turn — or, when more calls are queued, a group of turns sharing one commit
     /// (see [`Options::max_turns_per_commit`](crate::Options::max_turns_per_commit)): begin,
     /// handle, commit (or roll back), then release the replies. `next` hands over the next

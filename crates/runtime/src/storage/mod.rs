@@ -15,6 +15,7 @@ use crate::durability::Durability;
 use crate::error::is_corruption;
 use crate::id::ActorId;
 
+mod checkpoint;
 mod guard;
 
 use crate::layout::sync_file_and_dir;
