@@ -10,6 +10,7 @@
 //!   0 skips the scenario, which starts a throwaway PostgreSQL cluster);
 //! - `BURROW_BENCH_TURNS_PER_COMMIT` — the runtime's `max_turns_per_commit` (default: the
 //!   runtime's default; 1 turns group commit off, for comparison);
+//! - `BURROW_BENCH_SPIN_US` — the runtime's `spin_before_park` in µs (default: the runtime's);
 //! - `BURROW_BENCH_CHECKPOINT_ABOVE` — the runtime's `checkpoint_above` in bytes (default: the
 //!   runtime's default);
 //! - `BURROW_BENCH_SCALE=1` — also run the scale scenario (process mode): cold activation with
@@ -113,6 +114,10 @@ fn open(dir: &Path, durability: Durability, max_resident: usize) -> (Runtime, Na
         .max_resident(max_resident);
     if let Ok(turns) = std::env::var("BURROW_BENCH_TURNS_PER_COMMIT") {
         options = options.max_turns_per_commit(turns.parse().expect("a number of turns"));
+    }
+    if let Ok(us) = std::env::var("BURROW_BENCH_SPIN_US") {
+        let us = us.parse().expect("microseconds");
+        options = options.spin_before_park(Duration::from_micros(us));
     }
     if let Ok(bytes) = std::env::var("BURROW_BENCH_CHECKPOINT_ABOVE") {
         options = options.checkpoint_above(bytes.parse().expect("a number of bytes"));

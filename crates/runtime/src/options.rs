@@ -29,6 +29,7 @@ pub struct Options {
     pub(crate) mailbox_capacity: usize,
     pub(crate) max_turns_per_commit: usize,
     pub(crate) checkpoint_above: u64,
+    pub(crate) spin_before_park: std::time::Duration,
     pub(crate) idle_timeout: std::time::Duration,
     pub(crate) alarm_policy: AlarmPolicy,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
@@ -46,6 +47,7 @@ impl std::fmt::Debug for Options {
             .field("mailbox_capacity", &self.mailbox_capacity)
             .field("max_turns_per_commit", &self.max_turns_per_commit)
             .field("checkpoint_above", &self.checkpoint_above)
+            .field("spin_before_park", &self.spin_before_park)
             .field("idle_timeout", &self.idle_timeout)
             .field("alarm_policy", &self.alarm_policy)
             .field("commit_hook", &self.commit_hook.is_some())
@@ -80,6 +82,7 @@ impl Options {
             mailbox_capacity: 1024,
             max_turns_per_commit: 64,
             checkpoint_above: DEFAULT_CHECKPOINT_ABOVE,
+            spin_before_park: std::time::Duration::from_micros(50),
             idle_timeout: std::time::Duration::from_secs(30),
             alarm_policy: AlarmPolicy::default(),
             commit_hook: None,
@@ -208,6 +211,25 @@ impl Options {
     /// ```
     pub fn checkpoint_above(mut self, bytes: u64) -> Options {
         self.checkpoint_above = bytes;
+        self
+    }
+
+    /// How long a shard keeps polling for work once it has none, before it parks its thread
+    /// (default 50 µs; zero parks at once).
+    ///
+    /// A caller that sends its next request as soon as a reply arrives then finds the shard
+    /// awake instead of waking it, which costs more than the turn itself on a busy machine:
+    /// with one caller looping on one actor this tripled the calls per second (PERFORMANCE.md).
+    /// The price is up to this much CPU after each burst of work, on each shard.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").spin_before_park(Duration::ZERO); // never spin
+    /// # let _ = options;
+    /// ```
+    pub fn spin_before_park(mut self, spin: std::time::Duration) -> Options {
+        self.spin_before_park = spin;
         self
     }
 

@@ -154,6 +154,7 @@ impl Runtime {
                 mailbox_capacity: options.mailbox_capacity,
                 idle_timeout: options.idle_timeout,
                 checkpoint_above: options.checkpoint_above,
+                spin: options.spin_before_park,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("burrow-shard-{index}"))

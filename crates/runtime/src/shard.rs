@@ -504,6 +504,30 @@ pub(crate) struct ShardConfig {
     pub mailbox_capacity: usize,
     pub idle_timeout: Duration,
     pub checkpoint_above: u64,
+    pub spin: Duration,
+}
+
+/// The shard's next message. When the inbox is empty the shard first polls it for `spin`,
+/// letting its actors run in between, before parking its thread: a caller that answers a
+/// reply at once (one client in a loop, a request-response protocol) then finds the shard
+/// awake instead of paying a futex wake-up, which costs 20–45 µs on a loaded machine.
+async fn next_message(
+    inbox: &mut mpsc::UnboundedReceiver<ShardMsg>,
+    spin: Duration,
+) -> Option<ShardMsg> {
+    if let Ok(msg) = inbox.try_recv() {
+        return Some(msg);
+    }
+    if !spin.is_zero() {
+        let until = Instant::now() + spin;
+        while Instant::now() < until {
+            tokio::task::yield_now().await;
+            if let Ok(msg) = inbox.try_recv() {
+                return Some(msg);
+            }
+        }
+    }
+    inbox.recv().await
 }
 
 /// How long an activation waits for room before going over the residency bound.
@@ -550,7 +574,7 @@ pub(crate) fn run_shard(config: ShardConfig, mut inbox: mpsc::UnboundedReceiver<
                 }
             })
         };
-        while let Some(msg) = inbox.recv().await {
+        while let Some(msg) = next_message(&mut inbox, config.spin).await {
             match msg {
                 ShardMsg::Deliver {
                     namespace,
