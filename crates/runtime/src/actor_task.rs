@@ -30,6 +30,12 @@ impl<A: Actor> ErasedNamespace for ActorType<A> {
         Envelope::<A>::unerase(envelope).fail(error);
     }
 
+    fn trim(&self, state: &dyn std::any::Any) {
+        if let Some(live) = state.downcast_ref::<Live<A>>() {
+            live.trim();
+        }
+    }
+
     fn storage_of(&self, state: Box<dyn std::any::Any>) -> Storage {
         state
             .downcast::<Live<A>>()
@@ -90,6 +96,7 @@ async fn run_actor<A: Actor>(
             },
         };
         slot.busy.set(true);
+        slot.trimmed.set(false);
         let state = slot.state.borrow_mut().take();
         let mut live: Box<Live<A>> = match state {
             Some(state) => state

@@ -43,6 +43,8 @@ pub(crate) trait ErasedNamespace: Send + Sync + 'static {
     fn name(&self) -> &Arc<str>;
     /// Answers an envelope that will not reach its actor.
     fn fail(&self, envelope: ErasedEnvelope, error: CallError);
+    /// Frees what a live actor's connection caches (it stays open).
+    fn trim(&self, state: &dyn std::any::Any);
     /// The file of a live actor taken from its slot (the actor value is dropped).
     fn storage_of(&self, state: Box<dyn std::any::Any>) -> Storage;
     /// Wraps an alarm delivery for this namespace's actors.
@@ -82,6 +84,8 @@ pub(crate) struct Slot {
     /// When the actor was last used, on the clock's [`elapsed`](crate::clock::Clock) scale.
     pub(crate) last_used: Cell<Duration>,
     pub(crate) background: Rc<Cell<usize>>,
+    /// Whether the connection's caches were freed since the actor's last turn.
+    pub(crate) trimmed: Cell<bool>,
 }
 
 impl Slot {
@@ -271,6 +275,7 @@ impl Shard {
             queued: Cell::new(0),
             last_used: Cell::new(self.services.clock.elapsed()),
             background: Rc::new(Cell::new(0)),
+            trimmed: Cell::new(false),
         });
         let shard = self
             .me
@@ -359,6 +364,23 @@ impl Shard {
             }
         }
         self.table_changed(&table);
+    }
+
+    /// Frees the caches of actors idle for longer than [`TRIM_AFTER`] (once per idle spell):
+    /// an idle actor then holds its connection and little else.
+    fn trim_idle(&self) {
+        let now = self.services.clock.elapsed();
+        let table = self.table.borrow();
+        let idle = table
+            .values()
+            .take_while(|r| now.saturating_sub(r.slot.last_used.get()) >= TRIM_AFTER);
+        for resident in idle.filter(|r| r.slot.idle() && !r.slot.trimmed.get()) {
+            if let Some(state) = resident.slot.state.borrow().as_deref() {
+                resident.namespace.trim(state);
+                metrics::counter!("burrow_idle_trims_total").increment(1);
+            }
+            resident.slot.trimmed.set(true);
+        }
     }
 
     /// Closes idle actors (least recently used first) until the table is below its budget;
@@ -530,6 +552,9 @@ async fn next_message(
     inbox.recv().await
 }
 
+/// How long an actor stays idle before its connection's caches are freed.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
+
 /// How long an activation waits for room before going over the residency bound.
 const OVERFLOW_AFTER: Duration = Duration::from_secs(1);
 
@@ -570,6 +595,7 @@ pub(crate) fn run_shard(config: ShardConfig, mut inbox: mpsc::UnboundedReceiver<
                         return;
                     }
                     shard.evict_idle();
+                    shard.trim_idle();
                     shard.rebalance();
                 }
             })

@@ -88,6 +88,11 @@ impl<A: Actor> Live<A> {
         }
     }
 
+    /// Gives back the memory an idle actor's connection does not need.
+    pub(crate) fn trim(&self) {
+        self.ctx.storage.trim();
+    }
+
     /// The actor's file, for closing it elsewhere; the actor value is dropped here.
     pub(crate) fn into_storage(self) -> crate::storage::Storage {
         drop(self.actor);

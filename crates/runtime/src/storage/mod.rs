@@ -17,6 +17,7 @@ use crate::id::ActorId;
 
 mod checkpoint;
 mod guard;
+mod idle;
 
 use crate::layout::sync_file_and_dir;
 use guard::{authorize, internally};
