@@ -201,8 +201,10 @@ impl Options {
     /// Closing an actor skips the checkpoint, which keeps eviction cheap but lets the WAL grow:
     /// it costs disk, and every activation re-reads it. Past this size the WAL is copied into
     /// the database and truncated as the actor closes, on a blocking thread (the checkpoint
-    /// syncs), while requests for that actor wait for it; shutdown waits for checkpoints in
-    /// flight. Actors closed by shutdown or for admin work are not checkpointed.
+    /// syncs), while requests for that actor wait for it. Shutdown does the same for the actors
+    /// it closes while its grace period lasts, and waits for every checkpoint it started; a
+    /// crash leaves WALs to be replayed at the next open. Actors closed for admin work (delete,
+    /// export) are not checkpointed.
     ///
     /// ```
     /// use burrow_runtime::Options;

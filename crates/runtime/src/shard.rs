@@ -157,6 +157,8 @@ pub(crate) struct Shard {
     /// what arrived for them meanwhile: their files must not be opened again until closed.
     checkpointing: RefCell<HashMap<Key, Held>>,
     closing: Cell<bool>,
+    /// Set by shutdown: until then its closes may still checkpoint a grown WAL.
+    grace_until: Cell<Option<Instant>>,
 }
 
 impl Shard {
@@ -420,10 +422,14 @@ impl Shard {
         let state = resident.slot.state.borrow_mut().take();
         if let Some(state) = state {
             let storage = resident.namespace.storage_of(state);
-            // Shutdown and admin closes must be done when they return; evictions may finish
-            // later, off this thread.
-            let evicted = matches!(reason, Eviction::Capacity | Eviction::Idle);
-            if evicted && storage.wal_bytes() > self.checkpoint_above {
+            // Admin closes must be done when they return. Evictions may finish later, off this
+            // thread; so may a shutdown's, while its grace lasts (it waits for them).
+            let may_checkpoint = match reason {
+                Eviction::Capacity | Eviction::Idle => true,
+                Eviction::Shutdown => self.grace_until.get().is_some_and(|t| Instant::now() < t),
+                Eviction::Admin => false,
+            };
+            if may_checkpoint && storage.wal_bytes() > self.checkpoint_above {
                 self.checkpoint(resident.namespace.index(), resident.id, storage);
             }
         }
@@ -486,6 +492,7 @@ impl Shard {
     /// `deadline`, then closes every actor.
     async fn shutdown(&self, deadline: Instant) -> ShutdownReport {
         self.closing.set(true);
+        self.grace_until.set(Some(deadline));
         for (_, w) in self.waiting.borrow_mut().drain() {
             for envelope in w.envelopes {
                 w.namespace.fail(
@@ -497,22 +504,24 @@ impl Shard {
         while Instant::now() < deadline && self.table.borrow().values().any(|r| !r.slot.idle()) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        let mut report = ShutdownReport::default();
+        {
+            let mut table = self.table.borrow_mut();
+            for (_, resident) in table.drain() {
+                if resident.slot.idle() {
+                    report.closed += 1;
+                } else {
+                    report.abandoned += 1;
+                }
+                self.close(resident, Eviction::Shutdown);
+            }
+            self.table_changed(&table);
+        }
         // A checkpoint in flight holds a file open: the data directory is released only after.
         // (Dropping the executor would also wait for its blocking tasks; this says so here.)
         while !self.checkpointing.borrow().is_empty() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let mut report = ShutdownReport::default();
-        let mut table = self.table.borrow_mut();
-        for (_, resident) in table.drain() {
-            if resident.slot.idle() {
-                report.closed += 1;
-            } else {
-                report.abandoned += 1;
-            }
-            self.close(resident, Eviction::Shutdown);
-        }
-        self.table_changed(&table);
         report
     }
 }
@@ -581,6 +590,7 @@ pub(crate) fn run_shard(config: ShardConfig, mut inbox: mpsc::UnboundedReceiver<
             checkpoint_above: config.checkpoint_above,
             checkpointing: RefCell::new(HashMap::new()),
             closing: Cell::new(false),
+            grace_until: Cell::new(None),
         });
         // Idle eviction and overdue activations are checked a few times per idle timeout.
         let ticker = {

@@ -1,4 +1,4 @@
-//! Checkpoints at eviction: an evicted actor whose WAL has grown is checkpointed off its shard
+//! Checkpoints at eviction and shutdown: an evicted actor whose WAL has grown is checkpointed off its shard
 //! thread, and until its file is closed nothing opens it again — requests and admin work wait,
 //! and shutdown waits. Real files.
 //!
@@ -163,4 +163,24 @@ async fn slow_checkpoint_child() {
         "shutdown returned before c's checkpoint ended"
     );
     assert_eq!(from_database_alone(&ns, "c", "k").as_deref(), Some("v"));
+}
+
+#[tokio::test]
+async fn shutdown_checkpoints_grown_wals_while_its_grace_lasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), |o| o.checkpoint_above(0));
+    put(&ns, "a", "k", "v").await;
+    runtime.shutdown(GRACE).await;
+    assert_eq!(wal_len(&ns, "a"), 0);
+    assert_eq!(from_database_alone(&ns, "a", "k").as_deref(), Some("v"));
+
+    // No grace left: the WAL stays for the next open to replay.
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), |o| o.checkpoint_above(0));
+    put(&ns, "a", "k", "v").await;
+    runtime.shutdown(Duration::ZERO).await;
+    assert!(wal_len(&ns, "a") > 0);
+    let (runtime, ns) = open(dir.path(), |o| o.checkpoint_above(0));
+    assert_eq!(get(&ns, "a", "k").await.as_deref(), Some("v"));
+    runtime.shutdown(GRACE).await;
 }
