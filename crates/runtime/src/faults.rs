@@ -1,21 +1,28 @@
 //! Fault injection for the runtime's own tests (cargo feature `faults`). Each fault is read
 //! from an environment variable once; without the feature every function here is a no-op.
 
+/// The delay in milliseconds named by `var`, read once into `cell`.
+#[cfg(feature = "faults")]
+fn delay(
+    cell: &'static std::sync::OnceLock<Option<std::time::Duration>>,
+    var: &str,
+) -> Option<std::time::Duration> {
+    *cell.get_or_init(|| {
+        std::env::var(var)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    })
+}
+
 /// `BURROW_FAULT_CATALOG_DELAY_MS`: how long the catalog writer sleeps before each batch, to
 /// widen the window in which a reply could overtake the catalog (the kill tests check that it
 /// never does).
 #[cfg(feature = "faults")]
 pub(crate) fn catalog_delay() {
-    use std::sync::OnceLock;
-    static DELAY: OnceLock<Option<std::time::Duration>> = OnceLock::new();
-    let delay = DELAY.get_or_init(|| {
-        std::env::var("BURROW_FAULT_CATALOG_DELAY_MS")
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map(std::time::Duration::from_millis)
-    });
-    if let Some(delay) = delay {
-        std::thread::sleep(*delay);
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    if let Some(delay) = delay(&DELAY, "BURROW_FAULT_CATALOG_DELAY_MS") {
+        std::thread::sleep(delay);
     }
 }
 
@@ -26,16 +33,9 @@ pub(crate) fn catalog_delay() {}
 /// starts, to widen the window in which requests and admin work must wait for it.
 #[cfg(feature = "faults")]
 pub(crate) fn checkpoint_delay() {
-    use std::sync::OnceLock;
-    static DELAY: OnceLock<Option<std::time::Duration>> = OnceLock::new();
-    let delay = DELAY.get_or_init(|| {
-        std::env::var("BURROW_FAULT_CHECKPOINT_DELAY_MS")
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map(std::time::Duration::from_millis)
-    });
-    if let Some(delay) = delay {
-        std::thread::sleep(*delay);
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    if let Some(delay) = delay(&DELAY, "BURROW_FAULT_CHECKPOINT_DELAY_MS") {
+        std::thread::sleep(delay);
     }
 }
 
@@ -47,14 +47,8 @@ pub(crate) fn checkpoint_delay() {}
 /// to prove that they notice lost acknowledged writes.
 #[cfg(feature = "faults")]
 pub(crate) fn ack_before_commit() -> Option<std::time::Duration> {
-    use std::sync::OnceLock;
-    static DELAY: OnceLock<Option<std::time::Duration>> = OnceLock::new();
-    *DELAY.get_or_init(|| {
-        std::env::var("BURROW_FAULT_ACK_BEFORE_COMMIT_MS")
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map(std::time::Duration::from_millis)
-    })
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    delay(&DELAY, "BURROW_FAULT_ACK_BEFORE_COMMIT_MS")
 }
 
 #[cfg(not(feature = "faults"))]

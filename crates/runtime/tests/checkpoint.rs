@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burrow_runtime::{Namespace, Options, Runtime};
-use common::{Probe, Req, Resp, TestActor};
+use common::{Probe, Req, Resp, TestActor, read_from_database_alone};
 
 const GRACE: Duration = Duration::from_secs(10);
 const DELAY_MS: u64 = 600;
@@ -39,17 +39,7 @@ fn wal_len(ns: &Namespace<TestActor>, name: &str) -> u64 {
 
 /// Reads `key` from the database file alone, without its WAL.
 fn from_database_alone(ns: &Namespace<TestActor>, name: &str, key: &str) -> Option<String> {
-    let copy = tempfile::tempdir().unwrap();
-    let target = copy.path().join("copy.db");
-    std::fs::copy(ns.path_of(&ns.id_from_name(name)), &target).unwrap();
-    let conn = rusqlite::Connection::open(&target).unwrap();
-    conn.query_row(
-        "SELECT value FROM _burrow_kv WHERE key = ?1",
-        [key.as_bytes()],
-        |r| r.get::<_, Vec<u8>>(0),
-    )
-    .ok()
-    .map(|v| String::from_utf8(v).unwrap())
+    read_from_database_alone(&ns.path_of(&ns.id_from_name(name)), key)
 }
 
 async fn put(ns: &Namespace<TestActor>, name: &str, k: &str, v: &str) {

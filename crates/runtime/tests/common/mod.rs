@@ -171,11 +171,20 @@ impl Handler<Req> for TestActor {
 /// Reads a key–value entry from a copy of an actor's files, opened with plain rusqlite and no
 /// runtime: what a crash right now would leave.
 pub fn read_from_copy(db: &Path, key: &str) -> Option<String> {
+    read_copy(db, key, true)
+}
+
+/// Like [`read_from_copy`], from the database file alone, leaving its WAL out.
+pub fn read_from_database_alone(db: &Path, key: &str) -> Option<String> {
+    read_copy(db, key, false)
+}
+
+fn read_copy(db: &Path, key: &str, with_wal: bool) -> Option<String> {
     let copy = tempfile::tempdir().unwrap();
     let target = copy.path().join("copy.db");
     std::fs::copy(db, &target).unwrap();
     let wal = db.with_extension("db-wal");
-    if wal.exists() {
+    if with_wal && wal.exists() {
         std::fs::copy(&wal, copy.path().join("copy.db-wal")).unwrap();
     }
     let conn = rusqlite::Connection::open(&target).unwrap();
