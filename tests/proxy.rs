@@ -211,15 +211,7 @@ async fn a_stopped_instance_answers_503_and_stays_stopped_and_others_get_404() {
 
 /// The number of turns the server's actors have run, from its `/metrics`.
 async fn turns(s: &Served) -> f64 {
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("burrow_turn_seconds_count "))
         .map_or(0.0, |n| n.trim().parse().unwrap())

@@ -368,15 +368,7 @@ async fn platform_lifecycle_through_the_typed_client() {
         .await
         .unwrap();
     assert_eq!(health, json!({"status": "ok", "durability": "process"}));
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for series in [
         "burrow_activations_total",
         "burrow_registry_operations_total{op=\"create_instance\",outcome=\"ok\"}",

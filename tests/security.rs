@@ -40,15 +40,7 @@ async fn made_up_methods_do_not_grow_the_metrics() {
             .await
             .unwrap();
     }
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(!metrics.contains("BREW"), "{metrics}");
     let other = metrics
         .lines()

@@ -52,6 +52,13 @@ impl Served {
         )
     }
 
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.url());
+        let response = self.http.get(url).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// Provisions and waits until running.
     pub async fn running(&self, user: &UserId, instance: Option<InstanceId>) {
         let mut request = ProvisionRequest::new(user);

@@ -34,12 +34,12 @@ struct Group {
 
 /// Records how long each turn of a commit took, from its start to the commit, and how many
 /// turns the commit held.
-fn record_turns(started: &[Instant]) {
+fn record_turns(started: impl ExactSizeIterator<Item = Instant>) {
+    metrics::histogram!("burrow_turns_per_commit").record(started.len() as f64);
     let turns = metrics::histogram!("burrow_turn_seconds");
     for at in started {
         turns.record(at.elapsed().as_secs_f64());
     }
-    metrics::histogram!("burrow_turns_per_commit").record(started.len() as f64);
 }
 
 /// A live actor: the value, its context, and where it is in its life.
@@ -109,7 +109,7 @@ impl<A: Actor> Live<A> {
             Envelope::Alarm(delivery) => {
                 let started = Instant::now();
                 let fate = self.alarm_turn(delivery).await;
-                record_turns(&[started]);
+                record_turns(std::iter::once(started));
                 fate
             }
         };
@@ -156,7 +156,7 @@ impl<A: Actor> Live<A> {
             };
         }
         let committed = self.finish().await;
-        record_turns(&replies.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+        record_turns(replies.iter().map(|(_, started)| *started));
         let mut fate = match &committed {
             Ok(()) if discard => Fate::Discard { corrupt: None },
             Ok(()) => Fate::Keep,
