@@ -52,22 +52,22 @@ impl Actor for Counter {
 
 impl Handler<Increment> for Counter {
     async fn handle(&mut self, ctx: &mut Context<Self>, _: Increment) -> Result<i64, Abort> {
-        Ok(ctx.storage().sql().query_row(
+        // Cached: preparing the statement again was half the shard's time per request.
+        let mut upsert = ctx.storage().sql().prepare_cached(
             "INSERT INTO counter (id, value) VALUES (1, 1)
              ON CONFLICT (id) DO UPDATE SET value = value + 1 RETURNING value",
-            [],
-            |r| r.get(0),
-        )?)
+        )?;
+        Ok(upsert.query_row([], |r| r.get(0))?)
     }
 }
 
 impl Handler<Read> for Counter {
     async fn handle(&mut self, ctx: &mut Context<Self>, _: Read) -> Result<i64, Abort> {
-        Ok(ctx.storage().sql().query_row(
-            "SELECT coalesce(max(value), 0) FROM counter WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?)
+        let mut read = ctx
+            .storage()
+            .sql()
+            .prepare_cached("SELECT coalesce(max(value), 0) FROM counter WHERE id = 1")?;
+        Ok(read.query_row([], |r| r.get(0))?)
     }
 }
 
