@@ -66,11 +66,15 @@ mod faults;
 pub mod hook;
 mod id;
 mod random;
+pub mod turn_log;
 
 // Files: the data directory's layout, an actor's database, the catalog's database.
 mod layout;
 
 mod storage;
+
+#[cfg(feature = "replicated")]
+mod replication;
 
 mod catalog_db;
 
