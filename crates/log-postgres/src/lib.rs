@@ -1,0 +1,190 @@
+//! The replicated turn log of Burrow's actors in PostgreSQL: the [`TurnLog`] that
+//! `Durability::Replicated` appends every committed turn to before its reply leaves.
+//!
+//! Two tables (`migrations/log-postgres`, applied by [`PgTurnLog::connect`] through refinery
+//! with a history table of their own, `burrow_log_schema_history`):
+//!
+//! - `burrow_log_actor`: one row per actor ever claimed, with its **epoch** and the log's head.
+//!   A claim is one upsert that increments the epoch and returns the head. The row is never
+//!   deleted, so epochs never repeat.
+//! - `burrow_log_entry`: the entries, keyed by (namespace, actor id, seq).
+//!
+//! An append is one statement: a conditional `UPDATE` of the actor's head (only where the epoch
+//! and the head are still the writer's) feeding the `INSERT` of the entries. Both happen or
+//! neither, and a stale writer — one whose actor was claimed again since — changes nothing and
+//! gets [`LogError::Fenced`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use burrow_log_postgres::PgTurnLog;
+//! use burrow_runtime::ActorId;
+//! use burrow_runtime::turn_log::{Entry, LogKey, Payload, TurnLog};
+//!
+//! let log = PgTurnLog::connect("postgres://burrow@127.0.0.1/burrow", Duration::from_secs(5)).await?;
+//! let key = LogKey { namespace: "counter".into(), id: ActorId::for_name("counter", "alice") };
+//! let claim = log.claim(&key).await?;
+//! let entry = Entry::after(claim.head, claim.epoch, Payload::Patchset(vec![]));
+//! let head = log.append(&key, claim.epoch, claim.head, std::slice::from_ref(&entry)).await?;
+//! assert_eq!(head, entry.position());
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use burrow_runtime::turn_log::{Claim, Entry, LogError, LogFuture, LogKey, Position, TurnLog};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+mod statements;
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations/log-postgres");
+}
+
+/// The refinery history table of the log's migrations, apart from the registry's (refinery
+/// stops on applied migrations it does not know, and the two sets share a database).
+pub const HISTORY_TABLE: &str = "burrow_log_schema_history";
+
+/// The log's migrations, with their own history table.
+pub fn migrations() -> refinery::Runner {
+    let mut runner = embedded::migrations::runner();
+    runner.set_migration_table_name(HISTORY_TABLE);
+    runner
+}
+
+/// The default bound on each log operation, connecting included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The turn log in PostgreSQL. Cheap to clone: connections come from a pool.
+///
+/// Every operation answers within the timeout given to [`connect`](PgTurnLog::connect). An
+/// operation that fails before its statement is sent is [`LogError::Unavailable`]; one whose
+/// answer is lost after it was sent (a timeout, a dropped connection) is
+/// [`LogError::Indeterminate`], because it may have committed.
+#[derive(Clone)]
+pub struct PgTurnLog {
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PgTurnLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTurnLog")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgTurnLog {
+    /// Connects to PostgreSQL at `url` (a `postgres://` URL or key–value string), applies the
+    /// log's migrations, and bounds every later operation by `timeout`.
+    ///
+    /// Sessions get a `lock_timeout` of `timeout` (a claim waits for a row lock no longer than
+    /// that) and an `idle_in_transaction_session_timeout` of twice it (a paused process cannot
+    /// hold a row lock for long).
+    pub async fn connect(url: &str, timeout: Duration) -> Result<PgTurnLog, LogError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| LogError::Unavailable(format!("the log's database URL: {e}")))?;
+        config.connect_timeout(timeout);
+        config.options(format!(
+            "-c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+            timeout.as_millis(),
+            timeout.as_millis() * 2
+        ));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        let log = PgTurnLog { pool, timeout };
+        log.bounded(async {
+            let mut client = log.client().await?;
+            let client: &mut tokio_postgres::Client = &mut client;
+            migrations()
+                .run_async(client)
+                .await
+                .map(drop)
+                .map_err(|e| LogError::Unavailable(format!("migrating the log: {e}")))
+        })
+        .await?;
+        Ok(log)
+    }
+
+    /// Runs one operation within the timeout; a timeout is indeterminate (the statement may
+    /// have been sent and committed).
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, LogError>>,
+    ) -> Result<T, LogError> {
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .map_err(|_| LogError::Indeterminate(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, LogError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| LogError::Unavailable(format!("no connection to the log: {e}")))
+    }
+}
+
+/// Classifies an error from a statement that was sent: a database error means the statement
+/// failed as a whole (nothing committed); anything else (the connection dropped) leaves the
+/// outcome unknown.
+fn sent(e: tokio_postgres::Error) -> LogError {
+    match e.as_db_error() {
+        Some(db) => LogError::Unavailable(format!("{}: {}", db.code().code(), db.message())),
+        None => LogError::Indeterminate(e.to_string()),
+    }
+}
+
+/// Classifies an error from a read: nothing was written either way.
+fn read(e: tokio_postgres::Error) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+impl TurnLog for PgTurnLog {
+    fn claim<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Claim> {
+        Box::pin(self.bounded(statements::claim(self, key)))
+    }
+
+    fn append<'a>(
+        &'a self,
+        key: &'a LogKey,
+        epoch: u64,
+        expected: Position,
+        entries: &'a [Entry],
+    ) -> LogFuture<'a, Position> {
+        Box::pin(self.bounded(statements::append(self, key, epoch, expected, entries)))
+    }
+
+    fn read<'a>(&'a self, key: &'a LogKey, from: u64, to: u64) -> LogFuture<'a, Vec<Entry>> {
+        Box::pin(self.bounded(statements::read_range(self, key, from, to)))
+    }
+
+    fn image_at<'a>(&'a self, key: &'a LogKey, seq: u64) -> LogFuture<'a, Option<Entry>> {
+        Box::pin(self.bounded(statements::image_at(self, key, seq)))
+    }
+
+    fn head<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Option<(u64, Position)>> {
+        Box::pin(self.bounded(statements::head(self, key)))
+    }
+
+    fn delete<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, ()> {
+        Box::pin(self.bounded(statements::delete(self, key)))
+    }
+}

@@ -1,0 +1,271 @@
+//! The log against a real PostgreSQL (the testkit's shared throwaway server): claims, fenced
+//! appends, reads, images, deletion, and what a stale writer gets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use burrow_log_postgres::{HISTORY_TABLE, PgTurnLog};
+use burrow_runtime::ActorId;
+use burrow_runtime::turn_log::{Entry, LogError, LogKey, Payload, Position, TurnLog};
+use burrow_testkit::pg::fresh_database;
+
+fn key(name: &str) -> LogKey {
+    LogKey {
+        namespace: "lists".into(),
+        id: ActorId::for_name("lists", name),
+    }
+}
+
+fn patch(bytes: &[u8]) -> Payload {
+    Payload::Patchset(bytes.to_vec())
+}
+
+async fn log() -> (burrow_testkit::pg::TestDatabase, PgTurnLog) {
+    let db = fresh_database().await;
+    let log = PgTurnLog::connect(db.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    (db, log)
+}
+
+#[tokio::test]
+async fn claims_raise_the_epoch_and_report_the_head() {
+    let (_db, log) = log().await;
+    let alice = key("alice");
+    let first = log.claim(&alice).await.unwrap();
+    assert_eq!(
+        (first.epoch, first.head, first.snapshot),
+        (1, Position::GENESIS, None)
+    );
+
+    let image = Entry::after(first.head, first.epoch, Payload::Image(b"image".to_vec()));
+    let turn = Entry::after(image.position(), first.epoch, patch(b"turn"));
+    let head = log
+        .append(
+            &alice,
+            first.epoch,
+            first.head,
+            &[image.clone(), turn.clone()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(head, turn.position());
+
+    let second = log.claim(&alice).await.unwrap();
+    assert_eq!(second.epoch, 2);
+    assert_eq!(second.head, turn.position());
+    assert_eq!(second.snapshot, Some(1));
+    assert_eq!(log.head(&alice).await.unwrap(), Some((2, turn.position())));
+    assert_eq!(log.head(&key("nobody")).await.unwrap(), None);
+    // Another actor's log is its own.
+    assert_eq!(log.claim(&key("bob")).await.unwrap().epoch, 1);
+}
+
+#[tokio::test]
+async fn an_append_under_a_superseded_epoch_is_refused_and_changes_nothing() {
+    let (_db, log) = log().await;
+    let alice = key("alice");
+    let old = log.claim(&alice).await.unwrap();
+    let new = log.claim(&alice).await.unwrap();
+    assert!(new.epoch > old.epoch);
+
+    let stale = Entry::after(old.head, old.epoch, patch(b"stale"));
+    match log.append(&alice, old.epoch, old.head, &[stale]).await {
+        Err(LogError::Fenced {
+            epoch,
+            current,
+            head,
+            ..
+        }) => {
+            assert_eq!(
+                (epoch, current, head),
+                (old.epoch, new.epoch, Position::GENESIS)
+            );
+        }
+        other => panic!("a stale append got {other:?}"),
+    }
+    assert_eq!(log.read(&alice, 1, 10).await.unwrap(), vec![]);
+
+    let fresh = Entry::after(new.head, new.epoch, patch(b"fresh"));
+    log.append(&alice, new.epoch, new.head, std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
+    assert_eq!(log.read(&alice, 1, 10).await.unwrap(), vec![fresh]);
+}
+
+#[tokio::test]
+async fn an_append_after_a_moved_head_is_refused_even_in_the_same_epoch() {
+    let (_db, log) = log().await;
+    let alice = key("alice");
+    let claim = log.claim(&alice).await.unwrap();
+    let one = Entry::after(claim.head, claim.epoch, patch(b"one"));
+    log.append(&alice, claim.epoch, claim.head, std::slice::from_ref(&one))
+        .await
+        .unwrap();
+    // A second writer that still believes the log is empty (same epoch: a bug, or a replay of
+    // an append whose answer was lost) must not fork the chain.
+    let fork = Entry::after(claim.head, claim.epoch, patch(b"fork"));
+    let err = log
+        .append(&alice, claim.epoch, claim.head, &[fork])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::Fenced { head, .. } if head == one.position()),
+        "{err:?}"
+    );
+    assert_eq!(log.read(&alice, 1, 10).await.unwrap(), vec![one]);
+}
+
+#[tokio::test]
+async fn entries_that_do_not_chain_are_refused_before_they_are_sent() {
+    let (_db, log) = log().await;
+    let alice = key("alice");
+    let claim = log.claim(&alice).await.unwrap();
+    let mut forged = Entry::after(claim.head, claim.epoch, patch(b"one"));
+    forged.payload = patch(b"another");
+    let err = log
+        .append(&alice, claim.epoch, claim.head, &[forged])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::Corrupt(_)), "{err:?}");
+    assert_eq!(
+        log.head(&alice).await.unwrap(),
+        Some((1, Position::GENESIS))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_claims_each_get_their_own_epoch_and_only_the_newest_can_append() {
+    let (_db, log) = log().await;
+    let log = Arc::new(log);
+    let alice = key("alice");
+    let claims = futures_util::future::join_all((0..32).map(|_| {
+        let (log, alice) = (log.clone(), alice.clone());
+        tokio::spawn(async move { log.claim(&alice).await.unwrap() })
+    }))
+    .await;
+    let mut epochs: Vec<u64> = claims.iter().map(|c| c.as_ref().unwrap().epoch).collect();
+    epochs.sort_unstable();
+    assert_eq!(epochs, (1..=32).collect::<Vec<_>>());
+
+    // Every claimant tries to append its own first entry at once: exactly one — the newest —
+    // lands, and every other is fenced.
+    let attempts = futures_util::future::join_all(claims.into_iter().map(|c| {
+        let (log, alice) = (log.clone(), alice.clone());
+        let claim = c.unwrap();
+        tokio::spawn(async move {
+            let entry = Entry::after(claim.head, claim.epoch, patch(&claim.epoch.to_be_bytes()));
+            (
+                claim.epoch,
+                log.append(&alice, claim.epoch, claim.head, &[entry]).await,
+            )
+        })
+    }))
+    .await;
+    let landed: Vec<u64> = attempts
+        .iter()
+        .filter_map(|a| match a.as_ref().unwrap() {
+            (epoch, Ok(_)) => Some(*epoch),
+            (_, Err(LogError::Fenced { .. })) => None,
+            (_, Err(e)) => panic!("{e}"),
+        })
+        .collect();
+    assert_eq!(landed, vec![32]);
+    let entries = log.read(&alice, 1, 100).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].epoch, 32);
+}
+
+#[tokio::test]
+async fn reads_and_images_follow_the_chain() {
+    let (_db, log) = log().await;
+    let alice = key("alice");
+    let claim = log.claim(&alice).await.unwrap();
+    let mut head = claim.head;
+    let mut all = Vec::new();
+    for i in 0..10u8 {
+        let payload = if i % 4 == 0 {
+            Payload::Image(vec![i; 100])
+        } else {
+            patch(&[i])
+        };
+        let entry = Entry::after(head, claim.epoch, payload);
+        head = log
+            .append(&alice, claim.epoch, head, std::slice::from_ref(&entry))
+            .await
+            .unwrap();
+        all.push(entry);
+    }
+    assert_eq!(log.read(&alice, 1, 10).await.unwrap(), all);
+    assert_eq!(log.read(&alice, 4, 6).await.unwrap(), all[3..6].to_vec());
+    let mut previous = Position::GENESIS;
+    for entry in log.read(&alice, 1, 10).await.unwrap() {
+        assert!(entry.follows(previous));
+        previous = entry.position();
+    }
+    assert_eq!(
+        log.image_at(&alice, 10).await.unwrap(),
+        Some(all[8].clone())
+    );
+    assert_eq!(log.image_at(&alice, 8).await.unwrap(), Some(all[4].clone()));
+    assert_eq!(log.image_at(&alice, 4).await.unwrap(), Some(all[0].clone()));
+    assert_eq!(log.claim(&alice).await.unwrap().snapshot, Some(9));
+}
+
+#[tokio::test]
+async fn deleting_fences_the_running_activation_and_starts_an_empty_log_at_a_higher_epoch() {
+    let (_db, log) = log().await;
+    let alice = key("alice");
+    let claim = log.claim(&alice).await.unwrap();
+    let one = Entry::after(claim.head, claim.epoch, Payload::Image(b"old".to_vec()));
+    log.append(&alice, claim.epoch, claim.head, std::slice::from_ref(&one))
+        .await
+        .unwrap();
+    log.delete(&alice).await.unwrap();
+
+    let two = Entry::after(one.position(), claim.epoch, patch(b"late"));
+    let err = log
+        .append(&alice, claim.epoch, one.position(), &[two])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::Fenced { .. }), "{err:?}");
+    assert_eq!(log.read(&alice, 1, 10).await.unwrap(), vec![]);
+    assert_eq!(log.image_at(&alice, 10).await.unwrap(), None);
+    let again = log.claim(&alice).await.unwrap();
+    assert_eq!((again.head, again.snapshot), (Position::GENESIS, None));
+    assert!(again.epoch > claim.epoch + 1);
+}
+
+#[tokio::test]
+async fn the_log_keeps_its_own_migration_history_beside_the_registry() {
+    let (db, _log) = log().await;
+    let client = db.connect().await.unwrap();
+    let versions: Vec<i32> = client
+        .query(
+            &format!("SELECT version FROM {HISTORY_TABLE} ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1]);
+    // Connecting again (a restart) finds the migrations applied.
+    PgTurnLog::connect(db.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_log_is_unavailable_within_the_timeout() {
+    let started = std::time::Instant::now();
+    let err = PgTurnLog::connect(
+        "postgres://postgres@127.0.0.1:1/nothing",
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
