@@ -17,7 +17,7 @@ pub(crate) fn baseline_connect(path: &Path, create: bool, durability: Durability
     conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")
         .unwrap();
     let sync = match durability {
-        Durability::Process => "NORMAL",
+        Durability::Process | Durability::Replicated => "NORMAL",
         Durability::Machine => "FULL",
     };
     if create {

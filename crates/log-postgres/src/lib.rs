@@ -67,6 +67,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgTurnLog {
     pool: Pool,
     timeout: Duration,
+    /// The runtime that [`connect`](PgTurnLog::connect) ran on. Every operation runs there, so
+    /// that connections (whose I/O tasks live where they were opened) never belong to a shard
+    /// thread's executor, which stops with its shard.
+    home: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for PgTurnLog {
@@ -109,7 +113,11 @@ impl PgTurnLog {
             .recycle_timeout(Some(timeout))
             .build()
             .map_err(|e| LogError::Unavailable(e.to_string()))?;
-        let log = PgTurnLog { pool, timeout };
+        let log = PgTurnLog {
+            pool,
+            timeout,
+            home: tokio::runtime::Handle::current(),
+        };
         log.bounded(async {
             let mut client = log.client().await?;
             let client: &mut tokio_postgres::Client = &mut client;
@@ -132,6 +140,22 @@ impl PgTurnLog {
         tokio::time::timeout(self.timeout, op)
             .await
             .map_err(|_| LogError::Indeterminate(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    /// Runs `op` on the home runtime, within the timeout.
+    async fn at_home<T: Send + 'static>(
+        &self,
+        op: impl Future<Output = Result<T, LogError>> + Send + 'static,
+    ) -> Result<T, LogError> {
+        let task = self.home.spawn(op);
+        self.bounded(async {
+            task.await.unwrap_or_else(|e| {
+                Err(LogError::Indeterminate(format!(
+                    "the log's task failed: {e}"
+                )))
+            })
+        })
+        .await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, LogError> {
@@ -159,7 +183,8 @@ fn read(e: tokio_postgres::Error) -> LogError {
 
 impl TurnLog for PgTurnLog {
     fn claim<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Claim> {
-        Box::pin(self.bounded(statements::claim(self, key)))
+        let (log, key) = (self.clone(), key.clone());
+        Box::pin(self.at_home(async move { statements::claim(&log, &key).await }))
     }
 
     fn append<'a>(
@@ -169,22 +194,29 @@ impl TurnLog for PgTurnLog {
         expected: Position,
         entries: &'a [Entry],
     ) -> LogFuture<'a, Position> {
-        Box::pin(self.bounded(statements::append(self, key, epoch, expected, entries)))
+        let (log, key, entries) = (self.clone(), key.clone(), entries.to_vec());
+        Box::pin(self.at_home(async move {
+            statements::append(&log, &key, epoch, expected, &entries).await
+        }))
     }
 
     fn read<'a>(&'a self, key: &'a LogKey, from: u64, to: u64) -> LogFuture<'a, Vec<Entry>> {
-        Box::pin(self.bounded(statements::read_range(self, key, from, to)))
+        let (log, key) = (self.clone(), key.clone());
+        Box::pin(self.at_home(async move { statements::read_range(&log, &key, from, to).await }))
     }
 
     fn image_at<'a>(&'a self, key: &'a LogKey, seq: u64) -> LogFuture<'a, Option<Entry>> {
-        Box::pin(self.bounded(statements::image_at(self, key, seq)))
+        let (log, key) = (self.clone(), key.clone());
+        Box::pin(self.at_home(async move { statements::image_at(&log, &key, seq).await }))
     }
 
     fn head<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Option<(u64, Position)>> {
-        Box::pin(self.bounded(statements::head(self, key)))
+        let (log, key) = (self.clone(), key.clone());
+        Box::pin(self.at_home(async move { statements::head(&log, &key).await }))
     }
 
     fn delete<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, ()> {
-        Box::pin(self.bounded(statements::delete(self, key)))
+        let (log, key) = (self.clone(), key.clone());
+        Box::pin(self.at_home(async move { statements::delete(&log, &key).await }))
     }
 }

@@ -53,8 +53,32 @@ pub(crate) fn quarantine(
     Ok(target)
 }
 
+/// Activates the actor; in replicated mode, first claims it in its log and brings its file to
+/// the log's head ([`catch_up`](crate::catch_up)), and afterwards gives the file's storage the
+/// position its turns append from.
+pub(crate) async fn activate_with_log<A: Actor>(
+    a: Activation<'_, A>,
+) -> Result<Live<A>, CallError> {
+    #[cfg(feature = "replicated")]
+    if let Some(log) = a.services.log.clone() {
+        use crate::catch_up::{claim_and_catch_up, start_or_resume};
+        let key = crate::turn_log::LogKey {
+            namespace: a.actor_type.name.clone(),
+            id: a.id,
+        };
+        let path = a.actor_type.path_for(&a.id);
+        let (timeout, durability) = (a.services.append_timeout, a.services.durability);
+        let synced =
+            claim_and_catch_up(&log, &key, &path, durability, timeout, &a.services.clock).await?;
+        let mut live = activate(a)?;
+        start_or_resume(live.storage_mut(), &log, &key, &synced, timeout).await?;
+        return Ok(live);
+    }
+    activate(a)
+}
+
 /// Opens (or creates) the actor's file and builds the actor with the namespace's factory.
-pub(crate) fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallError> {
+fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallError> {
     let actor_type = a.actor_type;
     let id = a.id;
     let _span = tracing::debug_span!("activate", namespace = %actor_type.name, %id).entered();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::activation::{Activation, activate, quarantine};
+use crate::activation::{Activation, activate_with_log, quarantine};
 use crate::actor::envelope::{Envelope, ErasedEnvelope};
 use crate::actor::{Actor, LostReason, LostState};
 use crate::actor_type::ActorType;
@@ -102,7 +102,7 @@ async fn run_actor<A: Actor>(
             Some(state) => state
                 .downcast()
                 .expect("a slot holds its namespace's actor"),
-            None => match activate(Activation {
+            None => match activate_with_log(Activation {
                 actor_type: &actor_type,
                 id,
                 name: name.clone(),
@@ -110,7 +110,9 @@ async fn run_actor<A: Actor>(
                 lost_note: shard.take_lost_note(key),
                 post: post.clone(),
                 background: slot.background.clone(),
-            }) {
+            })
+            .await
+            {
                 Ok(live) => Box::new(live),
                 Err(error) => {
                     // Nothing was opened; the next envelope tries again.

@@ -3,8 +3,9 @@
 //!
 //! 1. **Index the alarms the turn set**, and wait until the catalog has them: the index must
 //!    never miss an alarm an actor holds.
-//! 2. **Before the commit** — the stage where a replicated log will append the turn's changes,
-//!    fenced, so that nothing is committed locally that the log refused.
+//! 2. **Before the commit**, in replicated mode: append the transaction's changes to the log,
+//!    fenced ([`replicate`](crate::replicate)), so that nothing is committed locally that the
+//!    log refused.
 //! 3. **COMMIT** the actor's transaction.
 //! 4. **Drop the index entries of alarms the turn deleted** (after the commit: until then the
 //!    actor still holds them).
@@ -96,7 +97,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Ends the turn's transaction (see the module's steps). On failure the transaction is rolled
 /// back unless it had already committed.
 pub(crate) async fn commit(
-    storage: &Storage,
+    storage: &mut Storage,
     services: &ShardServices,
     namespace: &Arc<str>,
     id: ActorId,
@@ -106,7 +107,11 @@ pub(crate) async fn commit(
         let _ = storage.rollback();
         return Err(failure);
     }
-    // Step 2, before the commit: nothing yet (the replicated log's append goes here).
+    #[cfg(feature = "replicated")]
+    if let Err(failure) = crate::replicate::append_changes(storage, services, namespace, id).await {
+        let _ = storage.rollback();
+        return Err(failure);
+    }
     if let Err(e) = storage.commit() {
         let _ = storage.rollback();
         return Err(Failure::storage("committing the turn", &e));

@@ -23,10 +23,18 @@ pub enum Durability {
     /// leaves, and a new actor's file and directory entry are fsynced before its first turn is
     /// acknowledged. SQLite `synchronous = FULL`. Costs an fsync per turn that writes.
     Machine,
+    /// Survives the loss of the disk or the whole host: every commit that changed something is
+    /// appended to a fenced log off the machine ([`Options::turn_log`](crate::Options::turn_log),
+    /// PostgreSQL in `burrow-log-postgres`) before the local commit, and only then is the reply
+    /// released. An actor whose file is lost, damaged or behind is rebuilt from the log at its
+    /// next activation. Locally the file runs as in `Process` mode (`synchronous = NORMAL`):
+    /// the log, not the file, is what makes a turn durable. Needs the runtime's `replicated`
+    /// feature and a log; costs a round trip to the log per commit that writes.
+    Replicated,
 }
 
 impl Durability {
-    /// The mode's name as operators write it: `process` or `machine`.
+    /// The mode's name as operators write it: `process`, `machine` or `replicated`.
     ///
     /// ```
     /// use burrow_runtime::Durability;
@@ -37,13 +45,14 @@ impl Durability {
         match self {
             Durability::Process => "process",
             Durability::Machine => "machine",
+            Durability::Replicated => "replicated",
         }
     }
 
     /// The `synchronous` pragma that gives this durability.
     pub(crate) fn synchronous_pragma(self) -> &'static str {
         match self {
-            Durability::Process => "PRAGMA synchronous = NORMAL",
+            Durability::Process | Durability::Replicated => "PRAGMA synchronous = NORMAL",
             Durability::Machine => "PRAGMA synchronous = FULL",
         }
     }

@@ -386,4 +386,7 @@ pub enum RuntimeError {
     /// A shard thread could not be started.
     #[error("starting shard thread: {0}")]
     Thread(std::io::Error),
+    /// The options do not work together; the message says which and why.
+    #[error("invalid options: {0}")]
+    Options(&'static str),
 }

@@ -55,3 +55,18 @@ pub(crate) fn ack_before_commit() -> Option<std::time::Duration> {
 pub(crate) fn ack_before_commit() -> Option<std::time::Duration> {
     None
 }
+
+/// `BURROW_FAULT_PAUSE_AFTER_APPEND_MS`: how long a replicated commit sleeps after the log took
+/// its entry and before the local commit, so that a test can kill the process in between and
+/// check that the next activation applies the entry the file missed.
+#[cfg(feature = "faults")]
+pub(crate) fn pause_after_append() -> Option<std::time::Duration> {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    delay(&DELAY, "BURROW_FAULT_PAUSE_AFTER_APPEND_MS")
+}
+
+#[cfg(not(feature = "faults"))]
+#[allow(dead_code)] // used only by replicated builds
+pub(crate) fn pause_after_append() -> Option<std::time::Duration> {
+    None
+}

@@ -87,6 +87,8 @@ mod delivery;
 mod services;
 
 mod commit;
+#[cfg(feature = "replicated")]
+mod replicate;
 
 mod actor;
 
@@ -95,6 +97,8 @@ mod actor_type;
 mod turn;
 
 mod activation;
+#[cfg(feature = "replicated")]
+mod catch_up;
 
 // Shards and the routing of work to them.
 mod shard;

@@ -7,6 +7,7 @@ use crate::alarm::AlarmPolicy;
 use crate::clock::Clock;
 use crate::durability::Durability;
 use crate::hook::CommitHook;
+use crate::turn_log::TurnLog;
 
 /// A runtime's settings. Build with [`Options::new`] and the setters.
 ///
@@ -33,6 +34,8 @@ pub struct Options {
     pub(crate) idle_timeout: std::time::Duration,
     pub(crate) alarm_policy: AlarmPolicy,
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
+    pub(crate) turn_log: Option<Arc<dyn TurnLog>>,
+    pub(crate) append_timeout: std::time::Duration,
     pub(crate) clock: Clock,
     pub(crate) random_seed: Option<u64>,
 }
@@ -51,11 +54,16 @@ impl std::fmt::Debug for Options {
             .field("idle_timeout", &self.idle_timeout)
             .field("alarm_policy", &self.alarm_policy)
             .field("commit_hook", &self.commit_hook.is_some())
+            .field("turn_log", &self.turn_log.is_some())
+            .field("append_timeout", &self.append_timeout)
             .field("clock", &self.clock)
             .field("random_seed", &self.random_seed)
             .finish()
     }
 }
+
+/// See [`Options::append_timeout`].
+const DEFAULT_APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// See [`Options::checkpoint_above`].
 const DEFAULT_CHECKPOINT_ABOVE: u64 = 64 * 1024;
@@ -86,6 +94,8 @@ impl Options {
             idle_timeout: std::time::Duration::from_secs(30),
             alarm_policy: AlarmPolicy::default(),
             commit_hook: None,
+            turn_log: None,
+            append_timeout: DEFAULT_APPEND_TIMEOUT,
             clock: Clock::system(),
             random_seed: None,
         }
@@ -113,6 +123,36 @@ impl Options {
     /// ```
     pub fn durability(mut self, durability: Durability) -> Options {
         self.durability = durability;
+        self
+    }
+
+    /// The log that [`Durability::Replicated`] appends every commit to (required in that mode,
+    /// unused in the others). `burrow-log-postgres` provides one on PostgreSQL.
+    ///
+    /// ```no_run
+    /// # async fn demo(log: std::sync::Arc<dyn burrow_runtime::turn_log::TurnLog>) {
+    /// use burrow_runtime::{Durability, Options};
+    /// let options = Options::new("data").durability(Durability::Replicated).turn_log(log);
+    /// # let _ = options;
+    /// # }
+    /// ```
+    pub fn turn_log(mut self, log: Arc<dyn TurnLog>) -> Options {
+        self.turn_log = Some(log);
+        self
+    }
+
+    /// How long a commit waits for the log to take its entry (default 5 s). A commit whose
+    /// append times out fails with a retryable error, and the actor is deactivated: the entry
+    /// may have landed, and the next activation finds out from the log.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").append_timeout(Duration::from_secs(2));
+    /// # let _ = options;
+    /// ```
+    pub fn append_timeout(mut self, timeout: std::time::Duration) -> Options {
+        self.append_timeout = timeout.max(std::time::Duration::from_millis(1));
         self
     }
 

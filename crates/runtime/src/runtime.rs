@@ -89,6 +89,18 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub fn open(options: Options) -> Result<Runtime, RuntimeError> {
+        if options.durability == crate::durability::Durability::Replicated {
+            if !cfg!(feature = "replicated") {
+                return Err(RuntimeError::Options(
+                    "Durability::Replicated needs burrow-runtime built with its `replicated` feature",
+                ));
+            }
+            if options.turn_log.is_none() {
+                return Err(RuntimeError::Options(
+                    "Durability::Replicated needs a log: set Options::turn_log",
+                ));
+            }
+        }
         let data_dir = options.data_dir.clone();
         let dir_error = |source| RuntimeError::DataDir {
             path: data_dir.clone(),
@@ -148,6 +160,8 @@ impl Runtime {
                     options.durability,
                     options.clock.clone(),
                     options.max_turns_per_commit,
+                    options.turn_log.clone(),
+                    options.append_timeout,
                 ),
                 resident: resident.clone(),
                 budget: options.per_shard_resident(),

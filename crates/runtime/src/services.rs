@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -11,6 +12,7 @@ use crate::clock::Clock;
 use crate::durability::Durability;
 use crate::hook::CommitHook;
 use crate::id::ActorId;
+use crate::turn_log::TurnLog;
 
 pub(crate) struct ShardServices {
     pub(crate) catalog: Arc<CatalogDb>,
@@ -19,6 +21,12 @@ pub(crate) struct ShardServices {
     pub(crate) clock: Clock,
     /// See [`Options::max_turns_per_commit`](crate::Options::max_turns_per_commit).
     pub(crate) max_turns_per_commit: usize,
+    /// The replicated log, in [`Durability::Replicated`] only.
+    #[cfg_attr(not(feature = "replicated"), allow(dead_code))]
+    pub(crate) log: Option<Arc<dyn TurnLog>>,
+    /// See [`Options::append_timeout`](crate::Options::append_timeout).
+    #[cfg_attr(not(feature = "replicated"), allow(dead_code))]
+    pub(crate) append_timeout: Duration,
     /// The shard's own read connection to the catalog, opened on first use.
     catalog_reader: RefCell<Option<Connection>>,
 }
@@ -30,13 +38,17 @@ impl ShardServices {
         durability: Durability,
         clock: Clock,
         max_turns_per_commit: usize,
+        log: Option<Arc<dyn TurnLog>>,
+        append_timeout: Duration,
     ) -> ShardServices {
         ShardServices {
             catalog,
             commit_hook,
+            log: log.filter(|_| durability == Durability::Replicated),
             durability,
             clock,
             max_turns_per_commit,
+            append_timeout,
             catalog_reader: RefCell::new(None),
         }
     }

@@ -93,6 +93,12 @@ impl<A: Actor> Live<A> {
         self.ctx.storage.trim();
     }
 
+    /// The actor's file, for the activation's last steps.
+    #[cfg(feature = "replicated")]
+    pub(crate) fn storage_mut(&mut self) -> &mut crate::storage::Storage {
+        &mut self.ctx.storage
+    }
+
     /// The actor's file, for closing it elsewhere; the actor value is dropped here.
     pub(crate) fn into_storage(self) -> crate::storage::Storage {
         drop(self.actor);
@@ -294,9 +300,9 @@ impl<A: Actor> Live<A> {
     /// has recorded it.
     async fn finish(&mut self) -> Result<(), Failure> {
         let alarms = std::mem::take(&mut self.ctx.alarm_changes);
-        let ctx = &self.ctx;
+        let ctx = &mut self.ctx;
         commit(
-            &ctx.storage,
+            &mut ctx.storage,
             &ctx.services,
             &ctx.info.namespace,
             ctx.info.id,
@@ -350,16 +356,23 @@ impl<A: Actor> Live<A> {
             return Fate::Keep;
         }
         if delivery.expire {
-            let expired = self
+            // Through the whole commit path: in replicated mode the removal goes to the log too.
+            let expired = match self
                 .ctx
                 .storage
                 .delete_alarm_row_if_due(&delivery.name, delivery.due_ms)
-                .and_then(|_| self.ctx.storage.commit());
-            if let Err(e) = expired {
-                let _ = self.ctx.storage.rollback();
-                tracing::warn!(id = %self.ctx.info.id, alarm = %delivery.name, "removing a dead-lettered alarm: {e}");
-            }
-            return Fate::Keep;
+            {
+                Ok(_) => self.finish().await,
+                Err(e) => Err(Failure::storage("removing a dead-lettered alarm", &e)),
+            };
+            return match expired {
+                Ok(()) => Fate::Keep,
+                Err(failure) => {
+                    let _ = self.ctx.storage.rollback();
+                    tracing::warn!(id = %self.ctx.info.id, alarm = %delivery.name, "removing a dead-lettered alarm: {}", failure.error);
+                    Fate::after(&failure)
+                }
+            };
         }
         if let Err(failure) = self.ensure_activated().await {
             return failed(self, failure);

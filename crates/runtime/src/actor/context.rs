@@ -215,7 +215,7 @@ impl<A: Actor> Context<A> {
     pub async fn flush(&mut self) -> Result<(), Abort> {
         let alarms = std::mem::take(&mut self.alarm_changes);
         let committed = commit(
-            &self.storage,
+            &mut self.storage,
             &self.services,
             &self.info.namespace,
             self.info.id,

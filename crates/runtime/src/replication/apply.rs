@@ -46,18 +46,27 @@ pub(crate) fn validate(conn: &Connection, patchset: &[u8]) -> Result<(), Replica
     Ok(())
 }
 
-/// Applies `patchset` to `conn` (which must not be inside a transaction), all or nothing.
-///
-/// The patchset already holds every row its commit changed, triggers' and cascades' included,
-/// so triggers and foreign keys are off while it applies (on again afterwards). Any conflict —
-/// a row missing that the patchset updates, or present that it inserts — means the copy is not
-/// where the patchset starts from: nothing is applied, and the error says so.
-pub(crate) fn apply(conn: &Connection, patchset: &[u8]) -> Result<(), ReplicationError> {
-    validate(conn, patchset)?;
-    let triggers = conn.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER)?;
-    let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+/// Turns triggers and foreign keys off on a connection that replays patchsets: a patchset
+/// already holds every row its commit changed, triggers' and cascades' included. Call it
+/// outside a transaction (`PRAGMA foreign_keys` is a no-op inside one).
+pub(crate) fn replay_mode(conn: &Connection) -> rusqlite::Result<()> {
+    debug_assert!(
+        conn.is_autocommit(),
+        "foreign keys cannot change inside a transaction"
+    );
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
-    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    conn.execute_batch("PRAGMA foreign_keys = OFF")
+}
+
+/// Applies `patchset` on a connection in [`replay_mode`], all or nothing (inside the caller's
+/// transaction, if one is open). Any conflict — a row missing that the patchset updates, or
+/// present that it inserts — means the copy is not where the patchset starts from: nothing is
+/// applied, and the error says so.
+pub(crate) fn apply_in_replay_mode(
+    conn: &Connection,
+    patchset: &[u8],
+) -> Result<(), ReplicationError> {
+    validate(conn, patchset)?;
     let conflicts = Arc::new(Mutex::new(Vec::new()));
     let seen = conflicts.clone();
     let mut input: &[u8] = patchset;
@@ -75,20 +84,26 @@ pub(crate) fn apply(conn: &Connection, patchset: &[u8]) -> Result<(), Replicatio
             ConflictAction::SQLITE_CHANGESET_ABORT
         },
     );
-    let restored = conn
-        .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, triggers)
-        .and_then(|_| {
-            conn.execute_batch(if foreign_keys {
-                "PRAGMA foreign_keys = ON"
-            } else {
-                "PRAGMA foreign_keys = OFF"
-            })
-        });
     let conflicts = conflicts.lock().map(|c| c.join(", ")).unwrap_or_default();
     if !conflicts.is_empty() {
         return Err(ReplicationError::Conflict(conflicts));
     }
-    applied?;
-    restored?;
-    Ok(())
+    Ok(applied?)
+}
+
+/// Applies `patchset` to `conn` (outside a transaction), all or nothing, with triggers and
+/// foreign keys off while it applies and as they were afterwards.
+#[cfg(test)]
+pub(crate) fn apply(conn: &Connection, patchset: &[u8]) -> Result<(), ReplicationError> {
+    let triggers = conn.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER)?;
+    let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    replay_mode(conn)?;
+    let applied = apply_in_replay_mode(conn, patchset);
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, triggers)?;
+    conn.execute_batch(if foreign_keys {
+        "PRAGMA foreign_keys = ON"
+    } else {
+        "PRAGMA foreign_keys = OFF"
+    })?;
+    applied
 }

@@ -38,7 +38,7 @@ impl<'conn> Recorder<'conn> {
     /// moves back, but the session may have attached to a table that changed under it), which
     /// show as `SQLITE_SCHEMA` from the session or as a patchset that does not fit its own
     /// database.
-    pub(crate) fn finish(mut self, conn: &Connection) -> rusqlite::Result<Capture> {
+    pub(crate) fn finish(&mut self, conn: &Connection) -> rusqlite::Result<Capture> {
         let needs_image = Capture {
             patchset: Vec::new(),
             schema_changed: true,

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use rusqlite::{Connection, MAIN_DB};
 
-/// The whole database as one byte string (`sqlite3_serialize`), WAL frames included. Take it
-/// between commits: inside a transaction it would include uncommitted rows.
+/// The whole database as one byte string (`sqlite3_serialize`), WAL frames included. Inside a
+/// transaction it includes that transaction's uncommitted changes: taken just before a commit,
+/// it is the state the commit makes.
 pub(crate) fn take(conn: &mut Connection) -> rusqlite::Result<Vec<u8>> {
-    debug_assert!(conn.is_autocommit(), "an image is taken between commits");
     Ok(conn.serialize(MAIN_DB)?.to_vec())
 }
 

@@ -18,7 +18,7 @@ fn open(path: &Path) -> Connection {
 /// Runs `turn` in a transaction recorded from its first statement; commits only if `commit`.
 fn recorded(conn: &Connection, commit: bool, turn: impl FnOnce(&Connection)) -> Capture {
     conn.execute_batch("BEGIN").unwrap();
-    let recorder = Recorder::start(conn).unwrap();
+    let mut recorder = Recorder::start(conn).unwrap();
     turn(conn);
     let capture = recorder.finish(conn).unwrap();
     conn.execute_batch(if commit { "COMMIT" } else { "ROLLBACK" })

@@ -29,7 +29,8 @@ impl Shard {
         debug_assert!(previous.is_none(), "a file is checkpointed once at a time");
         let shard = self.me.clone();
         tokio::task::spawn_local(async move {
-            match tokio::task::spawn_blocking(move || storage.checkpoint_and_close()).await {
+            let closing = storage.into_closing();
+            match tokio::task::spawn_blocking(move || closing.checkpoint_and_close()).await {
                 Ok(Ok(())) => metrics::counter!("burrow_checkpoints_total").increment(1),
                 Ok(Err(e)) => tracing::warn!(%id, "checkpointing an evicted actor: {e}"),
                 Err(e) => tracing::warn!(%id, "checkpointing an evicted actor: {e}"),

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -18,6 +19,11 @@ use crate::id::ActorId;
 mod checkpoint;
 mod guard;
 mod idle;
+#[cfg(feature = "replicated")]
+mod replicated;
+
+#[cfg(feature = "replicated")]
+pub(crate) use replicated::{Cursor, record_position, recorded_position};
 
 use crate::layout::sync_file_and_dir;
 use guard::{authorize, internally};
@@ -62,12 +68,15 @@ pub(crate) struct Identity {
 /// # Ok(()) }
 /// ```
 pub struct Storage {
-    conn: Connection,
+    /// Shared only with a recording of the turn's changes (replicated mode), which borrows it.
+    conn: Rc<Connection>,
     /// Set while the runtime itself runs SQL, which the authorizer then lets through.
     internal: Arc<AtomicBool>,
     savepoints: Cell<u32>,
     name: Option<Arc<str>>,
     created_at_ms: i64,
+    #[cfg(feature = "replicated")]
+    replica: replicated::Replica,
 }
 
 impl std::fmt::Debug for Storage {
@@ -245,11 +254,13 @@ impl Storage {
         let flag = internal.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| authorize(&flag, ctx)))?;
         Ok(Storage {
-            conn,
+            conn: Rc::new(conn),
             internal,
             savepoints: Cell::new(0),
             name,
             created_at_ms,
+            #[cfg(feature = "replicated")]
+            replica: replicated::Replica::default(),
         })
     }
 
@@ -306,8 +317,15 @@ impl Storage {
         self.run_internal(|c| c.prepare_cached(sql)?.execute([]).map(drop))
     }
 
+    /// Begins the turn's transaction (and, in replicated mode, the recording of its changes).
     pub(crate) fn begin(&self) -> Result<(), rusqlite::Error> {
-        self.control("BEGIN")
+        self.control("BEGIN")?;
+        #[cfg(feature = "replicated")]
+        if let Err(e) = self.start_recording() {
+            let _ = self.control("ROLLBACK");
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub(crate) fn commit(&self) -> Result<(), rusqlite::Error> {
@@ -316,12 +334,16 @@ impl Storage {
             0,
             "a turn commits outside savepoints"
         );
+        #[cfg(feature = "replicated")]
+        self.stop_recording();
         self.control("COMMIT")
     }
 
     /// Rolls the turn's transaction back; a no-op if none is open.
     pub(crate) fn rollback(&self) -> Result<(), rusqlite::Error> {
         self.savepoints.set(0);
+        #[cfg(feature = "replicated")]
+        self.stop_recording();
         if self.conn.is_autocommit() {
             return Ok(());
         }

@@ -1,0 +1,399 @@
+//! `Durability::Replicated` end to end: a real runtime, real SQLite files, the log in a real
+//! PostgreSQL. Each test loses, damages or races the local state and checks that what was
+//! acknowledged is what comes back.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use burrow_log_postgres::PgTurnLog;
+use burrow_runtime::turn_log::{LogKey, TurnLog};
+use burrow_runtime::{
+    Abort, Actor, ActorId, Context, Durability, ErrorKind, Handler, Message, Namespace, Options,
+    Runtime,
+};
+use burrow_testkit::pg::{Cluster, fresh_database};
+
+/// A list of items in SQL and a count in the key–value table.
+struct Ledger;
+
+impl Actor for Ledger {
+    async fn on_activate(&mut self, ctx: &mut Context<Self>) -> Result<(), Abort> {
+        ctx.storage().sql().execute_batch(
+            "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+        )?;
+        Ok(())
+    }
+}
+
+/// Appends an item; replies with the number of items.
+struct Add(String);
+impl Message for Add {
+    type Reply = i64;
+}
+
+impl Handler<Add> for Ledger {
+    async fn handle(&mut self, ctx: &mut Context<Self>, Add(body): Add) -> Result<i64, Abort> {
+        let storage = ctx.storage();
+        storage
+            .sql()
+            .execute("INSERT INTO items (body) VALUES (?1)", [&body])?;
+        let count = storage.get::<i64>("count")?.unwrap_or(0) + 1;
+        storage.put("count", &count)?;
+        Ok(count)
+    }
+}
+
+/// Every item, in order, and the count.
+struct Read;
+impl Message for Read {
+    type Reply = (Vec<String>, i64);
+}
+
+impl Handler<Read> for Ledger {
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        _: Read,
+    ) -> Result<(Vec<String>, i64), Abort> {
+        let storage = ctx.storage();
+        let items = storage
+            .sql()
+            .prepare("SELECT body FROM items ORDER BY id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok((items, storage.get::<i64>("count")?.unwrap_or(0)))
+    }
+}
+
+/// Creates a table the log could not follow.
+struct Loose;
+impl Message for Loose {
+    type Reply = ();
+}
+
+impl Handler<Loose> for Ledger {
+    async fn handle(&mut self, ctx: &mut Context<Self>, _: Loose) -> Result<(), Abort> {
+        ctx.storage().sql().execute_batch(
+            "CREATE TABLE loose (a TEXT, b TEXT); INSERT INTO loose VALUES ('x', 'y')",
+        )?;
+        Ok(())
+    }
+}
+
+fn open(dir: &Path, log: &Arc<dyn TurnLog>) -> (Runtime, Namespace<Ledger>) {
+    let runtime = Runtime::open(
+        Options::new(dir)
+            .shards(1)
+            .durability(Durability::Replicated)
+            .turn_log(log.clone())
+            .append_timeout(Duration::from_secs(3)),
+    )
+    .unwrap();
+    let ns = runtime.namespace("ledger", |_| Ledger).unwrap();
+    (runtime, ns)
+}
+
+fn actor_file(dir: &Path, name: &str) -> PathBuf {
+    let hex = ActorId::for_name("ledger", name).to_string();
+    dir.join("actors/ledger")
+        .join(&hex[..2])
+        .join(format!("{hex}.db"))
+}
+
+fn quarantined(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.join("actors")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(".db.quarantined")
+                && !p.to_string_lossy().ends_with("-wal")
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+async fn shared_log() -> (burrow_testkit::pg::TestDatabase, Arc<dyn TurnLog>) {
+    let db = fresh_database().await;
+    let log = PgTurnLog::connect(db.url(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    (db, Arc::new(log))
+}
+
+fn items(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("item {i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_whole_data_directory_loses_nothing_acknowledged() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    for body in items(20) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    ns.get_by_name("bob").call(Add("b".into())).await.unwrap();
+    runtime.shutdown(Duration::from_secs(5)).await;
+    drop(dir); // the disk is gone
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(elsewhere.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (items(20), 20)
+    );
+    assert_eq!(
+        ns.get_by_name("bob").call(Read).await.unwrap(),
+        (vec!["b".to_owned()], 1)
+    );
+    // And it goes on from there.
+    assert_eq!(
+        ns.get_by_name("alice")
+            .call(Add("more".into()))
+            .await
+            .unwrap(),
+        21
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    assert!(
+        quarantined(elsewhere.path()).is_empty(),
+        "a missing file is rebuilt, not quarantined"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_left_behind_the_log_catches_up_without_quarantine() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    for body in items(5) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let file = actor_file(dir.path(), "alice");
+    let wal = PathBuf::from(format!("{}-wal", file.display()));
+    let keep = dir.path().join("old");
+    std::fs::create_dir(&keep).unwrap();
+    std::fs::copy(&file, keep.join("db")).unwrap();
+    let had_wal = wal.exists();
+    if had_wal {
+        std::fs::copy(&wal, keep.join("wal")).unwrap();
+    }
+
+    let (runtime, ns) = open(dir.path(), &log);
+    for body in items(9).into_iter().skip(5) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+    // The file goes back to how it was four turns ago (a crash between the log's commit and
+    // the local one leaves a file behind the same way, one entry at a time).
+    let _ = std::fs::remove_file(&wal);
+    std::fs::copy(keep.join("db"), &file).unwrap();
+    if had_wal {
+        std::fs::copy(keep.join("wal"), &wal).unwrap();
+    }
+
+    let (runtime, ns) = open(dir.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (items(9), 9)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    assert!(
+        quarantined(dir.path()).is_empty(),
+        "{:?}",
+        quarantined(dir.path())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_writes_the_log_never_took_is_quarantined_and_rebuilt() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    for body in items(3) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+    // A local commit the log never acknowledged: a row, and a position past the head.
+    let file = actor_file(dir.path(), "alice");
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    conn.execute_batch(
+        "INSERT INTO items (body) VALUES ('never acknowledged');
+         UPDATE _burrow_meta SET value = value + 1 WHERE key = 'log_seq';",
+    )
+    .unwrap();
+    drop(conn);
+
+    let (runtime, ns) = open(dir.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (items(3), 3)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        quarantined(dir.path()).len(),
+        1,
+        "the diverged file is kept aside: {:?}",
+        quarantined(dir.path())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runtimes_on_one_log_never_both_acknowledge() {
+    let (_db, log) = shared_log().await;
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_runtime, a) = open(a_dir.path(), &log);
+    let (b_runtime, b) = open(b_dir.path(), &log);
+    assert_eq!(
+        a.get_by_name("alice")
+            .call(Add("from a".into()))
+            .await
+            .unwrap(),
+        1
+    );
+    // B's activation claims the actor (a newer epoch) and catches up from the log.
+    assert_eq!(
+        b.get_by_name("alice")
+            .call(Add("from b".into()))
+            .await
+            .unwrap(),
+        2
+    );
+    // A is still resident, but its epoch is superseded: its write is refused, not acknowledged.
+    let refused = a
+        .get_by_name("alice")
+        .call(Add("stale".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ActorReset, "{refused}");
+    assert!(refused.is_retryable());
+    // A's next activation claims again and sees B's write; the refused one is nowhere.
+    let expected = (vec!["from a".to_owned(), "from b".to_owned()], 2);
+    assert_eq!(a.get_by_name("alice").call(Read).await.unwrap(), expected);
+    a_runtime.shutdown(Duration::from_secs(5)).await;
+    b_runtime.shutdown(Duration::from_secs(5)).await;
+    let fresh = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(fresh.path(), &log);
+    assert_eq!(ns.get_by_name("alice").call(Read).await.unwrap(), expected);
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_the_log_cannot_follow_is_refused_by_name() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    ns.get_by_name("alice")
+        .call(Add("kept".into()))
+        .await
+        .unwrap();
+    let err = ns.get_by_name("alice").call(Loose).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("\"loose\""), "{err}");
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (vec!["kept".to_owned()], 1)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let conn = rusqlite::Connection::open(actor_file(dir.path(), "alice")).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'loose'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "the refused turn was rolled back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_from_before_replication_keeps_its_state_and_starts_a_log() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::open(Options::new(dir.path()).shards(1)).unwrap();
+    let ns = runtime.namespace("ledger", |_| Ledger).unwrap();
+    for body in items(4) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+
+    let (runtime, ns) = open(dir.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (items(4), 4)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let key = LogKey {
+        namespace: "ledger".into(),
+        id: ActorId::for_name("ledger", "alice"),
+    };
+    let first = log.read(&key, 1, 1).await.unwrap();
+    assert!(
+        first[0].payload.is_image(),
+        "the log starts with an image of the old file"
+    );
+    // Which is all it takes to bring the state back without the file.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(elsewhere.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (items(4), 4)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgresql_stopped_a_turn_fails_retryably_changes_nothing_and_writes_resume_after() {
+    let mut cluster = Cluster::start().unwrap();
+    let log: Arc<dyn TurnLog> = Arc::new(
+        PgTurnLog::connect(&cluster.url("postgres"), Duration::from_secs(2))
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    let alice = ns.get_by_name("alice");
+    alice.call(Add("before".into())).await.unwrap();
+
+    cluster.stop().unwrap();
+    let err = alice.call(Add("during".into())).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    // The local file is unchanged: read it directly while the actor cannot be activated.
+    let conn = rusqlite::Connection::open(actor_file(dir.path(), "alice")).unwrap();
+    let rows: Vec<String> = conn
+        .prepare("SELECT body FROM items ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, vec!["before".to_owned()]);
+    drop(conn);
+
+    cluster.restart().unwrap();
+    let mut resumed = None;
+    for _ in 0..50 {
+        match alice.call(Add("after".into())).await {
+            Ok(n) => {
+                resumed = Some(n);
+                break;
+            }
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(resumed, Some(2), "the failed turn must not count");
+    assert_eq!(
+        alice.call(Read).await.unwrap(),
+        (vec!["before".to_owned(), "after".to_owned()], 2)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}

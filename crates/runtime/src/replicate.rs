@@ -1,0 +1,112 @@
+//! Step 2 of a commit in replicated mode: the transaction's changes go to the log, fenced,
+//! before the local `COMMIT`. Nothing is committed locally that the log refused, and nothing
+//! the log took is ever acknowledged by a stale activation.
+
+use std::sync::Arc;
+
+use crate::commit::Failure;
+use crate::error::{CallError, ErrorKind};
+use crate::id::ActorId;
+use crate::replication::ReplicationError;
+use crate::services::ShardServices;
+use crate::storage::{Cursor, Storage};
+use crate::turn_log::{Entry, LogError, LogKey};
+
+/// Appends what the open transaction changed as the next entry of the actor's log, and
+/// records the new position in the file (in the same transaction). Does nothing outside
+/// replicated mode, or when the transaction changed nothing.
+///
+/// On failure the caller rolls the transaction back, and the instance is discarded: after a
+/// refused append the actor was claimed by someone else; after a lost answer the entry may
+/// have landed, and the next activation learns which from the log.
+pub(crate) async fn append_changes(
+    storage: &mut Storage,
+    services: &ShardServices,
+    namespace: &Arc<str>,
+    id: ActorId,
+) -> Result<(), Failure> {
+    let Some(log) = &services.log else {
+        return Ok(());
+    };
+    let Some(cursor) = storage.cursor() else {
+        return Err(Failure::transient(
+            "a replicated actor committed without a claim on its log".into(),
+        ));
+    };
+    let payload = match storage.take_changes() {
+        Ok(Some(payload)) => payload,
+        Ok(None) => return Ok(()),
+        Err(e @ ReplicationError::UnreplicableTable { .. }) => {
+            return Err(Failure {
+                error: CallError::new(ErrorKind::InvalidInput, e.to_string()),
+                corrupt: None,
+                discard: true,
+            });
+        }
+        Err(ReplicationError::Sqlite(e)) => {
+            return Err(Failure::storage("capturing the turn's changes", &e));
+        }
+        Err(e) => {
+            return Err(Failure::transient(format!(
+                "capturing the turn's changes: {e}"
+            )));
+        }
+    };
+    let entry = Entry::after(cursor.position, cursor.epoch, payload);
+    if let Err(e) = storage.record_position(entry.position()) {
+        return Err(Failure::storage("recording the log position", &e));
+    }
+    let key = LogKey {
+        namespace: namespace.clone(),
+        id,
+    };
+    let started = std::time::Instant::now();
+    let appended = tokio::time::timeout(
+        services.append_timeout,
+        log.append(
+            &key,
+            cursor.epoch,
+            cursor.position,
+            std::slice::from_ref(&entry),
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(LogError::Indeterminate(format!(
+            "no answer within {:?}",
+            services.append_timeout
+        )))
+    });
+    metrics::histogram!("burrow_log_append_seconds").record(started.elapsed().as_secs_f64());
+    match appended {
+        Ok(head) => {
+            storage.set_cursor(Cursor {
+                epoch: cursor.epoch,
+                position: head,
+            });
+            if let Some(pause) = crate::faults::pause_after_append() {
+                tokio::time::sleep(pause).await;
+            }
+            Ok(())
+        }
+        Err(e @ LogError::Fenced { .. }) => {
+            metrics::counter!("burrow_log_fenced_total").increment(1);
+            Err(Failure {
+                error: CallError::new(
+                    ErrorKind::ActorReset,
+                    format!(
+                        "the actor was claimed by a newer activation; nothing was written ({e})"
+                    ),
+                ),
+                corrupt: None,
+                discard: true,
+            })
+        }
+        Err(e) => {
+            metrics::counter!("burrow_log_append_failures_total").increment(1);
+            Err(Failure::transient(format!(
+                "the replicated log did not take the turn, so it was rolled back: {e}"
+            )))
+        }
+    }
+}

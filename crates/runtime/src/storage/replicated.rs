@@ -1,0 +1,134 @@
+//! The actor's file in replicated mode: the recording of each transaction's changes, what the
+//! commit ships to the log, and the log position the file records.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Storage;
+use crate::replication::capture::Recorder;
+use crate::replication::{ReplicationError, image, shape};
+use crate::turn_log::{Payload, Position};
+
+self_cell::self_cell!(
+    /// A recording borrows the connection it records, and lives from `BEGIN` to the commit.
+    struct Recording {
+        owner: Rc<Connection>,
+        #[not_covariant]
+        dependent: Recorder,
+    }
+);
+
+/// Where this activation appends: its epoch, and the log's head as of its last commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    pub epoch: u64,
+    pub position: Position,
+}
+
+/// The replicated state of an open file.
+#[derive(Default)]
+pub(super) struct Replica {
+    recording: RefCell<Option<Recording>>,
+    /// Set once the activation has claimed the actor; `None` outside replicated mode.
+    cursor: Cell<Option<Cursor>>,
+}
+
+/// The log position a file records (`None` for a file that never joined a log).
+pub(crate) fn recorded_position(conn: &Connection) -> rusqlite::Result<Option<Position>> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT (SELECT value FROM _burrow_meta WHERE key = 'log_seq'),
+                    (SELECT value FROM _burrow_meta WHERE key = 'log_hash')
+             WHERE EXISTS (SELECT 1 FROM _burrow_meta WHERE key = 'log_seq')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.and_then(|(seq, hash)| {
+        Some(Position {
+            seq: u64::try_from(seq).ok()?,
+            hash: hash.try_into().ok()?,
+        })
+    }))
+}
+
+/// Records `position` in the file, in the open transaction (it commits with the entry's
+/// changes, or with nothing if they roll back).
+pub(crate) fn record_position(conn: &Connection, position: Position) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO _burrow_meta (key, value) VALUES ('log_seq', ?1), ('log_hash', ?2)",
+    )?
+    .execute(params![position.seq as i64, &position.hash[..]])
+    .map(drop)
+}
+
+impl Storage {
+    /// Where this activation appends, once it has claimed the actor.
+    pub(crate) fn cursor(&self) -> Option<Cursor> {
+        self.replica.cursor.get()
+    }
+
+    pub(crate) fn set_cursor(&self, cursor: Cursor) {
+        self.replica.cursor.set(Some(cursor));
+    }
+
+    /// Starts recording the transaction just begun, in replicated mode.
+    pub(super) fn start_recording(&self) -> rusqlite::Result<()> {
+        if self.cursor().is_none() {
+            return Ok(());
+        }
+        let recording = self.run_internal(|_| {
+            Recording::try_new(self.conn.clone(), |conn| Recorder::start(conn))
+        })?;
+        *self.replica.recording.borrow_mut() = Some(recording);
+        Ok(())
+    }
+
+    pub(super) fn stop_recording(&self) {
+        self.replica.recording.borrow_mut().take();
+    }
+
+    /// What the open transaction ships to the log: its patchset, or an image of the whole
+    /// database when it changed the schema, or nothing when it changed nothing. Ends the
+    /// recording; the transaction stays open. A schema change that made a table the log
+    /// cannot follow is refused, naming the table.
+    pub(crate) fn take_changes(&mut self) -> Result<Option<Payload>, ReplicationError> {
+        let Some(mut recording) = self.replica.recording.borrow_mut().take() else {
+            debug_assert!(false, "a replicated commit was recorded from its BEGIN");
+            return Err(ReplicationError::Mismatch(
+                "the transaction was not recorded".into(),
+            ));
+        };
+        // The session reads the tables it recorded, the runtime's own among them.
+        let capture = self.run_internal(|_| {
+            recording.with_dependent_mut(|conn, recorder| recorder.finish(conn))
+        })?;
+        drop(recording);
+        if capture.schema_changed {
+            self.run_internal(shape::check)?;
+            let conn = Rc::get_mut(&mut self.conn).expect("the recording was dropped");
+            return Ok(Some(Payload::Image(image::take(conn)?)));
+        }
+        Ok((!capture.patchset.is_empty()).then_some(Payload::Patchset(capture.patchset)))
+    }
+
+    /// Begins a transaction that is not recorded (the runtime's own writes, such as the log's
+    /// first entry).
+    pub(crate) fn begin_unrecorded(&self) -> rusqlite::Result<()> {
+        self.control("BEGIN")
+    }
+
+    /// The whole database as an image (for the first entry of a log), in the open transaction.
+    pub(crate) fn image(&mut self) -> rusqlite::Result<Vec<u8>> {
+        self.stop_recording();
+        let conn = Rc::get_mut(&mut self.conn).expect("no recording holds the connection");
+        image::take(conn)
+    }
+
+    /// Records `position` in the file as part of the open transaction.
+    pub(crate) fn record_position(&self, position: Position) -> rusqlite::Result<()> {
+        self.run_internal(|c| record_position(c, position))
+    }
+}
