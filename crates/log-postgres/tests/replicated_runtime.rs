@@ -2,122 +2,17 @@
 //! PostgreSQL. Each test loses, damages or races the local state and checks that what was
 //! acknowledged is what comes back.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_log_postgres::PgTurnLog;
 use burrow_runtime::turn_log::{LogKey, TurnLog};
-use burrow_runtime::{
-    Abort, Actor, ActorId, Context, Durability, ErrorKind, Handler, Message, Namespace, Options,
-    Runtime,
-};
+use burrow_runtime::{ActorId, ErrorKind, Options, Runtime};
 use burrow_testkit::pg::{Cluster, fresh_database};
-
-/// A list of items in SQL and a count in the key–value table.
-struct Ledger;
-
-impl Actor for Ledger {
-    async fn on_activate(&mut self, ctx: &mut Context<Self>) -> Result<(), Abort> {
-        ctx.storage().sql().execute_batch(
-            "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
-        )?;
-        Ok(())
-    }
-}
-
-/// Appends an item; replies with the number of items.
-struct Add(String);
-impl Message for Add {
-    type Reply = i64;
-}
-
-impl Handler<Add> for Ledger {
-    async fn handle(&mut self, ctx: &mut Context<Self>, Add(body): Add) -> Result<i64, Abort> {
-        let storage = ctx.storage();
-        storage
-            .sql()
-            .execute("INSERT INTO items (body) VALUES (?1)", [&body])?;
-        let count = storage.get::<i64>("count")?.unwrap_or(0) + 1;
-        storage.put("count", &count)?;
-        Ok(count)
-    }
-}
-
-/// Every item, in order, and the count.
-struct Read;
-impl Message for Read {
-    type Reply = (Vec<String>, i64);
-}
-
-impl Handler<Read> for Ledger {
-    async fn handle(
-        &mut self,
-        ctx: &mut Context<Self>,
-        _: Read,
-    ) -> Result<(Vec<String>, i64), Abort> {
-        let storage = ctx.storage();
-        let items = storage
-            .sql()
-            .prepare("SELECT body FROM items ORDER BY id")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok((items, storage.get::<i64>("count")?.unwrap_or(0)))
-    }
-}
-
-/// Creates a table the log could not follow.
-struct Loose;
-impl Message for Loose {
-    type Reply = ();
-}
-
-impl Handler<Loose> for Ledger {
-    async fn handle(&mut self, ctx: &mut Context<Self>, _: Loose) -> Result<(), Abort> {
-        ctx.storage().sql().execute_batch(
-            "CREATE TABLE loose (a TEXT, b TEXT); INSERT INTO loose VALUES ('x', 'y')",
-        )?;
-        Ok(())
-    }
-}
-
-fn open(dir: &Path, log: &Arc<dyn TurnLog>) -> (Runtime, Namespace<Ledger>) {
-    let runtime = Runtime::open(
-        Options::new(dir)
-            .shards(1)
-            .durability(Durability::Replicated)
-            .turn_log(log.clone())
-            .append_timeout(Duration::from_secs(3)),
-    )
-    .unwrap();
-    let ns = runtime.namespace("ledger", |_| Ledger).unwrap();
-    (runtime, ns)
-}
-
-fn actor_file(dir: &Path, name: &str) -> PathBuf {
-    let hex = ActorId::for_name("ledger", name).to_string();
-    dir.join("actors/ledger")
-        .join(&hex[..2])
-        .join(format!("{hex}.db"))
-}
-
-fn quarantined(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.join("actors")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().contains(".db.quarantined")
-                && !p.to_string_lossy().ends_with("-wal")
-            {
-                found.push(p);
-            }
-        }
-    }
-    found
-}
+use common::{Add, Ledger, Loose, Read, actor_file, items, open, quarantined};
 
 async fn shared_log() -> (burrow_testkit::pg::TestDatabase, Arc<dyn TurnLog>) {
     let db = fresh_database().await;
@@ -125,10 +20,6 @@ async fn shared_log() -> (burrow_testkit::pg::TestDatabase, Arc<dyn TurnLog>) {
         .await
         .unwrap();
     (db, Arc::new(log))
-}
-
-fn items(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("item {i}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,122 @@
+//! What the runtime tests of this crate share: a small actor with SQL and key–value state, and
+//! helpers to open a replicated runtime and find its files.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use burrow_runtime::turn_log::TurnLog;
+use burrow_runtime::{
+    Abort, Actor, ActorId, Context, Durability, Handler, Message, Namespace, Options, Runtime,
+};
+
+/// A list of items in SQL and a count in the key–value table.
+pub struct Ledger;
+
+impl Actor for Ledger {
+    async fn on_activate(&mut self, ctx: &mut Context<Self>) -> Result<(), Abort> {
+        ctx.storage().sql().execute_batch(
+            "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+        )?;
+        Ok(())
+    }
+}
+
+/// Appends an item; replies with the number of items.
+pub struct Add(pub String);
+impl Message for Add {
+    type Reply = i64;
+}
+
+impl Handler<Add> for Ledger {
+    async fn handle(&mut self, ctx: &mut Context<Self>, Add(body): Add) -> Result<i64, Abort> {
+        let storage = ctx.storage();
+        storage
+            .sql()
+            .execute("INSERT INTO items (body) VALUES (?1)", [&body])?;
+        let count = storage.get::<i64>("count")?.unwrap_or(0) + 1;
+        storage.put("count", &count)?;
+        Ok(count)
+    }
+}
+
+/// Every item, in order, and the count.
+pub struct Read;
+impl Message for Read {
+    type Reply = (Vec<String>, i64);
+}
+
+impl Handler<Read> for Ledger {
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        _: Read,
+    ) -> Result<(Vec<String>, i64), Abort> {
+        let storage = ctx.storage();
+        let items = storage
+            .sql()
+            .prepare("SELECT body FROM items ORDER BY id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok((items, storage.get::<i64>("count")?.unwrap_or(0)))
+    }
+}
+
+/// Creates a table the log could not follow.
+pub struct Loose;
+impl Message for Loose {
+    type Reply = ();
+}
+
+impl Handler<Loose> for Ledger {
+    async fn handle(&mut self, ctx: &mut Context<Self>, _: Loose) -> Result<(), Abort> {
+        ctx.storage().sql().execute_batch(
+            "CREATE TABLE loose (a TEXT, b TEXT); INSERT INTO loose VALUES ('x', 'y')",
+        )?;
+        Ok(())
+    }
+}
+
+pub fn open(dir: &Path, log: &Arc<dyn TurnLog>) -> (Runtime, Namespace<Ledger>) {
+    let runtime = Runtime::open(
+        Options::new(dir)
+            .shards(1)
+            .durability(Durability::Replicated)
+            .turn_log(log.clone())
+            .append_timeout(Duration::from_secs(3)),
+    )
+    .unwrap();
+    let ns = runtime.namespace("ledger", |_| Ledger).unwrap();
+    (runtime, ns)
+}
+
+pub fn actor_file(dir: &Path, name: &str) -> PathBuf {
+    let hex = ActorId::for_name("ledger", name).to_string();
+    dir.join("actors/ledger")
+        .join(&hex[..2])
+        .join(format!("{hex}.db"))
+}
+
+pub fn quarantined(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.join("actors")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(".db.quarantined")
+                && !p.to_string_lossy().ends_with("-wal")
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+pub fn items(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("item {i}")).collect()
+}
