@@ -19,13 +19,14 @@
 //! use std::time::Duration;
 //! use burrow_log_postgres::PgTurnLog;
 //! use burrow_runtime::ActorId;
-//! use burrow_runtime::turn_log::{Entry, LogKey, Payload, TurnLog};
+//! use burrow_runtime::turn_log::{AlarmUpdate, Entry, LogKey, Payload, TurnLog};
 //!
 //! let log = PgTurnLog::connect("postgres://burrow@127.0.0.1/burrow", Duration::from_secs(5)).await?;
 //! let key = LogKey { namespace: "counter".into(), id: ActorId::for_name("counter", "alice") };
-//! let claim = log.claim(&key).await?;
+//! let claim = log.claim(&key, Some("alice")).await?;
 //! let entry = Entry::after(claim.head, claim.epoch, Payload::Patchset(vec![]));
-//! let head = log.append(&key, claim.epoch, claim.head, std::slice::from_ref(&entry)).await?;
+//! let alarms = AlarmUpdate::Unchanged;
+//! let head = log.append(&key, claim.epoch, claim.head, std::slice::from_ref(&entry), &alarms).await?;
 //! assert_eq!(head, entry.position());
 //! # Ok(()) }
 //! ```
@@ -33,7 +34,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use burrow_runtime::turn_log::{Claim, Entry, LogError, LogFuture, LogKey, Position, TurnLog};
+use burrow_runtime::turn_log::{
+    AlarmUpdate, Claim, Entry, LogError, LogFuture, LogKey, LoggedActor, Position, TurnLog,
+};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -182,9 +185,9 @@ fn read(e: tokio_postgres::Error) -> LogError {
 }
 
 impl TurnLog for PgTurnLog {
-    fn claim<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Claim> {
-        let (log, key) = (self.clone(), key.clone());
-        Box::pin(self.at_home(async move { statements::claim(&log, &key).await }))
+    fn claim<'a>(&'a self, key: &'a LogKey, name: Option<&'a str>) -> LogFuture<'a, Claim> {
+        let (log, key, name) = (self.clone(), key.clone(), name.map(str::to_owned));
+        Box::pin(self.at_home(async move { statements::claim(&log, &key, name.as_deref()).await }))
     }
 
     fn append<'a>(
@@ -193,10 +196,12 @@ impl TurnLog for PgTurnLog {
         epoch: u64,
         expected: Position,
         entries: &'a [Entry],
+        alarms: &'a AlarmUpdate,
     ) -> LogFuture<'a, Position> {
-        let (log, key, entries) = (self.clone(), key.clone(), entries.to_vec());
+        let (log, key, entries, alarms) =
+            (self.clone(), key.clone(), entries.to_vec(), alarms.clone());
         Box::pin(self.at_home(async move {
-            statements::append(&log, &key, epoch, expected, &entries).await
+            statements::append(&log, &key, epoch, expected, &entries, &alarms).await
         }))
     }
 
@@ -213,6 +218,11 @@ impl TurnLog for PgTurnLog {
     fn head<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Option<(u64, Position)>> {
         let (log, key) = (self.clone(), key.clone());
         Box::pin(self.at_home(async move { statements::head(&log, &key).await }))
+    }
+
+    fn inventory(&self) -> LogFuture<'_, Vec<LoggedActor>> {
+        let log = self.clone();
+        Box::pin(self.at_home(async move { statements::inventory(&log).await }))
     }
 
     fn delete<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, ()> {

@@ -1,6 +1,8 @@
 //! The log's SQL, one function per [`TurnLog`](burrow_runtime::turn_log::TurnLog) operation.
 
-use burrow_runtime::turn_log::{Claim, Entry, EntryHash, LogError, LogKey, Payload, Position};
+use burrow_runtime::turn_log::{
+    AlarmUpdate, Claim, Entry, EntryHash, LogError, LogKey, LoggedActor, Payload, Position,
+};
 use tokio_postgres::Row;
 
 use crate::{PgTurnLog, read, sent};
@@ -27,19 +29,25 @@ fn position(seq: i64, hash: &[u8]) -> Result<Position, LogError> {
     })
 }
 
-pub(crate) async fn claim(log: &PgTurnLog, key: &LogKey) -> Result<Claim, LogError> {
+pub(crate) async fn claim(
+    log: &PgTurnLog,
+    key: &LogKey,
+    name: Option<&str>,
+) -> Result<Claim, LogError> {
     let client = log.client().await?;
     let row = client
         .query_one(
-            "INSERT INTO burrow_log_actor (namespace, actor_id, epoch, head_seq, head_hash)
-             VALUES ($1, $2, 1, 0, $3)
+            "INSERT INTO burrow_log_actor (namespace, actor_id, epoch, head_seq, head_hash, name)
+             VALUES ($1, $2, 1, 0, $3, $4)
              ON CONFLICT (namespace, actor_id) DO UPDATE
-                SET epoch = burrow_log_actor.epoch + 1, updated_at = clock_timestamp()
+                SET epoch = burrow_log_actor.epoch + 1, updated_at = clock_timestamp(),
+                    name = coalesce(burrow_log_actor.name, excluded.name)
              RETURNING epoch, head_seq, head_hash, image_seq",
             &[
                 &&*key.namespace,
                 &key.id.to_string(),
                 &&Position::GENESIS.hash[..],
+                &name,
             ],
         )
         .await
@@ -57,10 +65,11 @@ pub(crate) async fn append(
     epoch: u64,
     expected: Position,
     entries: &[Entry],
+    alarms: &AlarmUpdate,
 ) -> Result<Position, LogError> {
-    let Some(last) = entries.last() else {
+    if entries.is_empty() {
         return Ok(expected);
-    };
+    }
     let mut previous = expected;
     for entry in entries {
         if !entry.follows(previous) {
@@ -71,6 +80,51 @@ pub(crate) async fn append(
         }
         previous = entry.position();
     }
+    let client = log.client().await?;
+    // With alarm changes, a transaction holds the fenced append and them; without (most
+    // turns), the append alone is one statement, one round trip.
+    let in_tx = *alarms != AlarmUpdate::Unchanged;
+    if in_tx {
+        client.batch_execute("BEGIN").await.map_err(sent)?;
+    }
+    let outcome = fenced_append(&client, key, epoch, expected, entries, alarms, in_tx).await;
+    if in_tx {
+        let end = if matches!(outcome, Ok(Some(_))) {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        client.batch_execute(end).await.map_err(sent)?;
+    }
+    match outcome? {
+        Some(head) => Ok(head),
+        None => {
+            // On the same connection: a second one from the pool could wait on appenders
+            // that each hold one and wait for a second.
+            let (current, head) = head_on(&client, key)
+                .await?
+                .unwrap_or((0, Position::GENESIS));
+            Err(LogError::Fenced {
+                epoch,
+                expected,
+                current,
+                head,
+            })
+        }
+    }
+}
+
+/// The append's statements: `Some(new head)`, or `None` when the fence refused it.
+async fn fenced_append(
+    db: &tokio_postgres::Client,
+    key: &LogKey,
+    epoch: u64,
+    expected: Position,
+    entries: &[Entry],
+    alarms: &AlarmUpdate,
+    in_tx: bool,
+) -> Result<Option<Position>, LogError> {
+    let last = entries.last().expect("checked by the caller");
     let image = entries
         .iter()
         .rev()
@@ -92,10 +146,9 @@ pub(crate) async fn append(
         })
         .collect();
     let bodies: Vec<&[u8]> = entries.iter().map(|e| e.payload.bytes()).collect();
-    let client = log.client().await?;
     // One statement, so one atomic step: the head moves only where the epoch and the head are
     // still the writer's, and the entries are inserted only for a head that moved.
-    let inserted = client
+    let inserted = db
         .execute(
             "WITH fence AS (
                 UPDATE burrow_log_actor
@@ -127,20 +180,115 @@ pub(crate) async fn append(
         .await
         .map_err(sent)?;
     if inserted == entries.len() as u64 {
-        return Ok(last.position());
+        if in_tx {
+            write_alarms(db, key, alarms).await?;
+        }
+        return Ok(Some(last.position()));
     }
     debug_assert_eq!(inserted, 0, "an append lands whole or not at all");
-    // On the same connection: a second one from the pool could wait on appenders that each
-    // hold one and wait for a second.
-    let (current, head) = head_on(&client, key)
-        .await?
-        .unwrap_or((0, Position::GENESIS));
-    Err(LogError::Fenced {
-        epoch,
-        expected,
-        current,
-        head,
-    })
+    Ok(None)
+}
+
+/// Applies an append's alarm changes inside its transaction.
+async fn write_alarms(
+    tx: &tokio_postgres::Client,
+    key: &LogKey,
+    alarms: &AlarmUpdate,
+) -> Result<(), LogError> {
+    let (ns, id) = (&*key.namespace, key.id.to_string());
+    let (set, deleted): (Vec<(&str, i64)>, Vec<&str>) = match alarms {
+        AlarmUpdate::Unchanged => return Ok(()),
+        AlarmUpdate::Replace(all) => {
+            tx.execute(
+                "DELETE FROM burrow_log_alarm WHERE namespace = $1 AND actor_id = $2",
+                &[&ns, &id],
+            )
+            .await
+            .map_err(sent)?;
+            (
+                all.iter().map(|(n, d)| (n.as_str(), *d)).collect(),
+                Vec::new(),
+            )
+        }
+        AlarmUpdate::Changes(changes) => {
+            // The last change of a name wins, as it did in the actor's file.
+            let mut last = std::collections::BTreeMap::new();
+            for (name, due) in changes {
+                last.insert(name.as_str(), *due);
+            }
+            let set = last
+                .iter()
+                .filter_map(|(n, d)| d.map(|d| (*n, d)))
+                .collect();
+            let deleted = last
+                .iter()
+                .filter(|(_, d)| d.is_none())
+                .map(|(n, _)| *n)
+                .collect();
+            (set, deleted)
+        }
+    };
+    if !deleted.is_empty() {
+        tx.execute(
+            "DELETE FROM burrow_log_alarm
+              WHERE namespace = $1 AND actor_id = $2 AND name = ANY($3)",
+            &[&ns, &id, &deleted],
+        )
+        .await
+        .map_err(sent)?;
+    }
+    if !set.is_empty() {
+        let (names, dues): (Vec<&str>, Vec<i64>) = set.into_iter().unzip();
+        tx.execute(
+            "INSERT INTO burrow_log_alarm (namespace, actor_id, name, due_ms)
+             SELECT $1, $2, a.name, a.due FROM unnest($3::text[], $4::int8[]) AS a(name, due)
+             ON CONFLICT (namespace, actor_id, name) DO UPDATE SET due_ms = excluded.due_ms",
+            &[&ns, &id, &names, &dues],
+        )
+        .await
+        .map_err(sent)?;
+    }
+    Ok(())
+}
+
+/// Every actor with a non-empty log, with its alarms.
+pub(crate) async fn inventory(log: &PgTurnLog) -> Result<Vec<LoggedActor>, LogError> {
+    let client = log.client().await?;
+    let rows = client
+        .query(
+            "SELECT a.namespace, a.actor_id, a.name,
+                    floor(extract(epoch from a.created_at) * 1000)::int8,
+                    coalesce(array_agg(l.name ORDER BY l.name) FILTER (WHERE l.name IS NOT NULL), '{}'),
+                    coalesce(array_agg(l.due_ms ORDER BY l.name) FILTER (WHERE l.name IS NOT NULL), '{}')
+               FROM burrow_log_actor a
+               LEFT JOIN burrow_log_alarm l
+                 ON l.namespace = a.namespace AND l.actor_id = a.actor_id
+              WHERE a.head_seq > 0
+              GROUP BY a.namespace, a.actor_id, a.name, a.created_at
+              ORDER BY a.namespace, a.actor_id",
+            &[],
+        )
+        .await
+        .map_err(read)?;
+    rows.iter()
+        .map(|row| {
+            let namespace: String = row.get(0);
+            let id: String = row.get(1);
+            let names: Vec<String> = row.get(4);
+            let dues: Vec<i64> = row.get(5);
+            Ok(LoggedActor {
+                key: LogKey {
+                    namespace: namespace.into(),
+                    id: id
+                        .parse()
+                        .map_err(|_| LogError::Corrupt(format!("an actor id {id:?} in the log")))?,
+                },
+                name: row.get(2),
+                created_at_ms: row.get(3),
+                alarms: names.into_iter().zip(dues).collect(),
+            })
+        })
+        .collect()
 }
 
 fn entry(row: &Row) -> Result<Entry, LogError> {
@@ -251,11 +399,13 @@ pub(crate) async fn delete(log: &PgTurnLog, key: &LogKey) -> Result<(), LogError
     )
     .await
     .map_err(sent)?;
-    tx.execute(
-        "DELETE FROM burrow_log_entry WHERE namespace = $1 AND actor_id = $2",
-        &[&&*key.namespace, &key.id.to_string()],
-    )
-    .await
-    .map_err(sent)?;
+    for table in ["burrow_log_entry", "burrow_log_alarm"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE namespace = $1 AND actor_id = $2"),
+            &[&&*key.namespace, &key.id.to_string()],
+        )
+        .await
+        .map_err(sent)?;
+    }
     tx.commit().await.map_err(sent)
 }

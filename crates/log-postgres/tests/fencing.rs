@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use burrow_log_postgres::{HISTORY_TABLE, PgTurnLog};
 use burrow_runtime::ActorId;
-use burrow_runtime::turn_log::{Entry, LogError, LogKey, Payload, Position, TurnLog};
+use burrow_runtime::turn_log::{AlarmUpdate, Entry, LogError, LogKey, Payload, Position, TurnLog};
 use burrow_testkit::pg::fresh_database;
 
 fn key(name: &str) -> LogKey {
@@ -32,7 +32,7 @@ async fn log() -> (burrow_testkit::pg::TestDatabase, PgTurnLog) {
 async fn claims_raise_the_epoch_and_report_the_head() {
     let (_db, log) = log().await;
     let alice = key("alice");
-    let first = log.claim(&alice).await.unwrap();
+    let first = log.claim(&alice, None).await.unwrap();
     assert_eq!(
         (first.epoch, first.head, first.snapshot),
         (1, Position::GENESIS, None)
@@ -46,31 +46,41 @@ async fn claims_raise_the_epoch_and_report_the_head() {
             first.epoch,
             first.head,
             &[image.clone(), turn.clone()],
+            &AlarmUpdate::Unchanged,
         )
         .await
         .unwrap();
     assert_eq!(head, turn.position());
 
-    let second = log.claim(&alice).await.unwrap();
+    let second = log.claim(&alice, None).await.unwrap();
     assert_eq!(second.epoch, 2);
     assert_eq!(second.head, turn.position());
     assert_eq!(second.snapshot, Some(1));
     assert_eq!(log.head(&alice).await.unwrap(), Some((2, turn.position())));
     assert_eq!(log.head(&key("nobody")).await.unwrap(), None);
     // Another actor's log is its own.
-    assert_eq!(log.claim(&key("bob")).await.unwrap().epoch, 1);
+    assert_eq!(log.claim(&key("bob"), None).await.unwrap().epoch, 1);
 }
 
 #[tokio::test]
 async fn an_append_under_a_superseded_epoch_is_refused_and_changes_nothing() {
     let (_db, log) = log().await;
     let alice = key("alice");
-    let old = log.claim(&alice).await.unwrap();
-    let new = log.claim(&alice).await.unwrap();
+    let old = log.claim(&alice, None).await.unwrap();
+    let new = log.claim(&alice, None).await.unwrap();
     assert!(new.epoch > old.epoch);
 
     let stale = Entry::after(old.head, old.epoch, patch(b"stale"));
-    match log.append(&alice, old.epoch, old.head, &[stale]).await {
+    match log
+        .append(
+            &alice,
+            old.epoch,
+            old.head,
+            &[stale],
+            &AlarmUpdate::Unchanged,
+        )
+        .await
+    {
         Err(LogError::Fenced {
             epoch,
             current,
@@ -87,9 +97,15 @@ async fn an_append_under_a_superseded_epoch_is_refused_and_changes_nothing() {
     assert_eq!(log.read(&alice, 1, 10).await.unwrap(), vec![]);
 
     let fresh = Entry::after(new.head, new.epoch, patch(b"fresh"));
-    log.append(&alice, new.epoch, new.head, std::slice::from_ref(&fresh))
-        .await
-        .unwrap();
+    log.append(
+        &alice,
+        new.epoch,
+        new.head,
+        std::slice::from_ref(&fresh),
+        &AlarmUpdate::Unchanged,
+    )
+    .await
+    .unwrap();
     assert_eq!(log.read(&alice, 1, 10).await.unwrap(), vec![fresh]);
 }
 
@@ -97,16 +113,28 @@ async fn an_append_under_a_superseded_epoch_is_refused_and_changes_nothing() {
 async fn an_append_after_a_moved_head_is_refused_even_in_the_same_epoch() {
     let (_db, log) = log().await;
     let alice = key("alice");
-    let claim = log.claim(&alice).await.unwrap();
+    let claim = log.claim(&alice, None).await.unwrap();
     let one = Entry::after(claim.head, claim.epoch, patch(b"one"));
-    log.append(&alice, claim.epoch, claim.head, std::slice::from_ref(&one))
-        .await
-        .unwrap();
+    log.append(
+        &alice,
+        claim.epoch,
+        claim.head,
+        std::slice::from_ref(&one),
+        &AlarmUpdate::Unchanged,
+    )
+    .await
+    .unwrap();
     // A second writer that still believes the log is empty (same epoch: a bug, or a replay of
     // an append whose answer was lost) must not fork the chain.
     let fork = Entry::after(claim.head, claim.epoch, patch(b"fork"));
     let err = log
-        .append(&alice, claim.epoch, claim.head, &[fork])
+        .append(
+            &alice,
+            claim.epoch,
+            claim.head,
+            &[fork],
+            &AlarmUpdate::Unchanged,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -120,11 +148,17 @@ async fn an_append_after_a_moved_head_is_refused_even_in_the_same_epoch() {
 async fn entries_that_do_not_chain_are_refused_before_they_are_sent() {
     let (_db, log) = log().await;
     let alice = key("alice");
-    let claim = log.claim(&alice).await.unwrap();
+    let claim = log.claim(&alice, None).await.unwrap();
     let mut forged = Entry::after(claim.head, claim.epoch, patch(b"one"));
     forged.payload = patch(b"another");
     let err = log
-        .append(&alice, claim.epoch, claim.head, &[forged])
+        .append(
+            &alice,
+            claim.epoch,
+            claim.head,
+            &[forged],
+            &AlarmUpdate::Unchanged,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, LogError::Corrupt(_)), "{err:?}");
@@ -141,7 +175,7 @@ async fn concurrent_claims_each_get_their_own_epoch_and_only_the_newest_can_appe
     let alice = key("alice");
     let claims = futures_util::future::join_all((0..32).map(|_| {
         let (log, alice) = (log.clone(), alice.clone());
-        tokio::spawn(async move { log.claim(&alice).await.unwrap() })
+        tokio::spawn(async move { log.claim(&alice, None).await.unwrap() })
     }))
     .await;
     let mut epochs: Vec<u64> = claims.iter().map(|c| c.as_ref().unwrap().epoch).collect();
@@ -157,7 +191,14 @@ async fn concurrent_claims_each_get_their_own_epoch_and_only_the_newest_can_appe
             let entry = Entry::after(claim.head, claim.epoch, patch(&claim.epoch.to_be_bytes()));
             (
                 claim.epoch,
-                log.append(&alice, claim.epoch, claim.head, &[entry]).await,
+                log.append(
+                    &alice,
+                    claim.epoch,
+                    claim.head,
+                    &[entry],
+                    &AlarmUpdate::Unchanged,
+                )
+                .await,
             )
         })
     }))
@@ -180,7 +221,7 @@ async fn concurrent_claims_each_get_their_own_epoch_and_only_the_newest_can_appe
 async fn reads_and_images_follow_the_chain() {
     let (_db, log) = log().await;
     let alice = key("alice");
-    let claim = log.claim(&alice).await.unwrap();
+    let claim = log.claim(&alice, None).await.unwrap();
     let mut head = claim.head;
     let mut all = Vec::new();
     for i in 0..10u8 {
@@ -191,7 +232,13 @@ async fn reads_and_images_follow_the_chain() {
         };
         let entry = Entry::after(head, claim.epoch, payload);
         head = log
-            .append(&alice, claim.epoch, head, std::slice::from_ref(&entry))
+            .append(
+                &alice,
+                claim.epoch,
+                head,
+                std::slice::from_ref(&entry),
+                &AlarmUpdate::Unchanged,
+            )
             .await
             .unwrap();
         all.push(entry);
@@ -209,29 +256,41 @@ async fn reads_and_images_follow_the_chain() {
     );
     assert_eq!(log.image_at(&alice, 8).await.unwrap(), Some(all[4].clone()));
     assert_eq!(log.image_at(&alice, 4).await.unwrap(), Some(all[0].clone()));
-    assert_eq!(log.claim(&alice).await.unwrap().snapshot, Some(9));
+    assert_eq!(log.claim(&alice, None).await.unwrap().snapshot, Some(9));
 }
 
 #[tokio::test]
 async fn deleting_fences_the_running_activation_and_starts_an_empty_log_at_a_higher_epoch() {
     let (_db, log) = log().await;
     let alice = key("alice");
-    let claim = log.claim(&alice).await.unwrap();
+    let claim = log.claim(&alice, None).await.unwrap();
     let one = Entry::after(claim.head, claim.epoch, Payload::Image(b"old".to_vec()));
-    log.append(&alice, claim.epoch, claim.head, std::slice::from_ref(&one))
-        .await
-        .unwrap();
+    log.append(
+        &alice,
+        claim.epoch,
+        claim.head,
+        std::slice::from_ref(&one),
+        &AlarmUpdate::Unchanged,
+    )
+    .await
+    .unwrap();
     log.delete(&alice).await.unwrap();
 
     let two = Entry::after(one.position(), claim.epoch, patch(b"late"));
     let err = log
-        .append(&alice, claim.epoch, one.position(), &[two])
+        .append(
+            &alice,
+            claim.epoch,
+            one.position(),
+            &[two],
+            &AlarmUpdate::Unchanged,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, LogError::Fenced { .. }), "{err:?}");
     assert_eq!(log.read(&alice, 1, 10).await.unwrap(), vec![]);
     assert_eq!(log.image_at(&alice, 10).await.unwrap(), None);
-    let again = log.claim(&alice).await.unwrap();
+    let again = log.claim(&alice, None).await.unwrap();
     assert_eq!((again.head, again.snapshot), (Position::GENESIS, None));
     assert!(again.epoch > claim.epoch + 1);
 }
@@ -250,7 +309,7 @@ async fn the_log_keeps_its_own_migration_history_beside_the_registry() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     // Connecting again (a restart) finds the migrations applied.
     PgTurnLog::connect(db.url(), Duration::from_secs(5))
         .await
@@ -268,4 +327,60 @@ async fn an_unreachable_log_is_unavailable_within_the_timeout() {
     .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn alarms_travel_with_appends_names_with_claims_and_the_inventory_lists_both() {
+    let (_db, log) = log().await;
+    let alice = key("alice");
+    let claim = log.claim(&alice, Some("alice")).await.unwrap();
+    let one = Entry::after(claim.head, claim.epoch, Payload::Image(b"image".to_vec()));
+    let set = AlarmUpdate::Replace(vec![("a".into(), 10), ("b".into(), 20)]);
+    log.append(
+        &alice,
+        claim.epoch,
+        claim.head,
+        std::slice::from_ref(&one),
+        &set,
+    )
+    .await
+    .unwrap();
+    let two = Entry::after(one.position(), claim.epoch, patch(b"turn"));
+    let change = AlarmUpdate::Changes(vec![
+        ("a".into(), None),
+        ("c".into(), Some(5)),
+        ("b".into(), Some(1)),
+        ("b".into(), Some(25)),
+    ]);
+    log.append(
+        &alice,
+        claim.epoch,
+        one.position(),
+        std::slice::from_ref(&two),
+        &change,
+    )
+    .await
+    .unwrap();
+    // A refused append changes no alarm either.
+    let stale = Entry::after(two.position(), claim.epoch - 1, patch(b"stale"));
+    let refused = AlarmUpdate::Changes(vec![("z".into(), Some(1))]);
+    assert!(
+        log.append(&alice, claim.epoch - 1, two.position(), &[stale], &refused)
+            .await
+            .is_err()
+    );
+    log.claim(&key("empty"), None).await.unwrap(); // no entries: not listed
+
+    let inventory = log.inventory().await.unwrap();
+    assert_eq!(inventory.len(), 1, "{inventory:?}");
+    assert_eq!(inventory[0].key, alice);
+    assert_eq!(inventory[0].name.as_deref(), Some("alice"));
+    assert_eq!(
+        inventory[0].alarms,
+        vec![("b".to_owned(), 25), ("c".to_owned(), 5)]
+    );
+    assert!(inventory[0].created_at_ms > 0);
+
+    log.delete(&alice).await.unwrap();
+    assert!(log.inventory().await.unwrap().is_empty());
 }

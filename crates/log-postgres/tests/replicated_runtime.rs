@@ -12,7 +12,7 @@ use burrow_log_postgres::PgTurnLog;
 use burrow_runtime::turn_log::{LogKey, TurnLog};
 use burrow_runtime::{ActorId, ErrorKind, Options, Runtime};
 use burrow_testkit::pg::{Cluster, fresh_database};
-use common::{Add, Ledger, Loose, Read, actor_file, items, open, quarantined};
+use common::{Add, Ledger, Loose, Read, Remind, actor_file, items, open, quarantined};
 
 async fn shared_log() -> (burrow_testkit::pg::TestDatabase, Arc<dyn TurnLog>) {
     let db = fresh_database().await;
@@ -285,6 +285,92 @@ async fn with_postgresql_stopped_a_turn_fails_retryably_changes_nothing_and_writ
     assert_eq!(
         alice.call(Read).await.unwrap(),
         (vec!["before".to_owned(), "after".to_owned()], 2)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_set_before_the_data_directory_is_lost_fire_after_it_unprompted() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    ns.get_by_name("alice")
+        .call(Add("before".into()))
+        .await
+        .unwrap();
+    ns.get_by_name("alice")
+        .call(Remind("wake".into(), Duration::from_millis(2_500)))
+        .await
+        .unwrap();
+    ns.get_by_name("bob").call(Add("b".into())).await.unwrap();
+    runtime.shutdown(Duration::from_secs(5)).await;
+    drop(dir);
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (runtime, _ns) = open(elsewhere.path(), &log);
+    let alice = LogKey {
+        namespace: "ledger".into(),
+        id: ActorId::for_name("ledger", "alice"),
+    };
+    let (_, before) = log.head(&alice).await.unwrap().unwrap();
+    // Nobody calls alice: the alarm fires by itself and its turn reaches the log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, head) = log.head(&alice).await.unwrap().unwrap();
+        if head.seq > before.seq {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alarm never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The catalog learned both actors from the log, names included.
+    assert_eq!(runtime.catalog().count("ledger").await.unwrap(), 2);
+    let record = runtime
+        .catalog()
+        .get("ledger", ActorId::for_name("ledger", "bob"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.name.as_deref(), Some("bob"));
+    runtime.shutdown(Duration::from_secs(5)).await;
+
+    let (runtime, ns) = open(elsewhere.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (vec!["before".to_owned(), "fired: wake".to_owned()], 1)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_actor_does_not_come_back_from_the_log() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    for body in items(3) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    let id = ActorId::for_name("ledger", "alice");
+    assert!(runtime.catalog().delete("ledger", id).await.unwrap());
+    let key = LogKey {
+        namespace: "ledger".into(),
+        id,
+    };
+    assert!(log.read(&key, 1, 100).await.unwrap().is_empty());
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (vec![], 0)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    drop(dir);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(elsewhere.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (vec![], 0)
     );
     runtime.shutdown(Duration::from_secs(5)).await;
 }

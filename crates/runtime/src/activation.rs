@@ -68,8 +68,17 @@ pub(crate) async fn activate_with_log<A: Actor>(
         };
         let path = a.actor_type.path_for(&a.id);
         let (timeout, durability) = (a.services.append_timeout, a.services.durability);
-        let synced =
-            claim_and_catch_up(&log, &key, &path, durability, timeout, &a.services.clock).await?;
+        let name = a.name.clone();
+        let synced = claim_and_catch_up(
+            &log,
+            &key,
+            name.as_deref(),
+            &path,
+            durability,
+            timeout,
+            &a.services.clock,
+        )
+        .await?;
         let mut live = activate(a)?;
         start_or_resume(live.storage_mut(), &log, &key, &synced, timeout).await?;
         return Ok(live);

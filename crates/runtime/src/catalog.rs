@@ -52,6 +52,8 @@ pub struct Catalog {
     dispatcher: Arc<Dispatcher>,
     db: Arc<CatalogDb>,
     data_dir: PathBuf,
+    /// The replicated log, whose copy of a deleted actor goes too.
+    log: Option<Arc<dyn crate::turn_log::TurnLog>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -71,11 +73,17 @@ fn shut_down<T>(_: T) -> CallError {
 }
 
 impl Catalog {
-    pub(crate) fn new(dispatcher: Arc<Dispatcher>, db: Arc<CatalogDb>, data_dir: PathBuf) -> Self {
+    pub(crate) fn new(
+        dispatcher: Arc<Dispatcher>,
+        db: Arc<CatalogDb>,
+        data_dir: PathBuf,
+        log: Option<Arc<dyn crate::turn_log::TurnLog>>,
+    ) -> Self {
         Catalog {
             dispatcher,
             db,
             data_dir,
+            log,
         }
     }
 
@@ -331,6 +339,20 @@ impl Catalog {
     /// ```
     pub async fn delete(&self, namespace: &str, id: ActorId) -> Result<bool, CallError> {
         let path = self.actor_path(namespace, &id)?;
+        if let Some(log) = &self.log {
+            // First: the new epoch fences an activation still running, and the log can no
+            // longer bring the actor back.
+            let key = crate::turn_log::LogKey {
+                namespace: Arc::from(namespace),
+                id,
+            };
+            log.delete(&key).await.map_err(|e| {
+                CallError::new(
+                    ErrorKind::TransientIo,
+                    format!("deleting actor {id} from the replicated log: {e}"),
+                )
+            })?;
+        }
         let existed = self
             .on_actor_shard(namespace, id, move |_| {
                 remove_database(&path).map_err(|e| {

@@ -26,7 +26,7 @@ use crate::error::{CallError, ErrorKind};
 use crate::layout::create_actor_dir;
 use crate::replication::{apply, image};
 use crate::storage::{Cursor, Storage, record_position, recorded_position};
-use crate::turn_log::{Claim, Entry, LogError, LogKey, Payload, Position, TurnLog};
+use crate::turn_log::{AlarmUpdate, Claim, Entry, LogError, LogKey, Payload, Position, TurnLog};
 
 /// What the claim found and did, for the activation that follows.
 pub(crate) struct Synced {
@@ -82,12 +82,18 @@ fn local_position(path: &Path, durability: Durability) -> Local {
 pub(crate) async fn claim_and_catch_up(
     log: &Arc<dyn TurnLog>,
     key: &LogKey,
+    name: Option<&str>,
     path: &Path,
     durability: Durability,
     timeout: std::time::Duration,
     clock: &Clock,
 ) -> Result<Synced, CallError> {
-    let claim = within(timeout, "claiming the actor in its log", log.claim(key)).await?;
+    let claim = within(
+        timeout,
+        "claiming the actor in its log",
+        log.claim(key, name),
+    )
+    .await?;
     let head = claim.head;
     let local = local_position(path, durability);
     if head == Position::GENESIS {
@@ -274,6 +280,11 @@ pub(crate) async fn start_or_resume(
         let image = storage
             .image()
             .map_err(|e| local_failure("imaging the actor's file", e))?;
+        let alarms = AlarmUpdate::Replace(
+            storage
+                .alarm_rows()
+                .map_err(|e| local_failure("reading the actor's alarms", e))?,
+        );
         let entry = Entry::after(Position::GENESIS, epoch, Payload::Image(image));
         storage
             .record_position(entry.position())
@@ -281,7 +292,13 @@ pub(crate) async fn start_or_resume(
         let head = within(
             timeout,
             "starting the actor's log",
-            log.append(key, epoch, Position::GENESIS, std::slice::from_ref(&entry)),
+            log.append(
+                key,
+                epoch,
+                Position::GENESIS,
+                std::slice::from_ref(&entry),
+                &alarms,
+            ),
         )
         .await?;
         storage

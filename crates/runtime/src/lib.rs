@@ -78,6 +78,9 @@ mod replication;
 
 mod catalog_db;
 
+#[cfg(feature = "replicated")]
+mod catalog_from_log;
+
 // Alarms as handlers see them, and the reports of their deliveries.
 pub mod alarm;
 

@@ -33,8 +33,8 @@ pub(crate) async fn append_changes(
             "a replicated actor committed without a claim on its log".into(),
         ));
     };
-    let payload = match storage.take_changes() {
-        Ok(Some(payload)) => payload,
+    let (payload, alarms) = match storage.take_changes() {
+        Ok(Some(changes)) => changes,
         Ok(None) => return Ok(()),
         Err(e @ ReplicationError::UnreplicableTable { .. }) => {
             return Err(Failure {
@@ -68,6 +68,7 @@ pub(crate) async fn append_changes(
             cursor.epoch,
             cursor.position,
             std::slice::from_ref(&entry),
+            &alarms,
         ),
     )
     .await

@@ -63,6 +63,8 @@ impl std::fmt::Debug for Runtime {
 
 pub(crate) struct Inner {
     data_dir: PathBuf,
+    /// The replicated log, in replicated mode.
+    log: Option<Arc<dyn crate::turn_log::TurnLog>>,
     durability: crate::durability::Durability,
     max_resident: usize,
     dispatcher: Arc<Dispatcher>,
@@ -118,6 +120,10 @@ impl Runtime {
             }
         })?;
 
+        // A catalog that is not there yet is new: on a fresh machine, or after the data
+        // directory was lost, which in replicated mode the log can make good.
+        #[cfg(feature = "replicated")]
+        let catalog_is_new = !data_dir.join(CATALOG_FILE).exists();
         let (catalog, catalog_startup) =
             CatalogDb::open(&data_dir, options.durability, &options.clock).map_err(|source| {
                 RuntimeError::Catalog {
@@ -126,6 +132,15 @@ impl Runtime {
                 }
             })?;
         let catalog = Arc::new(catalog);
+        #[cfg(feature = "replicated")]
+        if let (true, crate::durability::Durability::Replicated, Some(log)) = (
+            catalog_is_new || catalog_startup.rebuilt,
+            options.durability,
+            &options.turn_log,
+        ) {
+            crate::catalog_from_log::restore_from_log(log.clone(), catalog.clone())
+                .map_err(RuntimeError::Thread)?;
+        }
         let (senders, inboxes): (Vec<_>, Vec<_>) = (0..options.shards)
             .map(|_| mpsc::unbounded_channel())
             .unzip();
@@ -141,6 +156,10 @@ impl Runtime {
         .map_err(RuntimeError::Thread)?;
         let inner = Arc::new(Inner {
             data_dir: data_dir.clone(),
+            log: options
+                .turn_log
+                .clone()
+                .filter(|_| options.durability == crate::durability::Durability::Replicated),
             durability: options.durability,
             max_resident: options.per_shard_resident() * options.shards,
             dispatcher,
@@ -245,6 +264,7 @@ impl Runtime {
             self.inner.dispatcher.clone(),
             self.inner.catalog.clone(),
             self.inner.data_dir.clone(),
+            self.inner.log.clone(),
         )
     }
 

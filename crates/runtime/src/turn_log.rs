@@ -167,6 +167,32 @@ pub struct LogKey {
     pub id: ActorId,
 }
 
+/// How an append changes the actor's alarms as the log keeps them (so that they fire after
+/// the actor's disk is lost, without anyone calling it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AlarmUpdate {
+    /// No alarm changed.
+    #[default]
+    Unchanged,
+    /// Alarms set (`Some(due ms)`) or deleted (`None`), by name.
+    Changes(Vec<(String, Option<i64>)>),
+    /// The actor's alarms are exactly these (name, due ms): for an image entry.
+    Replace(Vec<(String, i64)>),
+}
+
+/// An actor as the log knows it: for rebuilding a lost catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedActor {
+    /// Its namespace and id.
+    pub key: LogKey,
+    /// Its name, for actors addressed by name.
+    pub name: Option<String>,
+    /// When its log began, by the log's clock (ms since the Unix epoch).
+    pub created_at_ms: i64,
+    /// Its alarms: name and due time (ms since the Unix epoch).
+    pub alarms: Vec<(String, i64)>,
+}
+
 /// What a claim returns: the new epoch and where the log stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Claim {
@@ -229,19 +255,20 @@ pub type LogFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LogError>> + S
 /// append lands only if, atomically, the actor's epoch equals the append's and its head equals
 /// `expected`. The runtime computes entries' hashes ([`Entry::after`]); the log stores them.
 pub trait TurnLog: Send + Sync + 'static {
-    /// Starts an activation: increments the actor's epoch (creating its log if it has none)
-    /// and returns it with the head.
-    fn claim<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Claim>;
+    /// Starts an activation: increments the actor's epoch (creating its log if it has none,
+    /// recording `name` for an actor addressed by name) and returns it with the head.
+    fn claim<'a>(&'a self, key: &'a LogKey, name: Option<&'a str>) -> LogFuture<'a, Claim>;
 
-    /// Appends `entries` (consecutive, the first right after `expected`) under `epoch`, all or
-    /// none, if the actor is still at `epoch` with its head at `expected`; otherwise
-    /// [`LogError::Fenced`].
+    /// Appends `entries` (consecutive, the first right after `expected`) under `epoch`, with
+    /// the alarm changes they carry, all or none, if the actor is still at `epoch` with its
+    /// head at `expected`; otherwise [`LogError::Fenced`].
     fn append<'a>(
         &'a self,
         key: &'a LogKey,
         epoch: u64,
         expected: Position,
         entries: &'a [Entry],
+        alarms: &'a AlarmUpdate,
     ) -> LogFuture<'a, Position>;
 
     /// The entries with sequence numbers in `from..=to`, in order; images included.
@@ -253,7 +280,10 @@ pub trait TurnLog: Send + Sync + 'static {
     /// The actor's epoch and head without claiming it (`None` for an actor with no log).
     fn head<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Option<(u64, Position)>>;
 
-    /// Deletes the actor's entries and images and bumps its epoch, fencing any activation still
+    /// Every actor with a non-empty log, with its alarms.
+    fn inventory(&self) -> LogFuture<'_, Vec<LoggedActor>>;
+
+    /// Deletes the actor's entries, images and alarms and bumps its epoch, fencing any activation still
     /// running. The epoch is kept, so a later claim starts an empty log at a higher epoch and
     /// nothing written before the deletion can be appended to it or read from it again.
     fn delete<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, ()>;

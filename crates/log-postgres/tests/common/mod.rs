@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use burrow_runtime::alarm::Alarm;
 use burrow_runtime::turn_log::TurnLog;
 use burrow_runtime::{
     Abort, Actor, ActorId, Context, Durability, Handler, Message, Namespace, Options, Runtime,
@@ -21,6 +22,30 @@ impl Actor for Ledger {
             "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
         )?;
         Ok(())
+    }
+
+    async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
+        ctx.storage().sql().execute(
+            "INSERT INTO items (body) VALUES (?1)",
+            [format!("fired: {}", alarm.name)],
+        )?;
+        Ok(())
+    }
+}
+
+/// Sets the alarm `.0` to fire after `.1`.
+pub struct Remind(pub String, pub Duration);
+impl Message for Remind {
+    type Reply = ();
+}
+
+impl Handler<Remind> for Ledger {
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        Remind(name, after): Remind,
+    ) -> Result<(), Abort> {
+        ctx.set_alarm(&name, SystemTime::now() + after)
     }
 }
 

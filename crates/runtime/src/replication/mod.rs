@@ -14,6 +14,7 @@
 // the tests below use these.
 #![cfg_attr(not(test), allow(dead_code))]
 
+pub(crate) mod alarms;
 pub(crate) mod apply;
 pub(crate) mod capture;
 pub(crate) mod digest;

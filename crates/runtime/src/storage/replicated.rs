@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Storage;
 use crate::replication::capture::Recorder;
-use crate::replication::{ReplicationError, image, shape};
-use crate::turn_log::{Payload, Position};
+use crate::replication::{ReplicationError, alarms, image, shape};
+use crate::turn_log::{AlarmUpdate, Payload, Position};
 
 self_cell::self_cell!(
     /// A recording borrows the connection it records, and lives from `BEGIN` to the commit.
@@ -91,10 +91,12 @@ impl Storage {
     }
 
     /// What the open transaction ships to the log: its patchset, or an image of the whole
-    /// database when it changed the schema, or nothing when it changed nothing. Ends the
-    /// recording; the transaction stays open. A schema change that made a table the log
-    /// cannot follow is refused, naming the table.
-    pub(crate) fn take_changes(&mut self) -> Result<Option<Payload>, ReplicationError> {
+    /// database when it changed the schema, or nothing when it changed nothing — with the
+    /// alarm changes it holds. Ends the recording; the transaction stays open. A schema change
+    /// that made a table the log cannot follow is refused, naming the table.
+    pub(crate) fn take_changes(
+        &mut self,
+    ) -> Result<Option<(Payload, AlarmUpdate)>, ReplicationError> {
         let Some(mut recording) = self.replica.recording.borrow_mut().take() else {
             debug_assert!(false, "a replicated commit was recorded from its BEGIN");
             return Err(ReplicationError::Mismatch(
@@ -108,10 +110,20 @@ impl Storage {
         drop(recording);
         if capture.schema_changed {
             self.run_internal(shape::check)?;
+            let alarms = AlarmUpdate::Replace(self.alarm_rows()?);
             let conn = Rc::get_mut(&mut self.conn).expect("the recording was dropped");
-            return Ok(Some(Payload::Image(image::take(conn)?)));
+            return Ok(Some((Payload::Image(image::take(conn)?), alarms)));
         }
-        Ok((!capture.patchset.is_empty()).then_some(Payload::Patchset(capture.patchset)))
+        if capture.patchset.is_empty() {
+            return Ok(None);
+        }
+        let changes = alarms::alarm_changes(&capture.patchset)?;
+        let alarms = if changes.is_empty() {
+            AlarmUpdate::Unchanged
+        } else {
+            AlarmUpdate::Changes(changes)
+        };
+        Ok(Some((Payload::Patchset(capture.patchset), alarms)))
     }
 
     /// Begins a transaction that is not recorded (the runtime's own writes, such as the log's
