@@ -79,8 +79,10 @@ struct Serve {
     /// Close an idle actor after this many milliseconds.
     #[arg(long, env = "BURROW_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
     idle_timeout_ms: u64,
-    /// What an acknowledged write survives: `process` (a crash of Burrow) or `machine` (a
-    /// power loss: every commit is fsynced).
+    /// What an acknowledged write survives: `process` (a crash of Burrow), `machine` (a
+    /// power loss: every commit is fsynced) or `replicated` (the loss of the disk or the host:
+    /// every commit is appended to a log in PostgreSQL first; needs --database-url and the
+    /// four secrets given, since a keys file on the lost disk would be lost with it).
     #[arg(long, env = "BURROW_DURABILITY", value_enum, default_value_t = DurabilityArg::Process)]
     durability: DurabilityArg,
     /// The first uid sandboxes run under (one per volume), or `off` to run them as the
@@ -123,6 +125,7 @@ impl Serve {
 enum DurabilityArg {
     Process,
     Machine,
+    Replicated,
 }
 
 /// What one client may hold of the server (see RELIABILITY.md, "Security").
@@ -350,6 +353,7 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
     config.durability = match serve.durability {
         DurabilityArg::Process => Durability::Process,
         DurabilityArg::Machine => Durability::Machine,
+        DurabilityArg::Replicated => Durability::Replicated,
     };
     let server = match Server::start(config).await {
         Ok(s) => s,
@@ -363,14 +367,18 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
         "get a token: burrow token --user <user id> --data-dir {}",
         serve.secrets.data_dir.display()
     );
-    println!(
-        "the internal API key is in {}",
-        serve
-            .secrets
-            .data_dir
-            .join(burrow_server::KEYS_FILE)
-            .display()
-    );
+    if matches!(serve.durability, DurabilityArg::Replicated) {
+        println!("the internal API key is the one given (BURROW_INTERNAL_API_KEY)");
+    } else {
+        println!(
+            "the internal API key is in {}",
+            serve
+                .secrets
+                .data_dir
+                .join(burrow_server::KEYS_FILE)
+                .display()
+        );
+    }
     let signal = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -7,7 +7,13 @@
 //! duplicated. A second test breaks the output gate on purpose (replies before commits) and
 //! requires the same checks to notice.
 //!
-//! `BURROW_CRASH_ROUNDS` sets the number of kills (default 25).
+//! The same load runs with `--durability replicated`, where each kill also loses the host: the
+//! data directory is deleted and the sandbox processes killed before the restart, and still
+//! nothing acknowledged may be lost (the log in PostgreSQL has it); with replies sent before
+//! the log's append, that test must find losses.
+//!
+//! `BURROW_CRASH_ROUNDS` sets the number of kills (default 25); `BURROW_HOST_LOSS_ROUNDS` the
+//! number of lost hosts (default 6).
 
 mod common;
 
@@ -75,12 +81,22 @@ struct Suite {
     http: reqwest::Client,
     targets: Vec<Target>,
     ledger: Ledger,
+    mode: Mode,
     _db: burrow_testkit::pg::TestDatabase,
     _dir: tempfile::TempDir,
 }
 
+/// How the server keeps acknowledged writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The default, `--durability process`: each kill keeps the data directory.
+    Local,
+    /// `--durability replicated`: each kill also loses the data directory and the sandboxes.
+    HostLoss,
+}
+
 impl Suite {
-    async fn start(fault_ms: Option<u64>) -> Suite {
+    async fn start(fault_ms: Option<u64>, mode: Mode) -> Suite {
         let db = burrow_testkit::pg::fresh_database().await;
         let dir = tempfile::tempdir().unwrap();
         let mut options = ServeOptions::new(dir.path().join("data"))
@@ -92,6 +108,15 @@ impl Suite {
             // Evictions happen during the load too.
             .env("BURROW_IDLE_TIMEOUT_MS", 300);
         options.database_url = Some(db.url().to_owned());
+        if mode == Mode::HostLoss {
+            // Secrets are given, not generated: a keys file would go with the data directory.
+            options = options
+                .env("BURROW_DURABILITY", "replicated")
+                .env("BURROW_TOKEN_SECRET", "t".repeat(40))
+                .env("BURROW_INTERNAL_API_KEY", "i".repeat(40))
+                .env("BURROW_GATEWAY_SECRET", "g".repeat(40))
+                .env("BURROW_SECRETS_KEY", "5e".repeat(32));
+        }
         if let Some(ms) = fault_ms {
             options = options.env("BURROW_FAULT_ACK_BEFORE_COMMIT_MS", ms);
         }
@@ -147,6 +172,7 @@ impl Suite {
                 .unwrap(),
             targets,
             ledger: Arc::default(),
+            mode,
             _db: db,
             _dir: dir,
         }
@@ -325,6 +351,21 @@ impl Suite {
                     ));
                 }
             }
+            if self.mode == Mode::HostLoss {
+                // Rebuilt from the log, not restored from the registry with its
+                // configuration wiped.
+                let debug = self
+                    .client()
+                    .debug_status(&t.user, t.instance)
+                    .await
+                    .unwrap();
+                if debug["configurationLost"] != json!(false) || !debug["restoredAt"].is_null() {
+                    report.lost.push(format!(
+                        "{}: came back through a registry restore: {debug}",
+                        t.label()
+                    ));
+                }
+            }
             if config["secretNames"] != json!(["SEALED"]) {
                 report
                     .lost
@@ -348,12 +389,26 @@ impl Suite {
         }
     }
 
-    async fn rounds(&mut self, rounds: usize, stop_at_first_loss: bool) -> Report {
+    /// The host is gone: its sandboxes die with it and its disk is replaced by an empty one.
+    fn lose_host(&self) {
+        for pid in self.process.sandbox_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::fs::remove_dir_all(self.process.data_dir()).unwrap();
+    }
+
+    async fn rounds(&mut self, rounds: usize, stop_at_first_loss: bool, mode: Mode) -> Report {
         let mut report = Report::default();
         self.settle(&mut report).await;
         for round in 0..rounds {
             self.load_and_kill(&mut report).await;
             self.check_files(&mut report);
+            if mode == Mode::HostLoss {
+                self.lose_host();
+            }
             self.process.restart().await.unwrap();
             self.check_ledger(&mut report).await;
             self.settle(&mut report).await;
@@ -376,8 +431,8 @@ async fn nothing_acknowledged_is_lost_across_kill_9() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(25);
-    let mut suite = Suite::start(None).await;
-    let report = suite.rounds(rounds, false).await;
+    let mut suite = Suite::start(None, Mode::Local).await;
+    let report = suite.rounds(rounds, false, Mode::Local).await;
     eprintln!("{report:?}");
     if !report.lost.is_empty() {
         let log = suite.process.log();
@@ -395,11 +450,45 @@ async fn nothing_acknowledged_is_lost_across_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_test_fails_when_replies_precede_commits() {
-    let mut suite = Suite::start(Some(300)).await;
-    let report = suite.rounds(10, true).await;
+    let mut suite = Suite::start(Some(300), Mode::Local).await;
+    let report = suite.rounds(10, true, Mode::Local).await;
     eprintln!("{report:?}");
     assert!(
         !report.lost.is_empty(),
         "with replies sent before their commits the kill test found nothing lost: it has no teeth"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_when_the_host_is_lost() {
+    let rounds = std::env::var("BURROW_HOST_LOSS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(6);
+    let mut suite = Suite::start(None, Mode::HostLoss).await;
+    let report = suite.rounds(rounds, false, Mode::HostLoss).await;
+    eprintln!("{report:?}");
+    if !report.lost.is_empty() {
+        let log = suite.process.log();
+        let tail: Vec<&str> = log.lines().rev().take(200).collect();
+        panic!(
+            "lost: {:#?}\nlog (last 200 lines, newest first):\n{}",
+            report.lost,
+            tail.join("\n")
+        );
+    }
+    assert!(report.corrupt.is_empty(), "corrupt: {:#?}", report.corrupt);
+    assert_eq!(report.kills, rounds);
+    assert!(report.acknowledged > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_loss_test_fails_when_replies_precede_the_append() {
+    let mut suite = Suite::start(Some(300), Mode::HostLoss).await;
+    let report = suite.rounds(10, true, Mode::HostLoss).await;
+    eprintln!("{report:?}");
+    assert!(
+        !report.lost.is_empty(),
+        "with replies sent before the log's append the host-loss test found nothing lost: it has no teeth"
     );
 }

@@ -102,6 +102,16 @@ pub enum KeyError {
         /// The keys file.
         path: PathBuf,
     },
+    /// A secret that must be given (replicated mode keeps no keys file) was not.
+    #[error(
+        "{name} (or {flag}) must be given with --durability replicated: a keys file generated into the data directory would be lost with the disk that mode protects against (generate one with `openssl rand -hex 32`)"
+    )]
+    Missing {
+        /// The environment variable that gives it.
+        name: &'static str,
+        /// The flag that gives it.
+        flag: &'static str,
+    },
     /// The keys file can be read or written by other users.
     #[error(
         "{path} is accessible to other users (mode {mode:04o}); it holds the server's secrets. Fix it with `chmod 600 {path}` (and check who may have read it)"
@@ -114,6 +124,14 @@ pub enum KeyError {
     },
 }
 
+/// The keys' names as operators set them, with the flags that give them too.
+const GIVEN: [(&str, &str); 4] = [
+    ("BURROW_TOKEN_SECRET", "--token-secret"),
+    ("BURROW_INTERNAL_API_KEY", "--internal-api-key"),
+    ("BURROW_GATEWAY_SECRET", "--gateway-secret"),
+    ("BURROW_SECRETS_KEY", "--secrets-key"),
+];
+
 fn is_hex_key(key: &str) -> bool {
     key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -125,6 +143,43 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl Keys {
+    /// The secrets exactly as given, every one required; no keys file is read or written.
+    /// For replicated durability, whose data must survive the loss of the data directory.
+    pub fn given(overrides: &KeyOverrides) -> Result<Keys, KeyError> {
+        let values = [
+            &overrides.token_secret,
+            &overrides.internal_api_key,
+            &overrides.gateway_secret,
+            &overrides.secrets_key,
+        ];
+        for ((name, flag), value) in GIVEN.into_iter().zip(values) {
+            let Some(value) = value else {
+                return Err(KeyError::Missing { name, flag });
+            };
+            if name != "BURROW_SECRETS_KEY" && value.len() < MIN_SECRET_BYTES {
+                return Err(KeyError::TooShort {
+                    name,
+                    len: value.len(),
+                });
+            }
+        }
+        let secrets_key = overrides
+            .secrets_key
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        if !is_hex_key(&secrets_key) {
+            return Err(KeyError::InvalidSecretsKey);
+        }
+        let given = |v: &Option<String>| v.clone().unwrap_or_default();
+        Ok(Keys {
+            internal_api_key: given(&overrides.internal_api_key),
+            token_secret: given(&overrides.token_secret),
+            gateway_secret: given(&overrides.gateway_secret),
+            secrets_key,
+        })
+    }
+
     /// The secrets for `data_dir`: each override if given, else the one stored in the keys
     /// file, generated (and stored) the first time.
     pub fn resolve(data_dir: &Path, overrides: &KeyOverrides) -> Result<Keys, KeyError> {

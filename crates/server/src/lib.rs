@@ -146,6 +146,14 @@ pub enum StartError {
     /// The sandbox provider could not be set up.
     #[error("sandbox provider: {0}")]
     Provider(#[from] burrow_instance::provider::ProviderError),
+    /// `--durability replicated` without a PostgreSQL database to keep the log in.
+    #[error(
+        "--durability replicated needs PostgreSQL: give --database-url (BURROW_DATABASE_URL); a log on the same disk as the actors would protect nothing"
+    )]
+    ReplicatedNeedsPostgres,
+    /// The replicated log could not be opened.
+    #[error("the replicated log: {0}")]
+    Log(burrow_runtime::turn_log::LogError),
     /// The listening socket could not be bound.
     #[error("listening on {address}: {source}")]
     Listen {
@@ -193,7 +201,21 @@ impl Server {
                 source: e,
             })
         })?;
-        let keys = Keys::resolve(&config.data_dir, &config.keys)?;
+        let replicated = config.durability == Durability::Replicated;
+        let keys = if replicated {
+            Keys::given(&config.keys)?
+        } else {
+            Keys::resolve(&config.data_dir, &config.keys)?
+        };
+        let turn_log = match (replicated, config.database_url.as_deref()) {
+            (false, _) => None,
+            (true, None) => return Err(StartError::ReplicatedNeedsPostgres),
+            (true, Some(url)) => Some(
+                burrow_log_postgres::PgTurnLog::connect(url, config.registry_timeout)
+                    .await
+                    .map_err(StartError::Log)?,
+            ),
+        };
         let registry = AnyRegistry::open(
             config.database_url.as_deref(),
             &config.data_dir,
@@ -203,6 +225,11 @@ impl Server {
         let mut options = Options::new(config.data_dir.join("runtime"))
             .idle_timeout(config.idle_timeout)
             .durability(config.durability);
+        if let Some(log) = turn_log {
+            options = options
+                .turn_log(Arc::new(log))
+                .append_timeout(config.registry_timeout);
+        }
         if let Some(shards) = config.shards {
             options = options.shards(shards);
         }

@@ -95,8 +95,20 @@ impl BurrowProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// A value from the generated keys file (`internalApiKey`, `tokenSecret`, …).
+    /// A key of the server (`internalApiKey`, `tokenSecret`, `gatewaySecret`, `secretsKey`):
+    /// the one given in its environment if it was (as replicated durability requires), else
+    /// the one in its generated keys file.
     pub fn key(&self, name: &str) -> String {
+        let var = match name {
+            "internalApiKey" => "BURROW_INTERNAL_API_KEY",
+            "tokenSecret" => "BURROW_TOKEN_SECRET",
+            "gatewaySecret" => "BURROW_GATEWAY_SECRET",
+            "secretsKey" => "BURROW_SECRETS_KEY",
+            _ => "",
+        };
+        if let Some((_, value)) = self.options.env.iter().find(|(k, _)| k == var) {
+            return value.clone();
+        }
         let bytes = std::fs::read(self.options.data_dir.join("server-keys.json"))
             .expect("the keys file exists");
         let keys: serde_json::Value = serde_json::from_slice(&bytes).expect("the keys file parses");
