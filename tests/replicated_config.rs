@@ -61,15 +61,10 @@ fn without_postgresql_the_start_is_refused_naming_the_flag() {
 #[tokio::test]
 async fn each_missing_secret_is_named() {
     let db = burrow_testkit::pg::fresh_database().await;
-    for missing in 0..SECRETS.len() {
-        let given: Vec<(&str, &str)> = SECRETS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != missing)
-            .map(|(_, kv)| *kv)
-            .collect();
+    for (name, _) in SECRETS {
+        let given: Vec<(&str, &str)> = SECRETS.into_iter().filter(|(n, _)| *n != name).collect();
         let stderr = refused(&["--database-url", db.url()], &given);
-        assert!(stderr.contains(SECRETS[missing].0), "{stderr}");
+        assert!(stderr.contains(name), "{stderr}");
     }
 }
 
