@@ -12,7 +12,9 @@ use burrow_log_postgres::PgTurnLog;
 use burrow_runtime::turn_log::{LogKey, TurnLog};
 use burrow_runtime::{ActorId, ErrorKind, Options, Runtime};
 use burrow_testkit::pg::{Cluster, fresh_database};
-use common::{Add, Ledger, Loose, Read, Remind, actor_file, items, open, quarantined};
+use common::{
+    Add, FlushThenFail, Ledger, Loose, Read, Remind, actor_file, items, open, quarantined,
+};
 
 async fn shared_log() -> (burrow_testkit::pg::TestDatabase, Arc<dyn TurnLog>) {
     let db = fresh_database().await;
@@ -243,7 +245,7 @@ async fn an_actor_from_before_replication_keeps_its_state_and_starts_a_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgresql_stopped_a_turn_fails_retryably_changes_nothing_and_writes_resume_after() {
-    let mut cluster = Cluster::start().unwrap();
+    let mut cluster = Cluster::start_durable().unwrap();
     let log: Arc<dyn TurnLog> = Arc::new(
         PgTurnLog::connect(&cluster.url("postgres"), Duration::from_secs(2))
             .await
@@ -371,6 +373,95 @@ async fn a_deleted_actor_does_not_come_back_from_the_log() {
     assert_eq!(
         ns.get_by_name("alice").call(Read).await.unwrap(),
         (vec![], 0)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgresql_frozen_a_turn_times_out_retryably_and_writes_resume_after() {
+    let cluster = Cluster::start_durable().unwrap();
+    let log: Arc<dyn TurnLog> = Arc::new(
+        PgTurnLog::connect(&cluster.url("postgres"), Duration::from_secs(2))
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    let alice = ns.get_by_name("alice");
+    alice.call(Add("before".into())).await.unwrap();
+
+    cluster.pause().unwrap();
+    let started = std::time::Instant::now();
+    let err = alice.call(Add("during".into())).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the append timeout bounds the wait ({:?})",
+        started.elapsed()
+    );
+    let conn = rusqlite::Connection::open(actor_file(dir.path(), "alice")).unwrap();
+    let rows: Vec<String> = conn
+        .prepare("SELECT body FROM items ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec!["before".to_owned()],
+        "nothing was committed locally"
+    );
+    drop(conn);
+
+    cluster.resume().unwrap();
+    // The frozen append may have landed after all (its answer was lost): the next activation
+    // learns which from the log. Either way the caller was never told it succeeded, and
+    // writes go on.
+    let mut resumed = None;
+    for _ in 0..50 {
+        match alice.call(Add("after".into())).await {
+            Ok(n) => {
+                resumed = Some(n);
+                break;
+            }
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let (items, count) = alice.call(Read).await.unwrap();
+    assert_eq!(resumed, Some(count));
+    assert_eq!(items.first().map(String::as_str), Some("before"));
+    assert_eq!(items.last().map(String::as_str), Some("after"));
+    runtime.shutdown(Duration::from_secs(5)).await;
+    // Whatever the runtime holds is what the log holds.
+    let fresh = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(fresh.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (items, count)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_is_a_commit_point_of_the_log() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    let err = ns
+        .get_by_name("alice")
+        .call(FlushThenFail("flushed".into()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("failing after the flush"), "{err}");
+    runtime.shutdown(Duration::from_secs(5)).await;
+    drop(dir);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(elsewhere.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (vec!["flushed".to_owned()], 0)
     );
     runtime.shutdown(Duration::from_secs(5)).await;
 }

@@ -33,6 +33,29 @@ impl Actor for Ledger {
     }
 }
 
+/// Adds an item, flushes, then fails: the flushed item stays, the turn's later write does not.
+pub struct FlushThenFail(pub String);
+impl Message for FlushThenFail {
+    type Reply = ();
+}
+
+impl Handler<FlushThenFail> for Ledger {
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        FlushThenFail(body): FlushThenFail,
+    ) -> Result<(), Abort> {
+        ctx.storage()
+            .sql()
+            .execute("INSERT INTO items (body) VALUES (?1)", [&body])?;
+        ctx.flush().await?;
+        ctx.storage()
+            .sql()
+            .execute("INSERT INTO items (body) VALUES ('after the flush')", [])?;
+        Err(Abort::new("failing after the flush"))
+    }
+}
+
 /// Sets the alarm `.0` to fire after `.1`.
 pub struct Remind(pub String, pub Duration);
 impl Message for Remind {

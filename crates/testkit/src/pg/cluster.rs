@@ -27,6 +27,17 @@ shared_buffers = 16MB
 log_min_messages = warning
 ";
 
+/// Settings for a cluster that must keep what it acknowledged across an immediate restart.
+const DURABLE_SETTINGS: &str = "\
+listen_addresses = '127.0.0.1'
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+max_connections = 200
+shared_buffers = 16MB
+log_min_messages = warning
+";
+
 /// Runs when the pipe from the test process closes — at exit, after a panic, after SIGKILL —
 /// and also when a [`Cluster`] is dropped: shut the server down at once, delete the directory.
 /// It ignores the terminal's signals so that a Ctrl-C still leaves the clean-up to it.
@@ -57,6 +68,7 @@ rm -rf "$1"
 pub struct Cluster {
     dir: PathBuf,
     port: u16,
+    durable: bool,
     binaries: Binaries,
     running: bool,
     watchdog: Child,
@@ -78,6 +90,16 @@ impl Cluster {
     /// Before the first cluster of a process, clusters left behind by killed test runs are
     /// removed (see [`sweep_stale_clusters`](super::sweep_stale_clusters)).
     pub fn start() -> Result<Cluster, Error> {
+        Cluster::start_with(false)
+    }
+
+    /// Like [`start`](Cluster::start), but with `fsync` and `synchronous_commit` on: for tests
+    /// that restart or kill the server and rely on what it acknowledged before.
+    pub fn start_durable() -> Result<Cluster, Error> {
+        Cluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Cluster, Error> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let binaries = Binaries::find()?;
         let root = sweep::prepare_root()?;
@@ -92,6 +114,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir,
             port: 0,
+            durable,
             binaries,
             running: false,
             watchdog,
@@ -236,8 +259,13 @@ impl Cluster {
     fn write_settings(&self) -> Result<(), Error> {
         let path = self.data().join("burrow-testkit.conf");
         let socket_dir = self.dir.display().to_string().replace('\'', "''");
+        let settings = if self.durable {
+            DURABLE_SETTINGS
+        } else {
+            SETTINGS
+        };
         let text = format!(
-            "{SETTINGS}port = {}\nunix_socket_directories = '{socket_dir}'\n",
+            "{settings}port = {}\nunix_socket_directories = '{socket_dir}'\n",
             self.port
         );
         fs::write(&path, text).map_err(Error::io("writing", &path))?;
