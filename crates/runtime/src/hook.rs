@@ -1,4 +1,10 @@
-//! The commit hook: a seam for a replicator to hold replies until writes are durable elsewhere.
+//! The commit hook: a notice after each local commit, awaited before the replies leave.
+//!
+//! It is not how Burrow replicates: [`Durability::Replicated`](crate::Durability) appends each
+//! commit to a fenced log *before* the local commit ([`turn_log`](crate::turn_log)), which a
+//! hook that runs after the commit cannot do (a stale activation's local commit would already
+//! have happened). Use the hook to mirror commits somewhere best-effort, or to hold replies on
+//! something of your own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -83,7 +89,9 @@ pub struct CommitInfo {
 /// ```
 pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
-/// Awaited after a turn's local commit and before its reply is released.
+/// Awaited after a turn's local commit (and, in replicated mode, after the log took it) and
+/// before its reply is released. An after-commit notice, not the replication seam (see the
+/// module's documentation).
 ///
 /// If the hook fails, the write stays committed locally but the caller receives a retryable
 /// error instead of the reply, so it must not assume the write is durable elsewhere.
