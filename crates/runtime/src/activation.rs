@@ -79,6 +79,12 @@ pub(crate) async fn activate_with_log<A: Actor>(
             &a.services.clock,
         )
         .await?;
+        let mut a = a;
+        if !synced.start_log {
+            // Whatever happened to the file before (a quarantine after a damaged turn), the
+            // log had every commit, and the file now holds them: nothing was lost.
+            a.lost_note = None;
+        }
         let mut live = activate(a)?;
         start_or_resume(live.storage_mut(), &log, &key, &synced, timeout).await?;
         return Ok(live);

@@ -10,13 +10,12 @@
 //! would miss are refused when they are created ([`shape::check`]); a patchset is validated
 //! against the target's schema before it is applied ([`apply::apply`]).
 
-// The turn engine's replicated mode (issue 18, in progress) is the caller; until it lands only
-// the tests below use these.
-#![cfg_attr(not(test), allow(dead_code))]
 
 pub(crate) mod alarms;
 pub(crate) mod apply;
 pub(crate) mod capture;
+// Comparing copies by content: only the property tests need it so far.
+#[cfg(test)]
 pub(crate) mod digest;
 pub(crate) mod image;
 pub(crate) mod shape;
