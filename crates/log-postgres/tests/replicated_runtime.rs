@@ -13,7 +13,7 @@ use burrow_runtime::turn_log::{LogKey, TurnLog};
 use burrow_runtime::{ActorId, ErrorKind, Options, Runtime};
 use burrow_testkit::pg::{Cluster, fresh_database};
 use common::{
-    Add, FlushThenFail, Ledger, Loose, Read, Remind, actor_file, items, open, quarantined,
+    Add, FlushThenFail, Forget, Ledger, Loose, Read, Remind, actor_file, items, open, quarantined,
 };
 
 async fn shared_log() -> (burrow_testkit::pg::TestDatabase, Arc<dyn TurnLog>) {
@@ -505,4 +505,31 @@ async fn a_file_damaged_past_its_first_pages_is_rebuilt_from_the_log() {
     assert_eq!((items.len(), count), (200, 200));
     runtime.shutdown(Duration::from_secs(5)).await;
     assert_eq!(quarantined(dir.path()).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_that_deletes_itself_takes_its_log_with_it() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(dir.path(), &log);
+    for body in items(3) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    ns.get_by_name("alice").call(Forget).await.unwrap();
+    let key = LogKey {
+        namespace: "ledger".into(),
+        id: ActorId::for_name("ledger", "alice"),
+    };
+    // By the time the reply arrived, the log was gone.
+    assert!(log.read(&key, 1, 100).await.unwrap().is_empty());
+    runtime.shutdown(Duration::from_secs(5)).await;
+    drop(dir);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(elsewhere.path(), &log);
+    assert_eq!(runtime.catalog().count("ledger").await.unwrap(), 0);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (vec![], 0)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
 }

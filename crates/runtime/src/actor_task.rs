@@ -147,6 +147,15 @@ async fn run_actor<A: Actor>(
                 *slot.state.borrow_mut() = Some(live);
                 shard.rebalance();
             }
+            Fate::Delete => {
+                // Its file, record, alarms and log went before the reply; the instance goes
+                // now, and queued calls meet a new actor.
+                drop(live);
+                let held = held.take().map(|e| Box::new(e) as ErasedEnvelope);
+                shard.discard(actor_type.clone(), id, name.clone(), held, &mut mailbox);
+                shard.rebalance();
+                return;
+            }
             Fate::Discard { corrupt } => {
                 drop(live);
                 if let Some(detail) = corrupt {

@@ -97,6 +97,8 @@ mod actor;
 
 mod actor_type;
 
+mod deletion;
+
 mod turn;
 
 mod activation;

@@ -56,6 +56,9 @@ pub(crate) struct Live<A: Actor> {
 /// Whether the actor instance survives the turn.
 pub(crate) enum Fate {
     Keep,
+    /// The turn committed and asked for the actor to be deleted
+    /// ([`Context::delete_after_commit`]).
+    Delete,
     /// Discard the instance; `corrupt` says why if its file turned out to be damaged.
     Discard {
         corrupt: Option<String>,
@@ -123,7 +126,10 @@ impl<A: Actor> Live<A> {
             matches!(fate, Fate::Discard { .. }) || self.ctx.storage.sql().is_autocommit(),
             "a kept actor has no transaction open between turns"
         );
-        fate
+        match fate {
+            Fate::Keep if self.ctx.delete_after_commit => Fate::Delete,
+            fate => fate,
+        }
     }
 
     async fn call_turns(&mut self, first: Box<dyn Call<A>>, next: NextCall<'_, A>) -> Fate {
@@ -201,7 +207,7 @@ impl<A: Actor> Live<A> {
                     group.failed = Some((failure, Box::new(move |e| call.fail(e))));
                     return group;
                 }
-                Some(self.ctx.alarm_changes.clone())
+                Some((self.ctx.alarm_changes.clone(), self.ctx.delete_after_commit))
             } else {
                 None
             };
@@ -249,7 +255,8 @@ impl<A: Actor> Live<A> {
                     return group;
                 }
                 (Handled::Failed(cause, refuse), true) => {
-                    self.ctx.alarm_changes = alarms_before.expect("saved for a grouped turn");
+                    (self.ctx.alarm_changes, self.ctx.delete_after_commit) =
+                        alarms_before.expect("saved for a grouped turn");
                     if let Err(e) = self.ctx.storage.undo_grouped_turn() {
                         tracing::warn!(id = %self.ctx.info.id, "rolling back a failed grouped turn: {e}");
                     }
@@ -319,6 +326,9 @@ impl<A: Actor> Live<A> {
                     "the turn committed, but the catalog could not record the new actor: {e}"
                 )));
             }
+        }
+        if self.ctx.delete_after_commit {
+            crate::deletion::delete_committed(&self.ctx).await?;
         }
         Ok(())
     }

@@ -135,6 +135,10 @@ impl<P: SandboxProvider> InstanceActor<P> {
         for (alarm, _) in ctx.alarms()? {
             ctx.delete_alarm(&alarm)?;
         }
+        // And then the actor itself, once this turn commits: its file, catalog record and, in
+        // replicated mode, its log, so that nothing of it can come back. (The state is
+        // emptied above as well, in case the deletion fails after the commit.)
+        ctx.delete_after_commit();
         self.set_known(Known::NotProvisioned);
         tracing::info!(actor = %self.name, "instance destroyed");
         Ok(true)

@@ -56,6 +56,19 @@ impl Handler<FlushThenFail> for Ledger {
     }
 }
 
+/// Deletes the actor once the turn commits.
+pub struct Forget;
+impl Message for Forget {
+    type Reply = ();
+}
+
+impl Handler<Forget> for Ledger {
+    async fn handle(&mut self, ctx: &mut Context<Self>, _: Forget) -> Result<(), Abort> {
+        ctx.delete_after_commit();
+        Ok(())
+    }
+}
+
 /// Sets the alarm `.0` to fire after `.1`.
 pub struct Remind(pub String, pub Duration);
 impl Message for Remind {

@@ -48,6 +48,8 @@ pub struct Context<A: Actor> {
     /// Whether this turn flushed, and whether every flush succeeded: a flush commits the
     /// turns grouped before this one too, so the group must know.
     pub(crate) flushed: Option<Result<(), CallError>>,
+    /// Set by [`Context::delete_after_commit`].
+    pub(crate) delete_after_commit: bool,
     _actor: PhantomData<fn(A)>,
 }
 
@@ -70,6 +72,7 @@ impl<A: Actor> Context<A> {
             background: parts.background,
             alarm_changes: AlarmChanges::new(),
             flushed: None,
+            delete_after_commit: false,
             _actor: PhantomData,
         }
     }
@@ -191,6 +194,44 @@ impl<A: Actor> Context<A> {
     /// ```
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Deletes the actor once this turn has committed: its file, its catalog record and
+    /// alarms, and in replicated mode its log. The reply still leaves after the commit; the
+    /// instance is dropped, and the next call starts a new, empty actor. A turn that fails
+    /// deletes nothing.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// struct Note;
+    /// impl Actor for Note {}
+    /// /// Writes, or deletes the whole actor.
+    /// enum Op { Write, Forget }
+    /// impl Message for Op { type Reply = Option<i64>; }
+    /// impl Handler<Op> for Note {
+    ///     async fn handle(&mut self, ctx: &mut Context<Self>, op: Op) -> Result<Option<i64>, Abort> {
+    ///         let before = ctx.storage().get::<i64>("n")?;
+    ///         match op {
+    ///             Op::Write => ctx.storage().put("n", &1)?,
+    ///             Op::Forget => ctx.delete_after_commit(),
+    ///         }
+    ///         Ok(before)
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let note = runtime.namespace("note", |_| Note)?.get_by_name("a");
+    /// note.call(Op::Write).await?;
+    /// assert_eq!(note.call(Op::Forget).await?, Some(1));
+    /// assert_eq!(note.call(Op::Write).await?, None); // a new, empty actor
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn delete_after_commit(&mut self) {
+        self.delete_after_commit = true;
     }
 
     /// Commits what the turn has written so far (and awaits the commit hook, if any), so that

@@ -10,7 +10,6 @@
 //! would miss are refused when they are created ([`shape::check`]); a patchset is validated
 //! against the target's schema before it is applied ([`apply::apply`]).
 
-
 pub(crate) mod alarms;
 pub(crate) mod apply;
 pub(crate) mod capture;
