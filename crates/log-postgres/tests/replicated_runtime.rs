@@ -13,7 +13,8 @@ use burrow_runtime::turn_log::{LogKey, TurnLog};
 use burrow_runtime::{ActorId, ErrorKind, Options, Runtime};
 use burrow_testkit::pg::{Cluster, fresh_database};
 use common::{
-    Add, FlushThenFail, Forget, Ledger, Loose, Read, Remind, actor_file, items, open, quarantined,
+    Add, FlushThenFail, Forget, Ledger, Loose, Read, Remind, actor_file, items, open, open_with,
+    quarantined,
 };
 
 async fn shared_log() -> (burrow_testkit::pg::TestDatabase, Arc<dyn TurnLog>) {
@@ -532,4 +533,60 @@ async fn an_actor_that_deletes_itself_takes_its_log_with_it() {
         (vec![], 0)
     );
     runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_written_every_so_many_entries_and_rebuilds_start_from_the_latest() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open_with(dir.path(), &log, |o| o.snapshot_every(5, u64::MAX));
+    for body in items(12) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let key = LogKey {
+        namespace: "ledger".into(),
+        id: ActorId::for_name("ledger", "alice"),
+    };
+    let entries = log.read(&key, 1, 100).await.unwrap();
+    let images: Vec<u64> = entries
+        .iter()
+        .filter(|e| e.payload.is_image())
+        .map(|e| e.seq)
+        .collect();
+    // 1: the log's start; 2: the first turn created a table; then every fifth entry.
+    assert_eq!(images, vec![1, 2, 7, 12], "{entries:?}");
+    assert_eq!(log.image_at(&key, 100).await.unwrap().unwrap().seq, 12);
+    drop(dir);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open(elsewhere.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (items(12), 12)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_over_the_limit_is_refused_naming_the_actor() {
+    let (_db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A new file (four pages) fits; the first turn's new table makes it five, which does not.
+    let (runtime, ns) = open_with(dir.path(), &log, |o| o.max_image_bytes(18 * 1024));
+    let err = ns
+        .get_by_name("alice")
+        .call(Add("x".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let id = ActorId::for_name("ledger", "alice");
+    assert!(err.to_string().contains(&format!("ledger/{id}")), "{err}");
+    assert!(err.to_string().contains("max_image_bytes"), "{err}");
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let key = LogKey {
+        namespace: "ledger".into(),
+        id,
+    };
+    let entries = log.read(&key, 1, 100).await.unwrap();
+    assert_eq!(entries.len(), 1, "only the log's start: {entries:?}");
 }

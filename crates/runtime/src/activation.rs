@@ -85,8 +85,9 @@ pub(crate) async fn activate_with_log<A: Actor>(
             // log had every commit, and the file now holds them: nothing was lost.
             a.lost_note = None;
         }
+        let max_image = a.services.snapshots.max_image_bytes;
         let mut live = activate(a)?;
-        start_or_resume(live.storage_mut(), &log, &key, &synced, timeout).await?;
+        start_or_resume(live.storage_mut(), &log, &key, &synced, timeout, max_image).await?;
         return Ok(live);
     }
     activate(a)

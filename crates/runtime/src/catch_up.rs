@@ -55,6 +55,17 @@ async fn within<T>(
         .map_err(|e| log_failure(what, e))
 }
 
+/// The error for an image over the log's limit: refused, never truncated.
+pub(crate) fn too_large(key: &LogKey, bytes: usize, limit: u64) -> CallError {
+    CallError::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "actor {}/{}: its database is {bytes} bytes, over the replicated log's image limit of {limit} bytes (Options::max_image_bytes)",
+            key.namespace, key.id
+        ),
+    )
+}
+
 fn local_failure(what: &str, e: impl std::fmt::Display) -> CallError {
     CallError::new(ErrorKind::TransientIo, format!("{what}: {e}"))
 }
@@ -264,12 +275,15 @@ pub(crate) async fn start_or_resume(
     key: &LogKey,
     synced: &Synced,
     timeout: std::time::Duration,
+    max_image_bytes: u64,
 ) -> Result<(), CallError> {
     let epoch = synced.claim.epoch;
     if !synced.start_log {
+        let since = synced.claim.head.seq - synced.claim.snapshot.unwrap_or(0);
         storage.set_cursor(Cursor {
             epoch,
             position: synced.claim.head,
+            since_image: (since, 0),
         });
         return Ok(());
     }
@@ -280,6 +294,9 @@ pub(crate) async fn start_or_resume(
         let image = storage
             .image()
             .map_err(|e| local_failure("imaging the actor's file", e))?;
+        if image.len() as u64 > max_image_bytes {
+            return Err(too_large(key, image.len(), max_image_bytes));
+        }
         let alarms = AlarmUpdate::Replace(
             storage
                 .alarm_rows()
@@ -312,6 +329,7 @@ pub(crate) async fn start_or_resume(
             storage.set_cursor(Cursor {
                 epoch,
                 position: head,
+                since_image: (0, 0),
             });
             Ok(())
         }

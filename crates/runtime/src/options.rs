@@ -7,7 +7,7 @@ use crate::alarm::AlarmPolicy;
 use crate::clock::Clock;
 use crate::durability::Durability;
 use crate::hook::CommitHook;
-use crate::turn_log::TurnLog;
+use crate::turn_log::{SnapshotPolicy, TurnLog};
 
 /// A runtime's settings. Build with [`Options::new`] and the setters.
 ///
@@ -36,6 +36,7 @@ pub struct Options {
     pub(crate) commit_hook: Option<Arc<dyn CommitHook>>,
     pub(crate) turn_log: Option<Arc<dyn TurnLog>>,
     pub(crate) append_timeout: std::time::Duration,
+    pub(crate) snapshots: SnapshotPolicy,
     pub(crate) clock: Clock,
     pub(crate) random_seed: Option<u64>,
 }
@@ -56,6 +57,7 @@ impl std::fmt::Debug for Options {
             .field("commit_hook", &self.commit_hook.is_some())
             .field("turn_log", &self.turn_log.is_some())
             .field("append_timeout", &self.append_timeout)
+            .field("snapshots", &self.snapshots)
             .field("clock", &self.clock)
             .field("random_seed", &self.random_seed)
             .finish()
@@ -96,6 +98,7 @@ impl Options {
             commit_hook: None,
             turn_log: None,
             append_timeout: DEFAULT_APPEND_TIMEOUT,
+            snapshots: SnapshotPolicy::default(),
             clock: Clock::system(),
             random_seed: None,
         }
@@ -153,6 +156,37 @@ impl Options {
     /// ```
     pub fn append_timeout(mut self, timeout: std::time::Duration) -> Options {
         self.append_timeout = timeout.max(std::time::Duration::from_millis(1));
+        self
+    }
+
+    /// In replicated mode, a commit ships a full image of the actor instead of its patchset
+    /// once `entries` patchsets or `bytes` of them have been appended since the latest image
+    /// (defaults: 1,000 entries, 8 MiB), so that rebuilding an actor replays a bounded part of
+    /// its log. Each is at least 1.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").snapshot_every(500, 4 * 1024 * 1024);
+    /// # let _ = options;
+    /// ```
+    pub fn snapshot_every(mut self, entries: u64, bytes: u64) -> Options {
+        self.snapshots.every_entries = entries.max(1);
+        self.snapshots.every_bytes = bytes.max(1);
+        self
+    }
+
+    /// The largest image of an actor replicated mode writes (default 64 MiB). A commit that
+    /// needs one (a schema change, an actor's first entry) fails with `InvalidInput` naming
+    /// the actor when its image is larger — never truncated; a periodic image over the limit
+    /// is skipped (its patchset ships instead).
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// let options = Options::new("data").max_image_bytes(16 * 1024 * 1024);
+    /// # let _ = options;
+    /// ```
+    pub fn max_image_bytes(mut self, bytes: u64) -> Options {
+        self.snapshots.max_image_bytes = bytes;
         self
     }
 

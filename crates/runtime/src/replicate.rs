@@ -10,7 +10,7 @@ use crate::id::ActorId;
 use crate::replication::ReplicationError;
 use crate::services::ShardServices;
 use crate::storage::{Cursor, Storage};
-use crate::turn_log::{Entry, LogError, LogKey};
+use crate::turn_log::{Entry, LogError, LogKey, Payload};
 
 /// Appends what the open transaction changed as the next entry of the actor's log, and
 /// records the new position in the file (in the same transaction). Does nothing outside
@@ -33,8 +33,22 @@ pub(crate) async fn append_changes(
             "a replicated actor committed without a claim on its log".into(),
         ));
     };
-    let (payload, alarms) = match storage.take_changes() {
+    let policy = &services.snapshots;
+    let image_due = cursor.since_image.0 + 1 >= policy.every_entries
+        || cursor.since_image.1 >= policy.every_bytes;
+    let (payload, alarms) = match storage.take_changes(image_due, policy.max_image_bytes) {
         Ok(Some(changes)) => changes,
+        Err(ReplicationError::ImageTooLarge(bytes)) => {
+            let key = LogKey {
+                namespace: namespace.clone(),
+                id,
+            };
+            return Err(Failure {
+                error: crate::catch_up::too_large(&key, bytes, policy.max_image_bytes),
+                corrupt: None,
+                discard: true,
+            });
+        }
         Ok(None) => return Ok(()),
         Err(e @ ReplicationError::UnreplicableTable { .. }) => {
             return Err(Failure {
@@ -81,9 +95,20 @@ pub(crate) async fn append_changes(
     metrics::histogram!("burrow_log_append_seconds").record(started.elapsed().as_secs_f64());
     match appended {
         Ok(head) => {
+            let since_image = match &entry.payload {
+                Payload::Image(_) => (0, 0),
+                Payload::Patchset(bytes) => (
+                    cursor.since_image.0 + 1,
+                    cursor.since_image.1 + bytes.len() as u64,
+                ),
+            };
+            if entry.payload.is_image() {
+                metrics::counter!("burrow_log_images_total").increment(1);
+            }
             storage.set_cursor(Cursor {
                 epoch: cursor.epoch,
                 position: head,
+                since_image,
             });
             if let Some(pause) = crate::faults::pause_after_append() {
                 tokio::time::sleep(pause).await;

@@ -179,8 +179,11 @@ impl Runtime {
                     options.durability,
                     options.clock.clone(),
                     options.max_turns_per_commit,
-                    options.turn_log.clone(),
-                    options.append_timeout,
+                    crate::services::LogSettings {
+                        log: options.turn_log.clone(),
+                        append_timeout: options.append_timeout,
+                        snapshots: options.snapshots,
+                    },
                 ),
                 resident: resident.clone(),
                 budget: options.per_shard_resident(),

@@ -27,8 +27,18 @@ pub(crate) struct ShardServices {
     /// See [`Options::append_timeout`](crate::Options::append_timeout).
     #[cfg_attr(not(feature = "replicated"), allow(dead_code))]
     pub(crate) append_timeout: Duration,
+    /// See [`Options::snapshot_every`](crate::Options::snapshot_every).
+    #[cfg_attr(not(feature = "replicated"), allow(dead_code))]
+    pub(crate) snapshots: crate::turn_log::SnapshotPolicy,
     /// The shard's own read connection to the catalog, opened on first use.
     catalog_reader: RefCell<Option<Connection>>,
+}
+
+/// What replicated durability needs besides the mode itself.
+pub(crate) struct LogSettings {
+    pub(crate) log: Option<Arc<dyn TurnLog>>,
+    pub(crate) append_timeout: Duration,
+    pub(crate) snapshots: crate::turn_log::SnapshotPolicy,
 }
 
 impl ShardServices {
@@ -38,9 +48,13 @@ impl ShardServices {
         durability: Durability,
         clock: Clock,
         max_turns_per_commit: usize,
-        log: Option<Arc<dyn TurnLog>>,
-        append_timeout: Duration,
+        log: LogSettings,
     ) -> ShardServices {
+        let LogSettings {
+            log,
+            append_timeout,
+            snapshots,
+        } = log;
         ShardServices {
             catalog,
             commit_hook,
@@ -49,6 +63,7 @@ impl ShardServices {
             clock,
             max_turns_per_commit,
             append_timeout,
+            snapshots,
             catalog_reader: RefCell::new(None),
         }
     }

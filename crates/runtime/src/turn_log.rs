@@ -157,6 +157,26 @@ fn chain(previous: &EntryHash, seq: u64, epoch: u64, payload: &Payload) -> Entry
     hasher.finalize().into()
 }
 
+/// When replicated mode writes an image of an actor instead of a patchset, and how large an
+/// image may be. See [`Options::snapshot_every`](crate::Options::snapshot_every) and
+/// [`Options::max_image_bytes`](crate::Options::max_image_bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotPolicy {
+    pub(crate) every_entries: u64,
+    pub(crate) every_bytes: u64,
+    pub(crate) max_image_bytes: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> SnapshotPolicy {
+        SnapshotPolicy {
+            every_entries: 1_000,
+            every_bytes: 8 * 1024 * 1024,
+            max_image_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// The address of one actor's log: its namespace and id. The log refers to nothing else (no
 /// registry, no instance), so any actor type can be replicated.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -141,13 +141,22 @@ impl Handler<Loose> for Ledger {
 }
 
 pub fn open(dir: &Path, log: &Arc<dyn TurnLog>) -> (Runtime, Namespace<Ledger>) {
-    let runtime = Runtime::open(
+    open_with(dir, log, |o| o)
+}
+
+/// [`open`] with more options.
+pub fn open_with(
+    dir: &Path,
+    log: &Arc<dyn TurnLog>,
+    more: impl FnOnce(Options) -> Options,
+) -> (Runtime, Namespace<Ledger>) {
+    let runtime = Runtime::open(more(
         Options::new(dir)
             .shards(1)
             .durability(Durability::Replicated)
             .turn_log(log.clone())
             .append_timeout(Duration::from_secs(3)),
-    )
+    ))
     .unwrap();
     let ns = runtime.namespace("ledger", |_| Ledger).unwrap();
     (runtime, ns)

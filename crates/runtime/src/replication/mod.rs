@@ -39,6 +39,9 @@ pub enum ReplicationError {
     /// Applying met a row that was not as the patchset expects: the copy has diverged.
     #[error("patchset conflicts with this database ({0})")]
     Conflict(String),
+    /// A full image of the database is over the log's limit (its size in bytes).
+    #[error("the database's image is {0} bytes, over the log's limit")]
+    ImageTooLarge(usize),
     /// SQLite failed.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),

@@ -25,6 +25,9 @@ self_cell::self_cell!(
 pub(crate) struct Cursor {
     pub epoch: u64,
     pub position: Position,
+    /// Patchset entries, and their bytes, since the latest image (bytes counted from this
+    /// activation's appends only).
+    pub since_image: (u64, u64),
 }
 
 /// The replicated state of an open file.
@@ -94,8 +97,15 @@ impl Storage {
     /// database when it changed the schema, or nothing when it changed nothing — with the
     /// alarm changes it holds. Ends the recording; the transaction stays open. A schema change
     /// that made a table the log cannot follow is refused, naming the table.
+    ///
+    /// With `image_due`, a commit that changed something ships an image even without a schema
+    /// change (the periodic snapshot that bounds how much of the log a rebuild replays).
+    /// Images over `max_image` are refused when required ([`ReplicationError::ImageTooLarge`])
+    /// and skipped when only due (the patchset ships instead).
     pub(crate) fn take_changes(
         &mut self,
+        image_due: bool,
+        max_image: u64,
     ) -> Result<Option<(Payload, AlarmUpdate)>, ReplicationError> {
         let Some(mut recording) = self.replica.recording.borrow_mut().take() else {
             debug_assert!(false, "a replicated commit was recorded from its BEGIN");
@@ -112,10 +122,28 @@ impl Storage {
             self.run_internal(shape::check)?;
             let alarms = AlarmUpdate::Replace(self.alarm_rows()?);
             let conn = Rc::get_mut(&mut self.conn).expect("the recording was dropped");
-            return Ok(Some((Payload::Image(image::take(conn)?), alarms)));
+            let image = image::take(conn)?;
+            if image.len() as u64 > max_image {
+                return Err(ReplicationError::ImageTooLarge(image.len()));
+            }
+            return Ok(Some((Payload::Image(image), alarms)));
         }
         if capture.patchset.is_empty() {
             return Ok(None);
+        }
+        if image_due {
+            let alarms = AlarmUpdate::Replace(self.alarm_rows()?);
+            let conn = Rc::get_mut(&mut self.conn).expect("the recording was dropped");
+            let image = image::take(conn)?;
+            if image.len() as u64 <= max_image {
+                return Ok(Some((Payload::Image(image), alarms)));
+            }
+            metrics::counter!("burrow_log_images_skipped_total").increment(1);
+            tracing::warn!(
+                bytes = image.len(),
+                max_image,
+                "an actor's periodic image is over the limit; shipping its patchset"
+            );
         }
         let changes = alarms::alarm_changes(&capture.patchset)?;
         let alarms = if changes.is_empty() {
