@@ -85,6 +85,10 @@ struct Serve {
     /// four secrets given, since a keys file on the lost disk would be lost with it).
     #[arg(long, env = "BURROW_DURABILITY", value_enum, default_value_t = DurabilityArg::Process)]
     durability: DurabilityArg,
+    /// With `--durability replicated`: how many seconds of every actor's history the log
+    /// keeps; older entries are compacted away.
+    #[arg(long, env = "BURROW_LOG_RETENTION_SECS", default_value_t = 24 * 3600)]
+    log_retention_secs: u64,
     /// The first uid sandboxes run under (one per volume), or `off` to run them as the
     /// server's user. Only as root; default 1000000 then.
     #[arg(long, env = "BURROW_SANDBOX_UID_BASE")]
@@ -350,6 +354,7 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    config.log_retention = Duration::from_secs(serve.log_retention_secs);
     config.durability = match serve.durability {
         DurabilityArg::Process => Durability::Process,
         DurabilityArg::Machine => Durability::Machine,

@@ -145,6 +145,38 @@ impl PgTurnLog {
             .map_err(|_| LogError::Indeterminate(format!("no answer within {:?}", self.timeout)))?
     }
 
+    /// Deletes entries no longer needed to rebuild any actor at any point of the last
+    /// `retention`: for each actor, everything before its latest image taken at or before
+    /// `now - retention` (by PostgreSQL's clock). Returns how many entries went. Safe to run
+    /// from several hosts at once: one of them does the work.
+    pub async fn compact(&self, retention: Duration) -> Result<u64, LogError> {
+        let log = self.clone();
+        self.at_home(async move { statements::compact(&log, retention).await })
+            .await
+    }
+
+    /// Runs [`compact`](PgTurnLog::compact) every `every` until the returned task is
+    /// aborted; failures are logged and retried at the next round.
+    pub fn spawn_compactor(
+        &self,
+        retention: Duration,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let log = self.clone();
+        self.home.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match log.compact(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(entries = n, "compacted the replicated log"),
+                    Err(e) => tracing::warn!("compacting the replicated log: {e}"),
+                }
+            }
+        })
+    }
+
     /// Runs `op` on the home runtime, within the timeout.
     async fn at_home<T: Send + 'static>(
         &self,

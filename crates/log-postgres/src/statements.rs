@@ -409,3 +409,46 @@ pub(crate) async fn delete(log: &PgTurnLog, key: &LogKey) -> Result<(), LogError
     }
     tx.commit().await.map_err(sent)
 }
+
+/// Deletes every actor's entries older than its latest image taken at or before
+/// `now - retention`: that image stays, so every point inside the window still has an image at
+/// or before it, and everything after it stays too. Returns how many entries went. Only one
+/// compaction runs at a time across all hosts (a transaction-level advisory lock; a second one
+/// finds it taken and does nothing).
+pub(crate) async fn compact(
+    log: &PgTurnLog,
+    retention: std::time::Duration,
+) -> Result<u64, LogError> {
+    let mut client = log.client().await?;
+    let tx = client.transaction().await.map_err(sent)?;
+    let locked: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtext('burrow_log_compactor'))",
+            &[],
+        )
+        .await
+        .map_err(sent)?
+        .get(0);
+    if !locked {
+        return Ok(0);
+    }
+    let seconds = retention.as_secs_f64();
+    let deleted = tx
+        .execute(
+            "WITH keep AS (
+                SELECT namespace, actor_id, max(seq) AS from_seq
+                  FROM burrow_log_entry
+                 WHERE kind = 'image'
+                   AND created_at <= clock_timestamp() - make_interval(secs => $1)
+                 GROUP BY namespace, actor_id
+             )
+             DELETE FROM burrow_log_entry e
+              USING keep k
+              WHERE e.namespace = k.namespace AND e.actor_id = k.actor_id AND e.seq < k.from_seq",
+            &[&seconds],
+        )
+        .await
+        .map_err(sent)?;
+    tx.commit().await.map_err(sent)?;
+    Ok(deleted)
+}

@@ -384,3 +384,43 @@ async fn alarms_travel_with_appends_names_with_claims_and_the_inventory_lists_bo
     log.delete(&alice).await.unwrap();
     assert!(log.inventory().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn compaction_keeps_the_latest_image_before_the_window_and_everything_after() {
+    let (_db, log) = log().await;
+    let alice = key("alice");
+    let claim = log.claim(&alice, None).await.unwrap();
+    let mut head = claim.head;
+    let mut all = Vec::new();
+    for (i, image) in [true, false, false, true, false].into_iter().enumerate() {
+        let payload = if image {
+            Payload::Image(vec![i as u8; 64])
+        } else {
+            patch(&[i as u8])
+        };
+        let entry = Entry::after(head, claim.epoch, payload);
+        head = log
+            .append(
+                &alice,
+                claim.epoch,
+                head,
+                std::slice::from_ref(&entry),
+                &AlarmUpdate::Unchanged,
+            )
+            .await
+            .unwrap();
+        all.push(entry);
+    }
+    // Everything is inside an hour's window: nothing goes.
+    assert_eq!(log.compact(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(log.read(&alice, 1, 5).await.unwrap(), all);
+    // With no window, what precedes the latest image goes; the image and what follows stay.
+    assert_eq!(log.compact(Duration::ZERO).await.unwrap(), 3);
+    assert_eq!(log.read(&alice, 4, 5).await.unwrap(), all[3..].to_vec());
+    assert_eq!(log.image_at(&alice, 5).await.unwrap(), Some(all[3].clone()));
+    assert!(matches!(
+        log.read(&alice, 1, 5).await,
+        Err(LogError::Corrupt(_))
+    ));
+    assert_eq!(log.compact(Duration::ZERO).await.unwrap(), 0);
+}

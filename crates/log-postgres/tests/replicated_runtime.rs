@@ -590,3 +590,46 @@ async fn an_image_over_the_limit_is_refused_naming_the_actor() {
     let entries = log.read(&key, 1, 100).await.unwrap();
     assert_eq!(entries.len(), 1, "only the log's start: {entries:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_behind_entries_compacted_away_is_rebuilt_from_the_latest_image() {
+    let db = fresh_database().await;
+    let pg = PgTurnLog::connect(db.url(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    let log: Arc<dyn TurnLog> = Arc::new(pg.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open_with(dir.path(), &log, |o| o.snapshot_every(3, u64::MAX));
+    for body in items(2) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let file = actor_file(dir.path(), "alice");
+    let wal = PathBuf::from(format!("{}-wal", file.display()));
+    let keep = dir.path().join("old");
+    std::fs::create_dir(&keep).unwrap();
+    std::fs::copy(&file, keep.join("db")).unwrap();
+    let had_wal = wal.exists();
+    if had_wal {
+        std::fs::copy(&wal, keep.join("wal")).unwrap();
+    }
+    let (runtime, ns) = open_with(dir.path(), &log, |o| o.snapshot_every(3, u64::MAX));
+    for body in items(10).into_iter().skip(2) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+    assert!(pg.compact(Duration::ZERO).await.unwrap() > 0);
+    // The old copy's next entries are gone from the log: it cannot catch up, only be rebuilt.
+    let _ = std::fs::remove_file(&wal);
+    std::fs::copy(keep.join("db"), &file).unwrap();
+    if had_wal {
+        std::fs::copy(keep.join("wal"), &wal).unwrap();
+    }
+    let (runtime, ns) = open(dir.path(), &log);
+    assert_eq!(
+        ns.get_by_name("alice").call(Read).await.unwrap(),
+        (items(10), 10)
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(quarantined(dir.path()).len(), 1);
+}

@@ -127,12 +127,18 @@ pub(crate) async fn claim_and_catch_up(
             });
         }
         if position.seq < head.seq {
-            let entries = within(
-                timeout,
-                "reading the actor's log",
-                log.read(key, position.seq, head.seq),
-            )
-            .await?;
+            // Entries the file needs may have been compacted away: then it is rebuilt.
+            let entries =
+                match tokio::time::timeout(timeout, log.read(key, position.seq, head.seq)).await {
+                    Ok(Err(LogError::Corrupt(_))) => Vec::new(),
+                    other => other
+                        .unwrap_or_else(|_| {
+                            Err(LogError::Indeterminate(format!(
+                                "no answer within {timeout:?}"
+                            )))
+                        })
+                        .map_err(|e| log_failure("reading the actor's log", e))?,
+                };
             if let Some(missing) = behind_on_chain(position, head, &entries) {
                 match apply_entries(path, durability, missing) {
                     Ok(()) => {

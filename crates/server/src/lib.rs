@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub lifecycle: LifecycleConfig,
     /// What an acknowledged write survives (`process` by default).
     pub durability: Durability,
+    /// How far back, in replicated mode, the log keeps every actor's history (older entries
+    /// are compacted away, keeping an image at or before each point inside the window).
+    pub log_retention: Duration,
     /// What one client may hold of the server.
     pub limits: HttpLimits,
     /// The uids sandboxes run under, one per volume (`None`: the server's own). The default
@@ -123,6 +126,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(30),
             lifecycle: LifecycleConfig::default(),
             durability: Durability::Process,
+            log_retention: Duration::from_secs(24 * 3600),
             limits: HttpLimits::default(),
             sandbox_uids: nix::unistd::Uid::effective()
                 .is_root()
@@ -190,7 +194,12 @@ pub struct Server {
     runtime: Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<()>,
+    /// The replicated log's compactor, in replicated mode.
+    compactor: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// How often the replicated log is compacted.
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
 
 impl Server {
     /// Opens the data directory, the registry and the runtime, and starts serving.
@@ -225,6 +234,9 @@ impl Server {
         let mut options = Options::new(config.data_dir.join("runtime"))
             .idle_timeout(config.idle_timeout)
             .durability(config.durability);
+        let compactor = turn_log
+            .as_ref()
+            .map(|log| log.spawn_compactor(config.log_retention, COMPACT_EVERY));
         if let Some(log) = turn_log {
             options = options
                 .turn_log(Arc::new(log))
@@ -291,6 +303,7 @@ impl Server {
             runtime,
             stop,
             serving,
+            compactor,
         })
     }
 
@@ -302,6 +315,9 @@ impl Server {
     /// Stops accepting, lets requests in flight finish (up to 10 s), then shuts the runtime
     /// down. Sandboxes keep running, like machines: the next start re-binds them.
     pub async fn shutdown(self) {
+        if let Some(compactor) = &self.compactor {
+            compactor.abort();
+        }
         let _ = self.stop.send(());
         let mut serving = self.serving;
         if tokio::time::timeout(Duration::from_secs(10), &mut serving)
