@@ -57,6 +57,41 @@ pub fn migrations() -> refinery::Runner {
     runner
 }
 
+/// What the log holds (see [`PgTurnLog::usage`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogUsage {
+    /// Per actor namespace, in name order.
+    pub namespaces: Vec<NamespaceUsage>,
+    /// The age of the oldest entry.
+    pub oldest_entry: Duration,
+}
+
+/// One namespace's share of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceUsage {
+    /// The actor namespace.
+    pub namespace: String,
+    /// Its entries.
+    pub entries: u64,
+    /// Their payloads' bytes.
+    pub bytes: u64,
+    /// How many of them are images.
+    pub images: u64,
+}
+
+impl LogUsage {
+    /// Sets the log's gauges from these figures.
+    pub fn publish(&self) {
+        for n in &self.namespaces {
+            let ns = n.namespace.clone();
+            metrics::gauge!("burrow_log_entries", "namespace" => ns.clone()).set(n.entries as f64);
+            metrics::gauge!("burrow_log_bytes", "namespace" => ns.clone()).set(n.bytes as f64);
+            metrics::gauge!("burrow_log_images", "namespace" => ns).set(n.images as f64);
+        }
+        metrics::gauge!("burrow_log_oldest_entry_seconds").set(self.oldest_entry.as_secs_f64());
+    }
+}
+
 /// The default bound on each log operation, connecting included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -155,8 +190,32 @@ impl PgTurnLog {
             .await
     }
 
+    /// What the log holds: per actor namespace, its entries, their bytes and how many are
+    /// images; and the age of the oldest entry (which compaction keeps near the retention
+    /// window, so the difference is its lag).
+    pub async fn usage(&self) -> Result<LogUsage, LogError> {
+        let log = self.clone();
+        let (namespaces, oldest) = self
+            .at_home(async move { statements::usage(&log).await })
+            .await?;
+        Ok(LogUsage {
+            namespaces: namespaces
+                .into_iter()
+                .map(|(namespace, entries, bytes, images)| NamespaceUsage {
+                    namespace,
+                    entries: entries.max(0) as u64,
+                    bytes: bytes.max(0) as u64,
+                    images: images.max(0) as u64,
+                })
+                .collect(),
+            oldest_entry: Duration::from_secs_f64(oldest.max(0.0)),
+        })
+    }
+
     /// Runs [`compact`](PgTurnLog::compact) every `every` until the returned task is
-    /// aborted; failures are logged and retried at the next round.
+    /// aborted, then publishes [`usage`](PgTurnLog::usage) as gauges
+    /// (`burrow_log_entries`, `burrow_log_bytes`, `burrow_log_images` per namespace,
+    /// `burrow_log_oldest_entry_seconds`); failures are logged and retried at the next round.
     pub fn spawn_compactor(
         &self,
         retention: Duration,
@@ -170,8 +229,15 @@ impl PgTurnLog {
                 ticks.tick().await;
                 match log.compact(retention).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(entries = n, "compacted the replicated log"),
+                    Ok(n) => {
+                        metrics::counter!("burrow_log_compacted_entries_total").increment(n);
+                        tracing::info!(entries = n, "compacted the replicated log");
+                    }
                     Err(e) => tracing::warn!("compacting the replicated log: {e}"),
+                }
+                match log.usage().await {
+                    Ok(usage) => usage.publish(),
+                    Err(e) => tracing::warn!("measuring the replicated log: {e}"),
                 }
             }
         })

@@ -452,3 +452,35 @@ pub(crate) async fn compact(
     tx.commit().await.map_err(sent)?;
     Ok(deleted)
 }
+
+/// What the log holds, per actor namespace: (namespace, entries, bytes, images), and the age
+/// in seconds of its oldest entry.
+pub(crate) async fn usage(
+    log: &PgTurnLog,
+) -> Result<(Vec<(String, i64, i64, i64)>, f64), LogError> {
+    let client = log.client().await?;
+    let rows = client
+        .query(
+            "SELECT namespace, count(*), coalesce(sum(length(body)), 0)::int8,
+                    count(*) FILTER (WHERE kind = 'image')
+               FROM burrow_log_entry GROUP BY namespace ORDER BY namespace",
+            &[],
+        )
+        .await
+        .map_err(read)?;
+    let oldest: f64 = client
+        .query_one(
+            "SELECT coalesce(extract(epoch from clock_timestamp() - min(created_at)), 0)::float8
+               FROM burrow_log_entry",
+            &[],
+        )
+        .await
+        .map_err(read)?
+        .get(0);
+    Ok((
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect(),
+        oldest,
+    ))
+}

@@ -424,3 +424,34 @@ async fn compaction_keeps_the_latest_image_before_the_window_and_everything_afte
     ));
     assert_eq!(log.compact(Duration::ZERO).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn usage_counts_entries_bytes_and_images_per_namespace() {
+    let (_db, log) = log().await;
+    let empty = log.usage().await.unwrap();
+    assert!(empty.namespaces.is_empty());
+    let alice = key("alice");
+    let claim = log.claim(&alice, None).await.unwrap();
+    let one = Entry::after(claim.head, claim.epoch, Payload::Image(vec![1; 100]));
+    let two = Entry::after(one.position(), claim.epoch, patch(&[2; 10]));
+    log.append(
+        &alice,
+        claim.epoch,
+        claim.head,
+        &[one, two],
+        &AlarmUpdate::Unchanged,
+    )
+    .await
+    .unwrap();
+    let usage = log.usage().await.unwrap();
+    assert_eq!(
+        usage.namespaces,
+        vec![burrow_log_postgres::NamespaceUsage {
+            namespace: "lists".into(),
+            entries: 2,
+            bytes: 110,
+            images: 1,
+        }]
+    );
+    assert!(usage.oldest_entry < Duration::from_secs(60));
+}
