@@ -40,6 +40,7 @@ use burrow_runtime::turn_log::{
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+mod batch;
 mod statements;
 
 mod embedded {
@@ -109,6 +110,10 @@ pub struct PgTurnLog {
     /// that connections (whose I/O tasks live where they were opened) never belong to a shard
     /// thread's executor, which stops with its shard.
     home: tokio::runtime::Handle,
+    /// Where appends wait to share a statement with other actors' (see `batch.rs`).
+    batcher: Option<tokio::sync::mpsc::UnboundedSender<batch::Pending>>,
+    /// Statements the batcher has run, and the appends they carried.
+    batches: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 impl std::fmt::Debug for PgTurnLog {
@@ -151,10 +156,12 @@ impl PgTurnLog {
             .recycle_timeout(Some(timeout))
             .build()
             .map_err(|e| LogError::Unavailable(e.to_string()))?;
-        let log = PgTurnLog {
+        let mut log = PgTurnLog {
             pool,
             timeout,
             home: tokio::runtime::Handle::current(),
+            batcher: None,
+            batches: std::sync::Arc::default(),
         };
         log.bounded(async {
             let mut client = log.client().await?;
@@ -166,6 +173,7 @@ impl PgTurnLog {
                 .map_err(|e| LogError::Unavailable(format!("migrating the log: {e}")))
         })
         .await?;
+        log.batcher = Some(batch::start(log.clone()));
         Ok(log)
     }
 
@@ -178,6 +186,13 @@ impl PgTurnLog {
         tokio::time::timeout(self.timeout, op)
             .await
             .map_err(|_| LogError::Indeterminate(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    /// How many grouped statements have appended how many actors' entries since connecting:
+    /// `(statements, appends)`. Appends waiting at the same moment share one statement.
+    pub fn grouping(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.batches[0].load(Relaxed), self.batches[1].load(Relaxed))
     }
 
     /// Deletes entries no longer needed to rebuild any actor at any point of the last
@@ -298,6 +313,30 @@ impl TurnLog for PgTurnLog {
     ) -> LogFuture<'a, Position> {
         let (log, key, entries, alarms) =
             (self.clone(), key.clone(), entries.to_vec(), alarms.clone());
+        // Most appends (no alarm changed) share a statement with other actors' appends.
+        if let (Some(batcher), AlarmUpdate::Unchanged, false) =
+            (&self.batcher, &alarms, entries.is_empty())
+        {
+            let batcher = batcher.clone();
+            return Box::pin(self.bounded(async move {
+                statements::check_chain(expected, &entries)?;
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                batcher
+                    .send(batch::Pending {
+                        key,
+                        epoch,
+                        expected,
+                        entries,
+                        reply,
+                    })
+                    .map_err(|_| LogError::Unavailable("the log's batcher stopped".into()))?;
+                answer.await.unwrap_or_else(|_| {
+                    Err(LogError::Indeterminate(
+                        "the log's batcher dropped the append".into(),
+                    ))
+                })
+            }));
+        }
         Box::pin(self.at_home(async move {
             statements::append(&log, &key, epoch, expected, &entries, &alarms).await
         }))

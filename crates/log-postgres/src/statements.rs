@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use crate::{PgTurnLog, read, sent};
 
-fn seq_in(seq: u64) -> Result<i64, LogError> {
+pub(crate) fn seq_in(seq: u64) -> Result<i64, LogError> {
     i64::try_from(seq)
         .map_err(|_| LogError::Corrupt(format!("sequence number {seq} is out of range")))
 }
@@ -70,16 +70,7 @@ pub(crate) async fn append(
     if entries.is_empty() {
         return Ok(expected);
     }
-    let mut previous = expected;
-    for entry in entries {
-        if !entry.follows(previous) {
-            return Err(LogError::Corrupt(format!(
-                "entry {} does not follow {previous:?} (its hash or number is wrong)",
-                entry.seq
-            )));
-        }
-        previous = entry.position();
-    }
+    check_chain(expected, entries)?;
     let client = log.client().await?;
     // With alarm changes, a transaction holds the fenced append and them; without (most
     // turns), the append alone is one statement, one round trip.
@@ -291,6 +282,21 @@ pub(crate) async fn inventory(log: &PgTurnLog) -> Result<Vec<LoggedActor>, LogEr
         .collect()
 }
 
+/// Refuses entries that do not continue `expected` (before anything is sent).
+pub(crate) fn check_chain(expected: Position, entries: &[Entry]) -> Result<(), LogError> {
+    let mut previous = expected;
+    for entry in entries {
+        if !entry.follows(previous) {
+            return Err(LogError::Corrupt(format!(
+                "entry {} does not follow {previous:?} (its hash or number is wrong)",
+                entry.seq
+            )));
+        }
+        previous = entry.position();
+    }
+    Ok(())
+}
+
 fn entry(row: &Row) -> Result<Entry, LogError> {
     let body: Vec<u8> = row.get(4);
     let kind: &str = row.get(3);
@@ -366,7 +372,7 @@ pub(crate) async fn head(
     head_on(&client, key).await
 }
 
-async fn head_on(
+pub(crate) async fn head_on(
     client: &tokio_postgres::Client,
     key: &LogKey,
 ) -> Result<Option<(u64, Position)>, LogError> {

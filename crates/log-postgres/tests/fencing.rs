@@ -455,3 +455,101 @@ async fn usage_counts_entries_bytes_and_images_per_namespace() {
     );
     assert!(usage.oldest_entry < Duration::from_secs(60));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_of_many_actors_share_statements_each_with_its_own_fence() {
+    let (_db, log) = log().await;
+    let log = Arc::new(log);
+    let stale = key("stale");
+    let old = log.claim(&stale, None).await.unwrap();
+    log.claim(&stale, None).await.unwrap(); // supersedes `old`
+    let mut claims = Vec::new();
+    for i in 0..100 {
+        let k = key(&format!("actor {i}"));
+        let c = log.claim(&k, None).await.unwrap();
+        claims.push((k, c));
+    }
+    let (before, _) = log.grouping();
+    let gate = Arc::new(tokio::sync::Barrier::new(claims.len() + 1));
+    let mut tasks = Vec::new();
+    for (k, c) in claims.clone() {
+        let (log, gate) = (log.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            let e = Entry::after(c.head, c.epoch, patch(k.id.to_string().as_bytes()));
+            log.append(&k, c.epoch, c.head, &[e], &AlarmUpdate::Unchanged)
+                .await
+        }));
+    }
+    let stale_task = {
+        let (log, gate, stale) = (log.clone(), gate.clone(), stale.clone());
+        tokio::spawn(async move {
+            gate.wait().await;
+            let e = Entry::after(old.head, old.epoch, patch(b"stale"));
+            log.append(&stale, old.epoch, old.head, &[e], &AlarmUpdate::Unchanged)
+                .await
+        })
+    };
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(matches!(
+        stale_task.await.unwrap(),
+        Err(LogError::Fenced { .. })
+    ));
+    let (after, _) = log.grouping();
+    assert!(
+        after - before < 101,
+        "101 concurrent appends took {} statements: none were grouped",
+        after - before
+    );
+    for (k, _) in &claims {
+        assert_eq!(log.read(k, 1, 1).await.unwrap().len(), 1);
+    }
+    assert!(log.read(&stale, 1, 1).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_error_of_one_actor_does_not_fail_the_others_in_its_group() {
+    let (_db, log) = log().await;
+    let log = Arc::new(log);
+    // Several rounds, so that the broken append shares a statement with good ones in some.
+    for round in 0..5 {
+        // PostgreSQL text cannot hold NUL: this actor's rows fail the statement they are in.
+        let broken = LogKey {
+            namespace: "bro\0ken".into(),
+            id: ActorId::for_name("x", &format!("broken {round}")),
+        };
+        let mut claims = Vec::new();
+        for i in 0..80 {
+            let k = key(&format!("round {round} actor {i}"));
+            let c = log.claim(&k, None).await.unwrap();
+            claims.push((k, c));
+        }
+        let gate = Arc::new(tokio::sync::Barrier::new(claims.len() + 1));
+        let mut tasks = Vec::new();
+        for (k, c) in claims {
+            let (log, gate) = (log.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                gate.wait().await;
+                let e = Entry::after(c.head, c.epoch, patch(b"fine"));
+                log.append(&k, c.epoch, c.head, &[e], &AlarmUpdate::Unchanged)
+                    .await
+            }));
+        }
+        let broken_task = {
+            let (log, gate) = (log.clone(), gate.clone());
+            tokio::spawn(async move {
+                gate.wait().await;
+                let e = Entry::after(Position::GENESIS, 1, patch(b"broken"));
+                log.append(&broken, 1, Position::GENESIS, &[e], &AlarmUpdate::Unchanged)
+                    .await
+            })
+        };
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let err = broken_task.await.unwrap().unwrap_err();
+        assert!(!matches!(err, LogError::Fenced { .. }), "{err:?}");
+    }
+}
