@@ -11,6 +11,8 @@ use burrow_runtime::Durability;
 use burrow_server::{HttpLimits, KeyOverrides, Keys, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
+mod export;
+
 /// The server's own allocations (HTTP, proxying, tokio) go through mimalloc: glibc's malloc was
 /// ~11 % of the proxy's profile (PERFORMANCE.md). SQLite keeps libc's allocator.
 #[global_allocator]
@@ -35,6 +37,16 @@ enum Command {
     Token(Token),
     /// Run a sandbox's gateway (started by the server's local provider).
     Sandbox(burrow_sandbox::Args),
+    /// Work with one actor's replicated log.
+    #[command(subcommand)]
+    Actor(ActorCommand),
+}
+
+#[derive(Subcommand)]
+enum ActorCommand {
+    /// Write an actor's SQLite file as it was at an entry (`--seq`) or a time (`--at`),
+    /// rebuilt from the replicated log.
+    Export(export::Export),
 }
 
 #[derive(Args)]
@@ -267,6 +279,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sandbox(args) => burrow_sandbox::main(args),
         Command::Token(token) => print_token(&token),
+        Command::Actor(ActorCommand::Export(export)) => export::run(export),
         Command::Serve(serve) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

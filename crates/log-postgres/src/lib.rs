@@ -357,6 +357,11 @@ impl TurnLog for PgTurnLog {
         Box::pin(self.at_home(async move { statements::head(&log, &key).await }))
     }
 
+    fn seq_at<'a>(&'a self, key: &'a LogKey, at_ms: i64) -> LogFuture<'a, Option<u64>> {
+        let (log, key) = (self.clone(), key.clone());
+        Box::pin(self.at_home(async move { statements::seq_at(&log, &key, at_ms).await }))
+    }
+
     fn inventory(&self) -> LogFuture<'_, Vec<LoggedActor>> {
         let log = self.clone();
         Box::pin(self.at_home(async move { statements::inventory(&log).await }))

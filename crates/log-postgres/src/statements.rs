@@ -490,3 +490,23 @@ pub(crate) async fn usage(
         oldest,
     ))
 }
+
+/// The last entry committed at or before `at_ms`.
+pub(crate) async fn seq_at(
+    log: &PgTurnLog,
+    key: &LogKey,
+    at_ms: i64,
+) -> Result<Option<u64>, LogError> {
+    let client = log.client().await?;
+    let seq: Option<i64> = client
+        .query_one(
+            "SELECT max(seq) FROM burrow_log_entry
+              WHERE namespace = $1 AND actor_id = $2
+                AND created_at <= to_timestamp($3::float8 / 1000)",
+            &[&&*key.namespace, &key.id.to_string(), &(at_ms as f64)],
+        )
+        .await
+        .map_err(read)?
+        .get(0);
+    seq.map(seq_out).transpose()
+}

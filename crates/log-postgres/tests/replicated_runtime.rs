@@ -701,3 +701,76 @@ async fn many_actors_writing_through_an_immediate_postgresql_restart_lose_nothin
     runtime.shutdown(Duration::from_secs(5)).await;
     eprintln!("{total} acknowledged turns; {appends} appends in {statements} statements");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_exported_at_an_entry_is_what_it_was_then_until_compaction_removes_the_point() {
+    use burrow_runtime::point_in_time::{ExportError, export_at};
+    let db = fresh_database().await;
+    let pg = PgTurnLog::connect(db.url(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    let log: Arc<dyn TurnLog> = Arc::new(pg.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open_with(dir.path(), &log, |o| o.snapshot_every(3, u64::MAX));
+    let key = LogKey {
+        namespace: "ledger".into(),
+        id: ActorId::for_name("ledger", "alice"),
+    };
+    // What the actor held after each entry, as the live actor said it.
+    let mut record = Vec::new();
+    for body in items(8) {
+        ns.get_by_name("alice").call(Add(body)).await.unwrap();
+        let (_, head) = log.head(&key).await.unwrap().unwrap();
+        record.push((
+            head.seq,
+            ns.get_by_name("alice").call(Read).await.unwrap().0,
+        ));
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let read = |path: &std::path::Path| -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.prepare("SELECT body FROM items ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    for (seq, items) in &record {
+        let dest = out.path().join(format!("at-{seq}.db"));
+        assert_eq!(export_at(&*log, &key, *seq, &dest).await.unwrap().seq, *seq);
+        assert_eq!(&read(&dest), items, "at entry {seq}");
+        assert!(
+            !out.path().join(format!("at-{seq}.db-wal")).exists(),
+            "one file"
+        );
+        assert!(matches!(
+            export_at(&*log, &key, *seq, &dest).await,
+            Err(ExportError::Exists(_))
+        ));
+    }
+    let (last, _) = record.last().unwrap();
+    let unknown = LogKey {
+        namespace: "ledger".into(),
+        id: ActorId::for_name("ledger", "nobody"),
+    };
+    assert!(matches!(
+        export_at(&*log, &unknown, 1, &out.path().join("u.db")).await,
+        Err(ExportError::UnknownActor(_))
+    ));
+    assert!(matches!(
+        export_at(&*log, &key, last + 1, &out.path().join("n.db")).await,
+        Err(ExportError::NotYet { .. })
+    ));
+    // Compaction with no window keeps only the latest image and what follows it.
+    assert!(pg.compact(Duration::ZERO).await.unwrap() > 0);
+    let (first, _) = record.first().unwrap();
+    assert!(matches!(
+        export_at(&*log, &key, *first, &out.path().join("old.db")).await,
+        Err(ExportError::OutsideRetention(_))
+    ));
+    let dest = out.path().join("last.db");
+    export_at(&*log, &key, *last, &dest).await.unwrap();
+    assert_eq!(read(&dest), record.last().unwrap().1);
+}

@@ -168,7 +168,11 @@ pub(crate) async fn claim_and_catch_up(
 
 /// The entries after `position`, if `entries` (read from `position.seq`) continue the file's
 /// chain up to `head`.
-fn behind_on_chain(position: Position, head: Position, entries: &[Entry]) -> Option<&[Entry]> {
+pub(crate) fn behind_on_chain(
+    position: Position,
+    head: Position,
+    entries: &[Entry],
+) -> Option<&[Entry]> {
     let rest = if position.seq == 0 {
         entries
     } else {
@@ -190,7 +194,11 @@ fn behind_on_chain(position: Position, head: Position, entries: &[Entry]) -> Opt
 
 /// Applies `entries` in order to the file at `path`, each in one transaction with the
 /// position it leads to, so that a crash leaves the file at an entry boundary.
-fn apply_entries(path: &Path, durability: Durability, entries: &[Entry]) -> Result<(), String> {
+pub(crate) fn apply_entries(
+    path: &Path,
+    durability: Durability,
+    entries: &[Entry],
+) -> Result<(), String> {
     let open = || -> Result<Connection, String> {
         let conn = Storage::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE, durability)
             .map_err(|e| e.to_string())?;

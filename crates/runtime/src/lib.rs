@@ -104,6 +104,8 @@ mod turn;
 mod activation;
 #[cfg(feature = "replicated")]
 mod catch_up;
+#[cfg(feature = "replicated")]
+pub mod point_in_time;
 
 // Shards and the routing of work to them.
 mod shard;

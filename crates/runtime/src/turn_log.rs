@@ -300,6 +300,10 @@ pub trait TurnLog: Send + Sync + 'static {
     /// The actor's epoch and head without claiming it (`None` for an actor with no log).
     fn head<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, Option<(u64, Position)>>;
 
+    /// The last entry committed at or before `at_ms` (ms since the Unix epoch, by the log's
+    /// clock), if one is still in the log.
+    fn seq_at<'a>(&'a self, key: &'a LogKey, at_ms: i64) -> LogFuture<'a, Option<u64>>;
+
     /// Every actor with a non-empty log, with its alarms.
     fn inventory(&self) -> LogFuture<'_, Vec<LoggedActor>>;
 

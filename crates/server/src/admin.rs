@@ -25,6 +25,104 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/instances/{instance_id}/start", post(start))
         .route("/instances/{instance_id}/destroy", post(destroy))
         .route("/actors", get(actors))
+        .route("/actors/{namespace}/{id}/snapshot", get(snapshot))
+}
+
+#[derive(Debug, Deserialize)]
+struct SnapshotQuery {
+    seq: Option<u64>,
+    at: Option<String>,
+}
+
+/// An actor's SQLite file as it was at entry `seq`, or at time `at` (RFC 3339), rebuilt from
+/// the replicated log: 200 `application/vnd.sqlite3`; 404 for an actor (or a point) the log does
+/// not know; 410 for a point older than the log's retention.
+async fn snapshot(
+    Admin(_): Admin,
+    State(state): State<Arc<AppState>>,
+    Path((namespace, id)): Path<(String, String)>,
+    Params(query): Params<SnapshotQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::{StatusCode, header};
+    use burrow_runtime::point_in_time::{ExportError, export_at};
+    let Some(log) = &state.turn_log else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "actor snapshots come from the replicated log: run with --durability replicated",
+        ));
+    };
+    let id: burrow_runtime::ActorId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid actor id {id:?}: 64 hex digits")))?;
+    let key = burrow_runtime::turn_log::LogKey {
+        namespace: namespace.as_str().into(),
+        id,
+    };
+    let seq = match (query.seq, query.at.as_deref()) {
+        (Some(seq), None) => seq,
+        (None, Some(at)) => {
+            let when =
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| {
+                        ApiError::bad_request(format!("at={at:?} is not an RFC 3339 time: {e}"))
+                    })?;
+            let at_ms = (when.unix_timestamp_nanos() / 1_000_000) as i64;
+            let found = log
+                .seq_at(&key, at_ms)
+                .await
+                .map_err(|e| ApiError::internal("reading the log", e))?;
+            match found {
+                Some(seq) => seq,
+                // Nothing that old is left: compacted away, or the actor did not exist yet.
+                None => match log.head(&key).await {
+                    Ok(Some(_)) => {
+                        return Err(ApiError::new(
+                            StatusCode::GONE,
+                            format!("{at} is before what the log keeps of this actor"),
+                        ));
+                    }
+                    Ok(None) => return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown actor")),
+                    Err(e) => return Err(ApiError::internal("reading the log", e)),
+                },
+            }
+        }
+        _ => return Err(ApiError::bad_request("give exactly one of seq and at")),
+    };
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dest = std::env::temp_dir().join(format!(
+        "burrow-export-{}-{}.db",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let exported = export_at(&**log, &key, seq, &dest).await;
+    let bytes = match &exported {
+        Ok(_) => tokio::fs::read(&dest)
+            .await
+            .map_err(|e| ApiError::internal("exporting", e)),
+        Err(_) => Ok(Vec::new()),
+    };
+    for suffix in ["", "-wal", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", dest.display()));
+    }
+    let _ = std::fs::remove_file(dest.with_extension("db-image"));
+    match exported {
+        Ok(_) => {}
+        Err(ExportError::UnknownActor(_)) => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown actor"));
+        }
+        Err(e @ ExportError::NotYet { .. }) => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()));
+        }
+        Err(e @ ExportError::OutsideRetention(_)) => {
+            return Err(ApiError::new(StatusCode::GONE, e.to_string()));
+        }
+        Err(e) => return Err(ApiError::internal("exporting", e)),
+    }
+    let bytes = bytes?;
+    Ok(axum::response::IntoResponse::into_response((
+        [(header::CONTENT_TYPE, "application/vnd.sqlite3")],
+        bytes,
+    )))
 }
 
 /// The page size of admin listings when none is asked for.

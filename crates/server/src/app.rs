@@ -38,6 +38,8 @@ pub struct AppState {
     pub http: Client<HttpConnector, Body>,
     /// What one client may hold.
     pub limits: crate::HttpLimits,
+    /// The replicated log, with `--durability replicated`.
+    pub turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>>,
     /// Owners already seen in the registry and names just found missing. An instance's owner
     /// never changes, so this saves a registry round trip per request (the proxy's hot path)
     /// and keeps known instances reachable while the registry is down; a destroyed instance

@@ -237,9 +237,11 @@ impl Server {
         let compactor = turn_log
             .as_ref()
             .map(|log| log.spawn_compactor(config.log_retention, COMPACT_EVERY));
-        if let Some(log) = turn_log {
+        let turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>> =
+            turn_log.map(|log| Arc::new(log) as _);
+        if let Some(log) = &turn_log {
             options = options
-                .turn_log(Arc::new(log))
+                .turn_log(log.clone())
                 .append_timeout(config.registry_timeout);
         }
         if let Some(shards) = config.shards {
@@ -278,6 +280,7 @@ impl Server {
             http: app::proxy_client(config.limits.upstream_connect_timeout),
             lookups: lookups::Lookups::new(config.limits.lookups_per_second),
             limits: config.limits.clone(),
+            turn_log,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
