@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -13,11 +12,11 @@ use crate::actor::envelope::ErasedEnvelope;
 use crate::actor::{Actor, ActorInfo, Context, ContextParts, LostReason, LostState};
 use crate::actor_type::ActorType;
 use crate::catalog_db::CatalogWrite;
-use crate::clock::Clock;
-use crate::commit::{panic_message, storage_failure};
 use crate::error::{CallError, ErrorKind};
+use crate::failure::{panic_message, storage_failure};
 use crate::id::ActorId;
-use crate::layout::{create_actor_dir, move_aside};
+use crate::layout::create_actor_dir;
+use crate::quarantine::quarantine;
 use crate::services::ShardServices;
 use crate::storage::{Identity, Storage, Unusable};
 use crate::turn::Live;
@@ -34,23 +33,6 @@ pub(crate) struct Activation<'a, A: Actor> {
     pub(crate) post: Rc<dyn Fn(ErasedEnvelope)>,
     /// The actor's count of background tasks (kept by its slot across activations).
     pub(crate) background: Rc<Cell<usize>>,
-}
-
-/// Moves a damaged file (with its -wal and -shm) aside under a timestamped name. Never deletes.
-pub(crate) fn quarantine(
-    path: &Path,
-    reason: &'static str,
-    clock: &Clock,
-) -> Result<PathBuf, CallError> {
-    metrics::counter!("burrow_quarantines_total", "reason" => reason).increment(1);
-    let target = move_aside(path, "quarantined", clock.now_ms()).map_err(|e| {
-        CallError::new(
-            ErrorKind::TransientIo,
-            format!("quarantining {}: {e}", path.display()),
-        )
-    })?;
-    tracing::warn!(from = %path.display(), to = %target.display(), reason, "quarantined actor file");
-    Ok(target)
 }
 
 /// Activates the actor; in replicated mode, first claims it in its log and brings its file to

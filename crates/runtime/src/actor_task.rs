@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::activation::{Activation, activate_with_log, quarantine};
+use crate::activation::{Activation, activate_with_log};
 use crate::actor::envelope::{Envelope, ErasedEnvelope};
 use crate::actor::{Actor, LostReason, LostState};
 use crate::actor_type::ActorType;
 use crate::delivery::Delivery;
 use crate::error::CallError;
 use crate::id::ActorId;
+use crate::quarantine::quarantine;
 use crate::shard::{ErasedNamespace, Shard, Slot};
 use crate::storage::Storage;
 use crate::turn::{Fate, Live};

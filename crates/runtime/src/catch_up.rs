@@ -112,7 +112,7 @@ pub(crate) async fn claim_and_catch_up(
             // The file holds entries of a log that is gone (deleted, or a store restored
             // from an older backup): keep it aside, start over.
             tracing::warn!(namespace = %key.namespace, id = %key.id, ?position, "the actor's file is ahead of an empty log");
-            crate::activation::quarantine(path, "ahead_of_log", clock)?;
+            crate::quarantine::quarantine(path, "ahead_of_log", clock)?;
         }
         return Ok(Synced {
             claim,
@@ -156,7 +156,7 @@ pub(crate) async fn claim_and_catch_up(
         }
     }
     if !matches!(local, Local::Missing) {
-        crate::activation::quarantine(path, "diverged_from_log", clock)?;
+        crate::quarantine::quarantine(path, "diverged_from_log", clock)?;
     }
     rebuild(log, key, path, durability, head, timeout).await?;
     metrics::counter!("burrow_log_rebuilds_total").increment(1);

@@ -4,7 +4,7 @@
 
 use crate::actor::{Actor, Context};
 use crate::catalog_db::CatalogWrite;
-use crate::commit::Failure;
+use crate::failure::Failure;
 
 /// Deletes the actor's log (replicated mode; first, so that the new epoch fences anyone still
 /// appending), its file (unlinked while still open: the instance is dropped right after), and

@@ -73,6 +73,8 @@ mod layout;
 
 mod storage;
 
+mod quarantine;
+
 #[cfg(feature = "replicated")]
 mod replication;
 
@@ -88,6 +90,8 @@ mod delivery;
 
 // A turn: what it uses from its shard, how it ends, what the embedder implements.
 mod services;
+
+mod failure;
 
 mod commit;
 #[cfg(feature = "replicated")]

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::commit::Failure;
 use crate::error::{CallError, ErrorKind};
+use crate::failure::Failure;
 use crate::id::ActorId;
 use crate::replication::ReplicationError;
 use crate::services::ShardServices;

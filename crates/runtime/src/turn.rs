@@ -15,9 +15,10 @@ use crate::actor::envelope::{Call, Envelope, Handled, Refuse, Respond};
 use crate::actor::{Actor, Context};
 use crate::alarm::Alarm;
 use crate::clock::{from_ms, ms_duration};
-use crate::commit::{Failure, commit};
+use crate::commit::commit;
 use crate::delivery::Delivery;
 use crate::error::Abort;
+use crate::failure::Failure;
 
 /// Hands a group the actor's next queued call, if the next queued envelope is a call.
 pub(crate) type NextCall<'a, A> = &'a mut dyn FnMut() -> Option<Box<dyn Call<A>>>;
