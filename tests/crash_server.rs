@@ -400,13 +400,13 @@ impl Suite {
         std::fs::remove_dir_all(self.process.data_dir()).unwrap();
     }
 
-    async fn rounds(&mut self, rounds: usize, stop_at_first_loss: bool, mode: Mode) -> Report {
+    async fn rounds(&mut self, rounds: usize, stop_at_first_loss: bool) -> Report {
         let mut report = Report::default();
         self.settle(&mut report).await;
         for round in 0..rounds {
             self.load_and_kill(&mut report).await;
             self.check_files(&mut report);
-            if mode == Mode::HostLoss {
+            if self.mode == Mode::HostLoss {
                 self.lose_host();
             }
             self.process.restart().await.unwrap();
@@ -423,35 +423,46 @@ impl Suite {
         }
         report
     }
+
+    /// Fails with the server's log if anything acknowledged was lost or any file is corrupt.
+    fn assert_nothing_lost(&self, report: &Report, rounds: usize) {
+        if !report.lost.is_empty() {
+            let log = self.process.log();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            panic!(
+                "lost: {:#?}\nlog (last 200 lines, newest first):\n{}",
+                report.lost,
+                tail.join("\n")
+            );
+        }
+        assert!(report.corrupt.is_empty(), "corrupt: {:#?}", report.corrupt);
+        assert_eq!(report.kills, rounds);
+        assert!(report.acknowledged > 0);
+    }
+}
+
+/// A round count from the environment, or the default.
+fn rounds_from(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_across_kill_9() {
-    let rounds = std::env::var("BURROW_CRASH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(25);
+    let rounds = rounds_from("BURROW_CRASH_ROUNDS", 25);
     let mut suite = Suite::start(None, Mode::Local).await;
-    let report = suite.rounds(rounds, false, Mode::Local).await;
+    let report = suite.rounds(rounds, false).await;
     eprintln!("{report:?}");
-    if !report.lost.is_empty() {
-        let log = suite.process.log();
-        let tail: Vec<&str> = log.lines().rev().take(200).collect();
-        panic!(
-            "lost: {:#?}\nlog (last 200 lines, newest first):\n{}",
-            report.lost,
-            tail.join("\n")
-        );
-    }
-    assert!(report.corrupt.is_empty(), "corrupt: {:#?}", report.corrupt);
-    assert_eq!(report.kills, rounds);
-    assert!(report.acknowledged > 0 && report.files_checked >= rounds * suite.targets.len());
+    suite.assert_nothing_lost(&report, rounds);
+    assert!(report.files_checked >= rounds * suite.targets.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_test_fails_when_replies_precede_commits() {
     let mut suite = Suite::start(Some(300), Mode::Local).await;
-    let report = suite.rounds(10, true, Mode::Local).await;
+    let report = suite.rounds(10, true).await;
     eprintln!("{report:?}");
     assert!(
         !report.lost.is_empty(),
@@ -461,31 +472,17 @@ async fn the_kill_test_fails_when_replies_precede_commits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_when_the_host_is_lost() {
-    let rounds = std::env::var("BURROW_HOST_LOSS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(6);
+    let rounds = rounds_from("BURROW_HOST_LOSS_ROUNDS", 6);
     let mut suite = Suite::start(None, Mode::HostLoss).await;
-    let report = suite.rounds(rounds, false, Mode::HostLoss).await;
+    let report = suite.rounds(rounds, false).await;
     eprintln!("{report:?}");
-    if !report.lost.is_empty() {
-        let log = suite.process.log();
-        let tail: Vec<&str> = log.lines().rev().take(200).collect();
-        panic!(
-            "lost: {:#?}\nlog (last 200 lines, newest first):\n{}",
-            report.lost,
-            tail.join("\n")
-        );
-    }
-    assert!(report.corrupt.is_empty(), "corrupt: {:#?}", report.corrupt);
-    assert_eq!(report.kills, rounds);
-    assert!(report.acknowledged > 0);
+    suite.assert_nothing_lost(&report, rounds);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_loss_test_fails_when_replies_precede_the_append() {
     let mut suite = Suite::start(Some(300), Mode::HostLoss).await;
-    let report = suite.rounds(10, true, Mode::HostLoss).await;
+    let report = suite.rounds(10, true).await;
     eprintln!("{report:?}");
     assert!(
         !report.lost.is_empty(),

@@ -53,6 +53,21 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `burrow serve --durability replicated` with every secret given, on `db`.
+async fn start_replicated(
+    db: &burrow_testkit::pg::TestDatabase,
+    dir: &std::path::Path,
+) -> BurrowProcess {
+    let mut options = ServeOptions::new(dir.join("data")).env("BURROW_DURABILITY", "replicated");
+    for (name, value) in SECRETS {
+        options = options.env(name, value);
+    }
+    options.database_url = Some(db.url().to_owned());
+    BurrowProcess::start(env!("CARGO_BIN_EXE_burrow").as_ref(), options)
+        .await
+        .unwrap()
+}
+
 #[test]
 fn without_postgresql_the_start_is_refused_naming_the_flag() {
     let stderr = refused(&[], &SECRETS);
@@ -73,15 +88,7 @@ async fn each_missing_secret_is_named() {
 async fn with_everything_given_no_keys_file_is_written() {
     let db = burrow_testkit::pg::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut options =
-        ServeOptions::new(dir.path().join("data")).env("BURROW_DURABILITY", "replicated");
-    for (name, value) in SECRETS {
-        options = options.env(name, value);
-    }
-    options.database_url = Some(db.url().to_owned());
-    let mut process = BurrowProcess::start(env!("CARGO_BIN_EXE_burrow").as_ref(), options)
-        .await
-        .unwrap();
+    let mut process = start_replicated(&db, dir.path()).await;
     // The internal API key is the given one.
     let given = burrow_client::PlatformClient::new(process.url(), SECRETS[1].1.to_owned());
     given.create_organization("Given", None).await.unwrap();
@@ -97,15 +104,7 @@ async fn an_admin_downloads_an_actor_as_it_was_at_an_entry_or_a_time() {
     use burrow_client::{PlatformClient, ProvisionRequest};
     let db = burrow_testkit::pg::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut options =
-        ServeOptions::new(dir.path().join("data")).env("BURROW_DURABILITY", "replicated");
-    for (name, value) in SECRETS {
-        options = options.env(name, value);
-    }
-    options.database_url = Some(db.url().to_owned());
-    let mut process = BurrowProcess::start(env!("CARGO_BIN_EXE_burrow").as_ref(), options)
-        .await
-        .unwrap();
+    let mut process = start_replicated(&db, dir.path()).await;
     let platform = PlatformClient::new(process.url(), SECRETS[1].1.to_owned());
     let user: UserId = "ann".parse().unwrap();
     let instance = InstanceId::new_random();

@@ -17,6 +17,49 @@ use common::{
     quarantined,
 };
 
+/// The log key of the ledger actor called `name`.
+fn ledger_key(name: &str) -> LogKey {
+    LogKey {
+        namespace: "ledger".into(),
+        id: ActorId::for_name("ledger", name),
+    }
+}
+
+/// An actor's file and WAL as they were, to put back later.
+struct FileCopy {
+    file: PathBuf,
+    keep: PathBuf,
+    had_wal: bool,
+}
+
+impl FileCopy {
+    fn wal(file: &std::path::Path) -> PathBuf {
+        PathBuf::from(format!("{}-wal", file.display()))
+    }
+
+    fn take(file: &std::path::Path, keep: &std::path::Path) -> FileCopy {
+        std::fs::create_dir(keep).unwrap();
+        std::fs::copy(file, keep.join("db")).unwrap();
+        let had_wal = FileCopy::wal(file).exists();
+        if had_wal {
+            std::fs::copy(FileCopy::wal(file), keep.join("wal")).unwrap();
+        }
+        FileCopy {
+            file: file.to_owned(),
+            keep: keep.to_owned(),
+            had_wal,
+        }
+    }
+
+    fn put_back(&self) {
+        let _ = std::fs::remove_file(FileCopy::wal(&self.file));
+        std::fs::copy(self.keep.join("db"), &self.file).unwrap();
+        if self.had_wal {
+            std::fs::copy(self.keep.join("wal"), FileCopy::wal(&self.file)).unwrap();
+        }
+    }
+}
+
 async fn shared_log() -> (burrow_testkit::pg::TestDatabase, Arc<dyn TurnLog>) {
     let db = fresh_database().await;
     let log = PgTurnLog::connect(db.url(), Duration::from_secs(3))
@@ -72,14 +115,7 @@ async fn a_file_left_behind_the_log_catches_up_without_quarantine() {
     }
     runtime.shutdown(Duration::from_secs(5)).await;
     let file = actor_file(dir.path(), "alice");
-    let wal = PathBuf::from(format!("{}-wal", file.display()));
-    let keep = dir.path().join("old");
-    std::fs::create_dir(&keep).unwrap();
-    std::fs::copy(&file, keep.join("db")).unwrap();
-    let had_wal = wal.exists();
-    if had_wal {
-        std::fs::copy(&wal, keep.join("wal")).unwrap();
-    }
+    let old = FileCopy::take(&file, &dir.path().join("old"));
 
     let (runtime, ns) = open(dir.path(), &log);
     for body in items(9).into_iter().skip(5) {
@@ -88,11 +124,7 @@ async fn a_file_left_behind_the_log_catches_up_without_quarantine() {
     runtime.shutdown(Duration::from_secs(5)).await;
     // The file goes back to how it was four turns ago (a crash between the log's commit and
     // the local one leaves a file behind the same way, one entry at a time).
-    let _ = std::fs::remove_file(&wal);
-    std::fs::copy(keep.join("db"), &file).unwrap();
-    if had_wal {
-        std::fs::copy(keep.join("wal"), &wal).unwrap();
-    }
+    old.put_back();
 
     let (runtime, ns) = open(dir.path(), &log);
     assert_eq!(
@@ -225,10 +257,7 @@ async fn an_actor_from_before_replication_keeps_its_state_and_starts_a_log() {
         (items(4), 4)
     );
     runtime.shutdown(Duration::from_secs(5)).await;
-    let key = LogKey {
-        namespace: "ledger".into(),
-        id: ActorId::for_name("ledger", "alice"),
-    };
+    let key = ledger_key("alice");
     let first = log.read(&key, 1, 1).await.unwrap();
     assert!(
         first[0].payload.is_image(),
@@ -311,10 +340,7 @@ async fn alarms_set_before_the_data_directory_is_lost_fire_after_it_unprompted()
 
     let elsewhere = tempfile::tempdir().unwrap();
     let (runtime, _ns) = open(elsewhere.path(), &log);
-    let alice = LogKey {
-        namespace: "ledger".into(),
-        id: ActorId::for_name("ledger", "alice"),
-    };
+    let alice = ledger_key("alice");
     let (_, before) = log.head(&alice).await.unwrap().unwrap();
     // Nobody calls alice: the alarm fires by itself and its turn reaches the log.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -517,10 +543,7 @@ async fn an_actor_that_deletes_itself_takes_its_log_with_it() {
         ns.get_by_name("alice").call(Add(body)).await.unwrap();
     }
     ns.get_by_name("alice").call(Forget).await.unwrap();
-    let key = LogKey {
-        namespace: "ledger".into(),
-        id: ActorId::for_name("ledger", "alice"),
-    };
+    let key = ledger_key("alice");
     // By the time the reply arrived, the log was gone.
     assert!(log.read(&key, 1, 100).await.unwrap().is_empty());
     runtime.shutdown(Duration::from_secs(5)).await;
@@ -544,10 +567,7 @@ async fn images_are_written_every_so_many_entries_and_rebuilds_start_from_the_la
         ns.get_by_name("alice").call(Add(body)).await.unwrap();
     }
     runtime.shutdown(Duration::from_secs(5)).await;
-    let key = LogKey {
-        namespace: "ledger".into(),
-        id: ActorId::for_name("ledger", "alice"),
-    };
+    let key = ledger_key("alice");
     let entries = log.read(&key, 1, 100).await.unwrap();
     let images: Vec<u64> = entries
         .iter()
@@ -605,14 +625,7 @@ async fn a_file_behind_entries_compacted_away_is_rebuilt_from_the_latest_image()
     }
     runtime.shutdown(Duration::from_secs(5)).await;
     let file = actor_file(dir.path(), "alice");
-    let wal = PathBuf::from(format!("{}-wal", file.display()));
-    let keep = dir.path().join("old");
-    std::fs::create_dir(&keep).unwrap();
-    std::fs::copy(&file, keep.join("db")).unwrap();
-    let had_wal = wal.exists();
-    if had_wal {
-        std::fs::copy(&wal, keep.join("wal")).unwrap();
-    }
+    let old = FileCopy::take(&file, &dir.path().join("old"));
     let (runtime, ns) = open_with(dir.path(), &log, |o| o.snapshot_every(3, u64::MAX));
     for body in items(10).into_iter().skip(2) {
         ns.get_by_name("alice").call(Add(body)).await.unwrap();
@@ -620,11 +633,7 @@ async fn a_file_behind_entries_compacted_away_is_rebuilt_from_the_latest_image()
     runtime.shutdown(Duration::from_secs(5)).await;
     assert!(pg.compact(Duration::ZERO).await.unwrap() > 0);
     // The old copy's next entries are gone from the log: it cannot catch up, only be rebuilt.
-    let _ = std::fs::remove_file(&wal);
-    std::fs::copy(keep.join("db"), &file).unwrap();
-    if had_wal {
-        std::fs::copy(keep.join("wal"), &wal).unwrap();
-    }
+    old.put_back();
     let (runtime, ns) = open(dir.path(), &log);
     assert_eq!(
         ns.get_by_name("alice").call(Read).await.unwrap(),
@@ -712,10 +721,7 @@ async fn an_actor_exported_at_an_entry_is_what_it_was_then_until_compaction_remo
     let log: Arc<dyn TurnLog> = Arc::new(pg.clone());
     let dir = tempfile::tempdir().unwrap();
     let (runtime, ns) = open_with(dir.path(), &log, |o| o.snapshot_every(3, u64::MAX));
-    let key = LogKey {
-        namespace: "ledger".into(),
-        id: ActorId::for_name("ledger", "alice"),
-    };
+    let key = ledger_key("alice");
     // What the actor held after each entry, as the live actor said it.
     let mut record = Vec::new();
     for body in items(8) {
@@ -751,10 +757,7 @@ async fn an_actor_exported_at_an_entry_is_what_it_was_then_until_compaction_remo
         ));
     }
     let (last, _) = record.last().unwrap();
-    let unknown = LogKey {
-        namespace: "ledger".into(),
-        id: ActorId::for_name("ledger", "nobody"),
-    };
+    let unknown = ledger_key("nobody");
     assert!(matches!(
         export_at(&*log, &unknown, 1, &out.path().join("u.db")).await,
         Err(ExportError::UnknownActor(_))
