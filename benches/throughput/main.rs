@@ -5,7 +5,9 @@
 //! - `BURROW_BENCH_ACTORS` — actors per cold/re-activation run (default 20,000);
 //! - `BURROW_BENCH_CALLS` — calls per warm run (default 20,000);
 //! - `BURROW_BENCH_CONCURRENCY` — comma-separated caller counts (default `1,16,64,256`);
-//! - `BURROW_BENCH_MODES` — `process`, `machine` or both (default both);
+//! - `BURROW_BENCH_MODES` — comma-separated `process`, `machine`, `replicated`; `both` (the
+//!   default) is the first two, `all` is all three. `replicated` starts its own PostgreSQL with
+//!   fsync on (see `replicated.rs`);
 //! - `BURROW_BENCH_RESTORE` — instances restored from PostgreSQL per restore run (default 2,000;
 //!   0 skips the scenario, which starts a throwaway PostgreSQL cluster);
 //! - `BURROW_BENCH_TURNS_PER_COMMIT` — the runtime's `max_turns_per_commit` (default: the
@@ -80,6 +82,30 @@ fn executor() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A scenario's rate and its calls' latency.
+pub(crate) struct Timed {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Timed {
+    fn from(calls: u64, elapsed: Duration, mut latencies: Vec<Duration>) -> Timed {
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        Timed {
+            rate: calls as f64 / elapsed.as_secs_f64(),
+            p50: at(0.50),
+            p99: at(0.99),
+        }
+    }
+}
+
 /// Runs `calls` calls with `concurrency` callers; `target(i)` names the actor of call `i`.
 async fn drive(
     ns: &Namespace<Bench>,
@@ -87,6 +113,16 @@ async fn drive(
     concurrency: usize,
     target: impl Fn(u64) -> String + Send + Sync + 'static,
 ) -> f64 {
+    drive_timed(ns, calls, concurrency, target).await.rate
+}
+
+/// [`drive`], also timing each call.
+async fn drive_timed(
+    ns: &Namespace<Bench>,
+    calls: u64,
+    concurrency: usize,
+    target: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> Timed {
     let next = Arc::new(AtomicU64::new(0));
     let target = Arc::new(target);
     let started = Instant::now();
@@ -94,24 +130,29 @@ async fn drive(
         .map(|_| {
             let (ns, next, target) = (ns.clone(), next.clone(), target.clone());
             tokio::spawn(async move {
+                let mut latencies = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= calls {
-                        break;
+                        break latencies;
                     }
+                    let sent = Instant::now();
                     let n = ns.get_by_name(&target(i)).call(Touch).await.unwrap();
+                    latencies.push(sent.elapsed());
                     assert_eq!(n, ROW.len());
                 }
             })
         })
         .collect();
+    let mut latencies = Vec::new();
     for w in workers {
-        w.await.unwrap();
+        latencies.extend(w.await.unwrap());
     }
-    calls as f64 / started.elapsed().as_secs_f64()
+    Timed::from(calls, started.elapsed(), latencies)
 }
 
-fn open(dir: &Path, durability: Durability, max_resident: usize) -> (Runtime, Namespace<Bench>) {
+/// The runtime's options for a bench run, with the environment's knobs applied.
+fn options(dir: &Path, durability: Durability, max_resident: usize) -> Options {
     let mut options = Options::new(dir)
         .durability(durability)
         .max_resident(max_resident);
@@ -125,7 +166,11 @@ fn open(dir: &Path, durability: Durability, max_resident: usize) -> (Runtime, Na
     if let Ok(bytes) = std::env::var("BURROW_BENCH_CHECKPOINT_ABOVE") {
         options = options.checkpoint_above(bytes.parse().expect("a number of bytes"));
     }
-    let runtime = Runtime::open(options).unwrap();
+    options
+}
+
+fn open(dir: &Path, durability: Durability, max_resident: usize) -> (Runtime, Namespace<Bench>) {
+    let runtime = Runtime::open(options(dir, durability, max_resident)).unwrap();
     let ns = runtime.namespace("bench", |_| Bench).unwrap();
     (runtime, ns)
 }
@@ -133,6 +178,7 @@ fn open(dir: &Path, durability: Durability, max_resident: usize) -> (Runtime, Na
 mod baseline;
 mod measure;
 mod plot;
+mod replicated;
 mod restore;
 
 use baseline::*;
@@ -145,6 +191,10 @@ struct Row {
     concurrency: usize,
     rate: f64,
     baseline: f64,
+    /// Burrow's p50 and p99, then the baseline's, where the scenario times its calls.
+    latency: Option<(Duration, Duration, Duration, Duration)>,
+    /// Burrow's process mode in the same scenario, for the replicated rows.
+    process: Option<f64>,
 }
 
 fn main() {
@@ -160,15 +210,17 @@ fn main() {
             .unwrap()
             .iter()
             .map(|r| Row {
-                mode: if r["mode"] == "machine" {
-                    "machine"
-                } else {
-                    "process"
+                mode: match r["mode"].as_str() {
+                    Some("machine") => "machine",
+                    Some("replicated") => "replicated",
+                    _ => "process",
                 },
                 scenario: r["scenario"].as_str().unwrap().to_owned(),
                 concurrency: r["concurrency"].as_u64().unwrap() as usize,
                 rate: r["rate"].as_f64().unwrap(),
                 baseline: r["baseline"].as_f64().unwrap(),
+                latency: None,
+                process: None,
             })
             .collect();
         let svg = PathBuf::from(&json).with_extension("svg");
@@ -199,11 +251,31 @@ fn main() {
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
-    let modes: Vec<Durability> = match env("BURROW_BENCH_MODES", "both".to_owned()).as_str() {
-        "process" => vec![Durability::Process],
-        "machine" => vec![Durability::Machine],
-        _ => vec![Durability::Process, Durability::Machine],
-    };
+    let named = env("BURROW_BENCH_MODES", "both".to_owned());
+    let mut modes: Vec<Durability> = Vec::new();
+    for name in named.split(',').map(str::trim) {
+        let more: &[Durability] = match name {
+            "process" => &[Durability::Process],
+            "machine" => &[Durability::Machine],
+            "replicated" => &[Durability::Replicated],
+            "both" => &[Durability::Process, Durability::Machine],
+            "all" => &[
+                Durability::Process,
+                Durability::Machine,
+                Durability::Replicated,
+            ],
+            other => panic!(
+                "BURROW_BENCH_MODES: unknown mode {other:?} (process, machine, replicated, both, all)"
+            ),
+        };
+        for mode in more {
+            if !modes.contains(mode) {
+                modes.push(*mode);
+            }
+        }
+    }
+    let replicated_too = modes.contains(&Durability::Replicated);
+    modes.retain(|m| *m != Durability::Replicated);
     let exec = executor();
 
     // Memory per resident idle actor, first: later scenarios leave freed memory behind that
@@ -274,6 +346,8 @@ fn main() {
                 concurrency: c,
                 rate: cold,
                 baseline: cold_base,
+                latency: None,
+                process: None,
             });
             rows.push(Row {
                 mode,
@@ -281,6 +355,8 @@ fn main() {
                 concurrency: c,
                 rate: reactivation,
                 baseline: warm_files,
+                latency: None,
+                process: None,
             });
             let dir = tempfile::tempdir().unwrap();
             let (one, many) = exec.block_on(async {
@@ -297,6 +373,8 @@ fn main() {
                 concurrency: c,
                 rate: one,
                 baseline: warm_base,
+                latency: None,
+                process: None,
             });
             rows.push(Row {
                 mode,
@@ -304,6 +382,8 @@ fn main() {
                 concurrency: c,
                 rate: many,
                 baseline: warm_many,
+                latency: None,
+                process: None,
             });
         }
     }
@@ -361,9 +441,27 @@ fn main() {
                 concurrency: c,
                 rate,
                 baseline: base,
+                latency: None,
+                process: None,
             });
         }
     }
+    // Replicated mode, against PostgreSQL with fsync on (its own cluster).
+    let mut growth = Vec::new();
+    let mut grouping = (0, 0);
+    let mut server = None;
+    if replicated_too {
+        let pg = replicated::Pg::start();
+        for &c in &sweep {
+            let measured = exec.block_on(replicated::measure(&pg, actors, calls, c));
+            rows.extend(measured.rows);
+            growth.push((c, measured.growth));
+            grouping.0 += measured.grouping.0;
+            grouping.1 += measured.grouping.1;
+        }
+        server = Some(pg.describe());
+    }
+
     // Restore from PostgreSQL (both modes).
     let restore_n: u64 = env("BURROW_BENCH_RESTORE", 2_000);
     if restore_n > 0 {
@@ -383,6 +481,8 @@ fn main() {
                     concurrency: c,
                     rate,
                     baseline: base,
+                    latency: None,
+                    process: None,
                 });
             }
         }
@@ -463,7 +563,7 @@ fn main() {
         "{:<8} {:<20} {:>5} {:>12} {:>12} {:>7}",
         "mode", "scenario", "conc", "burrow/s", "baseline/s", "ratio"
     );
-    for r in &rows {
+    for r in rows.iter().filter(|r| r.mode != "replicated") {
         println!(
             "{:<8} {:<20} {:>5} {:>12.0} {:>12.0} {:>7.2}",
             r.mode,
@@ -473,6 +573,9 @@ fn main() {
             r.baseline,
             r.rate / r.baseline
         );
+    }
+    if let Some(server) = &server {
+        replicated::print(&rows, &growth, grouping, server);
     }
     if let [(small, small_rate), (large, large_rate)] = scale[..] {
         println!(
@@ -515,7 +618,14 @@ fn main() {
         "results": rows.iter().map(|r| serde_json::json!({
             "mode": r.mode, "scenario": r.scenario, "concurrency": r.concurrency,
             "rate": r.rate, "baseline": r.baseline, "ratio": r.rate / r.baseline,
+            "latency_us": r.latency.map(|(p50, p99, b50, b99)| serde_json::json!({
+                "p50": p50.as_micros(), "p99": p99.as_micros(),
+                "baseline_p50": b50.as_micros(), "baseline_p99": b99.as_micros(),
+            })),
+            "process_rate": r.process,
         })).collect::<Vec<_>>(),
+        "replicated_growth": growth.iter().map(|(c, (actor, turn))| serde_json::json!({"concurrency": c, "bytes_per_actor": actor, "bytes_per_turn": turn})).collect::<Vec<_>>(),
+        "replicated_server": server,
         "in_memory_ceiling": ceiling.iter().map(|(c, r)| serde_json::json!({"concurrency": c, "rate": r})).collect::<Vec<_>>(),
         "memory": memory.iter().map(|(n, kib, fd, settled)| serde_json::json!({"resident": n, "rss_kib_per_actor": kib, "fds_per_actor": fd, "rss_kib_per_settled_idle_actor": settled})).collect::<Vec<_>>(),
         "disk": disk.iter().map(|(mode, kib)| serde_json::json!({"mode": mode, "kib_per_actor": kib})).collect::<Vec<_>>(),

@@ -36,7 +36,7 @@ pub(crate) fn plot(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::
             .x_desc("concurrent callers")
             .y_desc("per second")
             .draw()?;
-        for (mode, colour) in [("process", BLUE), ("machine", RED)] {
+        for (mode, colour) in [("process", BLUE), ("machine", RED), ("replicated", GREEN)] {
             let series: Vec<&&Row> = mine.iter().filter(|r| r.mode == mode).collect();
             if series.is_empty() {
                 continue;

@@ -35,14 +35,20 @@ pub(crate) async fn claim(
     name: Option<&str>,
 ) -> Result<Claim, LogError> {
     let client = log.client().await?;
-    let row = client
-        .query_one(
+    let claim = client
+        .prepare_cached(
             "INSERT INTO burrow_log_actor (namespace, actor_id, epoch, head_seq, head_hash, name)
              VALUES ($1, $2, 1, 0, $3, $4)
              ON CONFLICT (namespace, actor_id) DO UPDATE
                 SET epoch = burrow_log_actor.epoch + 1, updated_at = clock_timestamp(),
                     name = coalesce(burrow_log_actor.name, excluded.name)
              RETURNING epoch, head_seq, head_hash, image_seq",
+        )
+        .await
+        .map_err(sent)?;
+    let row = client
+        .query_one(
+            &claim,
             &[
                 &&*key.namespace,
                 &key.id.to_string(),
@@ -107,7 +113,7 @@ pub(crate) async fn append(
 
 /// The append's statements: `Some(new head)`, or `None` when the fence refused it.
 async fn fenced_append(
-    db: &tokio_postgres::Client,
+    db: &deadpool_postgres::ClientWrapper,
     key: &LogKey,
     epoch: u64,
     expected: Position,
@@ -139,8 +145,8 @@ async fn fenced_append(
     let bodies: Vec<&[u8]> = entries.iter().map(|e| e.payload.bytes()).collect();
     // One statement, so one atomic step: the head moves only where the epoch and the head are
     // still the writer's, and the entries are inserted only for a head that moved.
-    let inserted = db
-        .execute(
+    let append = db
+        .prepare_cached(
             "WITH fence AS (
                 UPDATE burrow_log_actor
                    SET head_seq = $6, head_hash = $7, image_seq = coalesce($8, image_seq),
@@ -153,6 +159,12 @@ async fn fenced_append(
              SELECT $1, $2, e.seq, $3, e.hash, e.kind, e.body
                FROM fence, unnest($9::int8[], $10::bytea[], $11::text[], $12::bytea[])
                     AS e(seq, hash, kind, body)",
+        )
+        .await
+        .map_err(sent)?;
+    let inserted = db
+        .execute(
+            &append,
             &[
                 &&*key.namespace,
                 &key.id.to_string(),

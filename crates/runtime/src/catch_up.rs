@@ -311,11 +311,17 @@ pub(crate) async fn start_or_resume(
         if image.len() as u64 > max_image_bytes {
             return Err(too_large(key, image.len(), max_image_bytes));
         }
-        let alarms = AlarmUpdate::Replace(
-            storage
-                .alarm_rows()
-                .map_err(|e| local_failure("reading the actor's alarms", e))?,
-        );
+        let rows = storage
+            .alarm_rows()
+            .map_err(|e| local_failure("reading the actor's alarms", e))?;
+        // The first claim ever (epoch 1) has no alarms in the log to replace: without any to
+        // write, the start goes out as a plain append, which shares a statement with other
+        // actors' appends instead of taking a transaction of its own.
+        let alarms = if rows.is_empty() && epoch == 1 {
+            AlarmUpdate::Unchanged
+        } else {
+            AlarmUpdate::Replace(rows)
+        };
         let entry = Entry::after(Position::GENESIS, epoch, Payload::Image(image));
         storage
             .record_position(entry.position())
