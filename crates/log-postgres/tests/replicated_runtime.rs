@@ -13,17 +13,9 @@ use burrow_runtime::turn_log::{LogKey, TurnLog};
 use burrow_runtime::{ActorId, ErrorKind, Options, Runtime};
 use burrow_testkit::pg::{Cluster, fresh_database};
 use common::{
-    Add, FlushThenFail, Forget, Ledger, Loose, Read, Remind, actor_file, items, open, open_with,
-    quarantined,
+    Add, FlushThenFail, Forget, Ledger, Loose, Read, Remind, actor_file, items, ledger_key, open,
+    open_with, quarantined,
 };
-
-/// The log key of the ledger actor called `name`.
-fn ledger_key(name: &str) -> LogKey {
-    LogKey {
-        namespace: "ledger".into(),
-        id: ActorId::for_name("ledger", name),
-    }
-}
 
 /// An actor's file and WAL as they were, to put back later.
 struct FileCopy {

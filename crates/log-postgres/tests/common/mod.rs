@@ -162,6 +162,14 @@ pub fn open_with(
     (runtime, ns)
 }
 
+/// The log key of the ledger actor called `name`.
+pub fn ledger_key(name: &str) -> burrow_runtime::turn_log::LogKey {
+    burrow_runtime::turn_log::LogKey {
+        namespace: "ledger".into(),
+        id: ActorId::for_name("ledger", name),
+    }
+}
+
 pub fn actor_file(dir: &Path, name: &str) -> PathBuf {
     let hex = ActorId::for_name("ledger", name).to_string();
     dir.join("actors/ledger")
