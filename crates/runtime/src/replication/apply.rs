@@ -25,7 +25,7 @@ pub(crate) fn validate(conn: &Connection, patchset: &[u8]) -> Result<(), Replica
         }
         let key: Vec<bool> = item.pk()?.iter().map(|&flag| flag != 0).collect();
         let columns = op.number_of_columns() as usize;
-        let mut info = conn.prepare("SELECT pk FROM pragma_table_info(?1) ORDER BY cid")?;
+        let mut info = conn.prepare_cached("SELECT pk FROM pragma_table_info(?1) ORDER BY cid")?;
         let actual: Vec<bool> = info
             .query_map([&table], |r| r.get::<_, i64>(0))?
             .map(|pk| pk.map(|pk| pk > 0))
