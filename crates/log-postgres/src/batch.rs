@@ -1,16 +1,18 @@
 //! Group commit across actors: appends from every shard of the process that are waiting at the
 //! same moment share one statement — one PostgreSQL round trip and one commit — with a fence
-//! result per actor. Appends that carry alarm changes take the single-actor path.
+//! result per actor. Appends that carry alarm changes take the single-actor path. Claims that
+//! wait at the same moment share a statement too (see `claims.rs`): a host taking over
+//! thousands of actors at once pays a commit per group, not per actor.
 
 use std::sync::Arc;
 
-use burrow_runtime::turn_log::{Entry, LogError, LogKey, Position};
+use burrow_runtime::turn_log::{Claim, Entry, LogError, LogKey, Position};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::statements::{self, head_on, seq_in};
-use crate::{PgTurnLog, sent};
+use crate::{PgTurnLog, claims, sent};
 
-/// The most appends one statement carries.
+/// The most appends (or claims) one statement carries.
 const MAX_BATCH: usize = 256;
 
 /// Statements in flight at once (each holds a pooled connection; the pool has 16). Fewer
@@ -19,8 +21,14 @@ const MAX_BATCH: usize = 256;
 /// (benches/throughput, 2026-12-02).
 const IN_FLIGHT: usize = 4;
 
+/// An operation waiting for its group.
+pub(crate) enum Pending {
+    Append(Append),
+    Claim(claims::Request),
+}
+
 /// One actor's append, waiting for its batch.
-pub(crate) struct Pending {
+pub(crate) struct Append {
     pub(crate) key: LogKey,
     pub(crate) epoch: u64,
     pub(crate) expected: Position,
@@ -28,26 +36,46 @@ pub(crate) struct Pending {
     pub(crate) reply: oneshot::Sender<Result<Position, LogError>>,
 }
 
-/// Starts the batcher on the current runtime; appends are sent to the returned channel.
+/// What a claim waits for.
+pub(crate) type ClaimReply = oneshot::Sender<Result<Claim, LogError>>;
+
+/// Starts the batcher on the current runtime; appends and claims are sent to the returned
+/// channel.
 pub(crate) fn start(log: PgTurnLog) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            // Wait for a free statement slot first: appends that arrive meanwhile join.
+            // Wait for a free statement slot first: operations that arrive meanwhile join.
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+            let (mut appends, mut claimed) = (Vec::new(), Vec::new());
+            let mut next = Some(first);
+            while let Some(pending) = next.take() {
+                match pending {
+                    Pending::Append(a) => appends.push(a),
+                    Pending::Claim(c) => claimed.push(c),
+                }
+                if appends.len() < MAX_BATCH && claimed.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
             let log = log.clone();
             tokio::spawn(async move {
-                run(&log, batch).await;
+                // Both statements at once, on two connections: a claim never waits for a
+                // batch of appends, nor the other way round.
+                let appended = async {
+                    if !appends.is_empty() {
+                        run(&log, appends).await;
+                    }
+                };
+                let claiming = async {
+                    if !claimed.is_empty() {
+                        claims::run(&log, claimed).await;
+                    }
+                };
+                tokio::join!(appended, claiming);
                 drop(permit);
             });
         }
@@ -56,7 +84,7 @@ pub(crate) fn start(log: PgTurnLog) -> mpsc::UnboundedSender<Pending> {
 }
 
 /// Appends one batch and answers each of its appends.
-async fn run(log: &PgTurnLog, batch: Vec<Pending>) {
+async fn run(log: &PgTurnLog, batch: Vec<Append>) {
     metrics::histogram!("burrow_log_batch_size").record(batch.len() as f64);
     log.batches[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     log.batches[1].fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -95,7 +123,7 @@ async fn run(log: &PgTurnLog, batch: Vec<Pending>) {
 /// or why it was refused.
 async fn together(
     log: &PgTurnLog,
-    batch: &[Pending],
+    batch: &[Append],
 ) -> Result<Vec<Result<Position, LogError>>, LogError> {
     let (mut ns, mut id, mut epoch, mut exp_seq, mut exp_hash) =
         (vec![], vec![], vec![], vec![], vec![]);

@@ -41,6 +41,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 mod batch;
+mod claims;
 mod statements;
 
 mod embedded {
@@ -110,10 +111,11 @@ pub struct PgTurnLog {
     /// that connections (whose I/O tasks live where they were opened) never belong to a shard
     /// thread's executor, which stops with its shard.
     home: tokio::runtime::Handle,
-    /// Where appends wait to share a statement with other actors' (see `batch.rs`).
+    /// Where appends and claims wait to share a statement with other actors' (see `batch.rs`).
     batcher: Option<tokio::sync::mpsc::UnboundedSender<batch::Pending>>,
-    /// Statements the batcher has run, and the appends they carried.
-    batches: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+    /// Grouped append statements and the appends they carried, then grouped claim statements
+    /// and the claims they carried.
+    batches: std::sync::Arc<[std::sync::atomic::AtomicU64; 4]>,
 }
 
 impl std::fmt::Debug for PgTurnLog {
@@ -193,6 +195,13 @@ impl PgTurnLog {
     pub fn grouping(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.batches[0].load(Relaxed), self.batches[1].load(Relaxed))
+    }
+
+    /// How many grouped statements have claimed how many actors since connecting:
+    /// `(statements, claims)`. Claims waiting at the same moment share one statement.
+    pub fn claim_grouping(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.batches[2].load(Relaxed), self.batches[3].load(Relaxed))
     }
 
     /// Deletes entries no longer needed to rebuild any actor at any point of the last
@@ -300,6 +309,20 @@ fn read(e: tokio_postgres::Error) -> LogError {
 impl TurnLog for PgTurnLog {
     fn claim<'a>(&'a self, key: &'a LogKey, name: Option<&'a str>) -> LogFuture<'a, Claim> {
         let (log, key, name) = (self.clone(), key.clone(), name.map(str::to_owned));
+        if let Some(batcher) = &self.batcher {
+            let batcher = batcher.clone();
+            return Box::pin(self.bounded(async move {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                batcher
+                    .send(batch::Pending::Claim(claims::Request { key, name, reply }))
+                    .map_err(|_| LogError::Unavailable("the log's batcher stopped".into()))?;
+                answer.await.unwrap_or_else(|_| {
+                    Err(LogError::Indeterminate(
+                        "the log's batcher dropped the claim".into(),
+                    ))
+                })
+            }));
+        }
         Box::pin(self.at_home(async move { statements::claim(&log, &key, name.as_deref()).await }))
     }
 
@@ -322,13 +345,13 @@ impl TurnLog for PgTurnLog {
                 statements::check_chain(expected, &entries)?;
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 batcher
-                    .send(batch::Pending {
+                    .send(batch::Pending::Append(batch::Append {
                         key,
                         epoch,
                         expected,
                         entries,
                         reply,
-                    })
+                    }))
                     .map_err(|_| LogError::Unavailable("the log's batcher stopped".into()))?;
                 answer.await.unwrap_or_else(|_| {
                     Err(LogError::Indeterminate(

@@ -58,10 +58,15 @@ pub(crate) async fn claim(
         )
         .await
         .map_err(sent)?;
+    claim_out(&row, 0)
+}
+
+/// The claim in `row`'s columns `at..at + 4`: epoch, head sequence, head hash, image sequence.
+pub(crate) fn claim_out(row: &Row, at: usize) -> Result<Claim, LogError> {
     Ok(Claim {
-        epoch: seq_out(row.get(0))?,
-        head: position(row.get(1), row.get(2))?,
-        snapshot: row.get::<_, Option<i64>>(3).map(seq_out).transpose()?,
+        epoch: seq_out(row.get(at))?,
+        head: position(row.get(at + 1), row.get(at + 2))?,
+        snapshot: row.get::<_, Option<i64>>(at + 3).map(seq_out).transpose()?,
     })
 }
 

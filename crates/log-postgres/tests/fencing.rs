@@ -553,3 +553,102 @@ async fn a_statement_error_of_one_actor_does_not_fail_the_others_in_its_group() 
         assert!(!matches!(err, LogError::Fenced { .. }), "{err:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_of_many_actors_share_statements_and_repeat_claims_get_the_next_epoch() {
+    let (db, log) = log().await;
+    let log = Arc::new(log);
+    let (before, _) = log.claim_grouping();
+    let gate = Arc::new(tokio::sync::Barrier::new(100));
+    let mut tasks = Vec::new();
+    // 90 actors once, and one actor ten times: its claims cannot share an upsert, so they go
+    // in rounds, each raising the epoch once.
+    for i in 0..100 {
+        let (log, gate) = (log.clone(), gate.clone());
+        let k = if i < 90 {
+            key(&format!("actor {i}"))
+        } else {
+            key("popular")
+        };
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            log.claim(&k, Some("a name")).await
+        }));
+    }
+    let mut popular = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let claim = t.await.unwrap().unwrap();
+        assert_eq!(claim.head, Position::GENESIS);
+        if i < 90 {
+            assert_eq!(claim.epoch, 1, "actor {i} was claimed once");
+        } else {
+            popular.push(claim.epoch);
+        }
+    }
+    popular.sort_unstable();
+    assert_eq!(popular, (1..=10).collect::<Vec<_>>());
+    let (after, claimed) = log.claim_grouping();
+    assert_eq!(claimed, 100);
+    assert!(
+        after - before < 100,
+        "100 concurrent claims took {} statements: none were grouped",
+        after - before
+    );
+    let named: i64 = db
+        .connect()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM burrow_log_actor WHERE name = 'a name'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(named, 91, "every claimed actor has its row and name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_locked_elsewhere_holds_up_its_own_claim_not_the_others_in_its_group() {
+    let db = fresh_database().await;
+    let log = Arc::new(
+        PgTurnLog::connect(db.url(), Duration::from_secs(4))
+            .await
+            .unwrap(),
+    );
+    let locked = key("locked");
+    log.claim(&locked, None).await.unwrap();
+    // Another session (a host paused mid-transaction) holds the actor's row.
+    let other = db.connect().await.unwrap();
+    other
+        .batch_execute(&format!(
+            "BEGIN; SELECT * FROM burrow_log_actor WHERE actor_id = '{}' FOR UPDATE",
+            locked.id
+        ))
+        .await
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Barrier::new(21));
+    let mut free = Vec::new();
+    for i in 0..20 {
+        let (log, gate) = (log.clone(), gate.clone());
+        free.push(tokio::spawn(async move {
+            gate.wait().await;
+            log.claim(&key(&format!("free {i}")), None).await
+        }));
+    }
+    let held = {
+        let (log, gate, locked) = (log.clone(), gate.clone(), locked.clone());
+        tokio::spawn(async move {
+            gate.wait().await;
+            log.claim(&locked, None).await
+        })
+    };
+    // The lock is released only once every other claim has answered: had they waited for it,
+    // they would have run out of time instead.
+    for t in free {
+        assert_eq!(t.await.unwrap().unwrap().epoch, 1);
+    }
+    assert!(!held.is_finished(), "the locked actor's claim did not wait");
+    other.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(held.await.unwrap().unwrap().epoch, 2);
+}
