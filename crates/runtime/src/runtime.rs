@@ -178,7 +178,7 @@ impl Runtime {
                     options.commit_hook.clone(),
                     options.durability,
                     options.clock.clone(),
-                    options.max_turns_per_commit,
+                    options.turns_per_commit(),
                     crate::services::LogSettings {
                         log: options.turn_log.clone(),
                         append_timeout: options.append_timeout,
