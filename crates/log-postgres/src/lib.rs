@@ -9,6 +9,9 @@
 //!   deleted, so epochs never repeat.
 //! - `burrow_log_entry`: the entries, keyed by (namespace, actor id, seq).
 //!
+//! Beside the log, [`membership`] keeps the nodes of a cluster (`burrow_node`): each node's
+//! incarnation and its lease, judged by PostgreSQL's clock.
+//!
 //! An append is one statement: a conditional `UPDATE` of the actor's head (only where the epoch
 //! and the head are still the writer's) feeding the `INSERT` of the entries. Both happen or
 //! neither, and a stale writer — one whose actor was claimed again since — changes nothing and
@@ -42,6 +45,7 @@ use tokio_postgres::NoTls;
 
 mod batch;
 mod claims;
+pub mod membership;
 mod statements;
 
 mod embedded {

@@ -1,0 +1,11 @@
+-- Cluster membership (`burrow serve --cluster`): one row per node id. Each start of a node takes
+-- a new incarnation, which invalidates everything its previous incarnation held; its lease is
+-- judged by PostgreSQL's clock only.
+CREATE TABLE burrow_node (
+    node_id          text        PRIMARY KEY,
+    incarnation      bigint      NOT NULL,
+    advertise_url    text        NOT NULL,
+    status           text        NOT NULL CHECK (status IN ('alive', 'draining', 'left')),
+    lease_expires_at timestamptz NOT NULL,
+    started_at       timestamptz NOT NULL DEFAULT clock_timestamp()
+);
