@@ -46,6 +46,7 @@ use tokio_postgres::NoTls;
 mod batch;
 mod claims;
 pub mod membership;
+mod placement;
 mod statements;
 
 mod embedded {
@@ -120,6 +121,8 @@ pub struct PgTurnLog {
     /// Grouped append statements and the appends they carried, then grouped claim statements
     /// and the claims they carried.
     batches: std::sync::Arc<[std::sync::atomic::AtomicU64; 4]>,
+    /// In a cluster, the node this log claims actors for (see [`PgTurnLog::for_member`]).
+    node: Option<std::sync::Arc<placement::NodeRef>>,
 }
 
 impl std::fmt::Debug for PgTurnLog {
@@ -168,6 +171,7 @@ impl PgTurnLog {
             home: tokio::runtime::Handle::current(),
             batcher: None,
             batches: std::sync::Arc::default(),
+            node: None,
         };
         log.bounded(async {
             let mut client = log.client().await?;
@@ -192,6 +196,19 @@ impl PgTurnLog {
         tokio::time::timeout(self.timeout, op)
             .await
             .map_err(|_| LogError::Indeterminate(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    /// This log, claiming actors for `member`'s incarnation: a claim succeeds only while the
+    /// member's lease runs and no other live node holds the actor ([`LogError::Owned`] names
+    /// the holder), and eviction releases the claim. Appends are fenced as always.
+    pub fn for_member(&self, member: &membership::Member) -> PgTurnLog {
+        PgTurnLog {
+            node: Some(std::sync::Arc::new(placement::NodeRef {
+                node_id: member.node_id().to_owned(),
+                incarnation: member.incarnation() as i64,
+            })),
+            ..self.clone()
+        }
     }
 
     /// How many grouped statements have appended how many actors' entries since connecting:
@@ -313,6 +330,11 @@ fn read(e: tokio_postgres::Error) -> LogError {
 impl TurnLog for PgTurnLog {
     fn claim<'a>(&'a self, key: &'a LogKey, name: Option<&'a str>) -> LogFuture<'a, Claim> {
         let (log, key, name) = (self.clone(), key.clone(), name.map(str::to_owned));
+        if let Some(node) = self.node.clone() {
+            return Box::pin(self.at_home(async move {
+                placement::claim(&log, &node, &key, name.as_deref()).await
+            }));
+        }
         if let Some(batcher) = &self.batcher {
             let batcher = batcher.clone();
             return Box::pin(self.bounded(async move {
@@ -397,5 +419,13 @@ impl TurnLog for PgTurnLog {
     fn delete<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, ()> {
         let (log, key) = (self.clone(), key.clone());
         Box::pin(self.at_home(async move { statements::delete(&log, &key).await }))
+    }
+
+    fn release<'a>(&'a self, key: &'a LogKey, epoch: u64) -> LogFuture<'a, ()> {
+        let Some(node) = self.node.clone() else {
+            return Box::pin(std::future::ready(Ok(())));
+        };
+        let (log, key) = (self.clone(), key.clone());
+        Box::pin(self.at_home(async move { placement::release(&log, &node, &key, epoch).await }))
     }
 }

@@ -95,6 +95,8 @@ mod failure;
 
 mod commit;
 #[cfg(feature = "replicated")]
+mod release;
+#[cfg(feature = "replicated")]
 mod replicate;
 
 mod actor;

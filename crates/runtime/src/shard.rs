@@ -424,6 +424,15 @@ impl Shard {
         let state = resident.slot.state.borrow_mut().take();
         if let Some(state) = state {
             let storage = resident.namespace.storage_of(state);
+            #[cfg(feature = "replicated")]
+            if let Some(cursor) = storage.cursor() {
+                crate::release::release_claim(
+                    &self.services,
+                    resident.namespace.name().clone(),
+                    resident.id,
+                    cursor.epoch,
+                );
+            }
             // Admin closes must be done when they return. Evictions may finish later, off this
             // thread; so may a shutdown's, while its grace lasts (it waits for them).
             let may_checkpoint = match reason {

@@ -252,6 +252,15 @@ pub enum LogError {
     /// relies on either outcome.
     #[error("the log's answer was lost (the write may have landed): {0}")]
     Indeterminate(String),
+    /// The claim was refused: the actor is active on another node of the cluster, whose lease
+    /// still runs. Nothing was written; the call belongs at `advertise_url`.
+    #[error("the actor is active on node {node_id} ({advertise_url})")]
+    Owned {
+        /// The node holding the actor.
+        node_id: String,
+        /// Where that node takes calls from other nodes.
+        advertise_url: String,
+    },
     /// What the store holds does not make sense (a broken chain, an entry missing in a range):
     /// a bug or damage, never a reason to guess.
     #[error("the log is inconsistent: {0}")]
@@ -311,4 +320,12 @@ pub trait TurnLog: Send + Sync + 'static {
     /// running. The epoch is kept, so a later claim starts an empty log at a higher epoch and
     /// nothing written before the deletion can be appended to it or read from it again.
     fn delete<'a>(&'a self, key: &'a LogKey) -> LogFuture<'a, ()>;
+
+    /// Gives up the activation claimed at `epoch` (in a cluster, so that another node may claim
+    /// the actor at once instead of forwarding to this one). A no-op where claims do not
+    /// belong to nodes, and where the actor has been claimed again since.
+    fn release<'a>(&'a self, key: &'a LogKey, epoch: u64) -> LogFuture<'a, ()> {
+        let _ = (key, epoch);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
