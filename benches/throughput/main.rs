@@ -82,75 +82,6 @@ fn executor() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A scenario's rate and its calls' latency.
-pub(crate) struct Timed {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-impl Timed {
-    fn from(calls: u64, elapsed: Duration, mut latencies: Vec<Duration>) -> Timed {
-        latencies.sort_unstable();
-        let at = |q: f64| {
-            latencies
-                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or_default()
-        };
-        Timed {
-            rate: calls as f64 / elapsed.as_secs_f64(),
-            p50: at(0.50),
-            p99: at(0.99),
-        }
-    }
-}
-
-/// Runs `calls` calls with `concurrency` callers; `target(i)` names the actor of call `i`.
-async fn drive(
-    ns: &Namespace<Bench>,
-    calls: u64,
-    concurrency: usize,
-    target: impl Fn(u64) -> String + Send + Sync + 'static,
-) -> f64 {
-    drive_timed(ns, calls, concurrency, target).await.rate
-}
-
-/// [`drive`], also timing each call.
-async fn drive_timed(
-    ns: &Namespace<Bench>,
-    calls: u64,
-    concurrency: usize,
-    target: impl Fn(u64) -> String + Send + Sync + 'static,
-) -> Timed {
-    let next = Arc::new(AtomicU64::new(0));
-    let target = Arc::new(target);
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (ns, next, target) = (ns.clone(), next.clone(), target.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= calls {
-                        break latencies;
-                    }
-                    let sent = Instant::now();
-                    let n = ns.get_by_name(&target(i)).call(Touch).await.unwrap();
-                    latencies.push(sent.elapsed());
-                    assert_eq!(n, ROW.len());
-                }
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for w in workers {
-        latencies.extend(w.await.unwrap());
-    }
-    Timed::from(calls, started.elapsed(), latencies)
-}
-
 /// The runtime's options for a bench run, with the environment's knobs applied.
 fn options(dir: &Path, durability: Durability, max_resident: usize) -> Options {
     let mut options = Options::new(dir)
@@ -176,12 +107,14 @@ fn open(dir: &Path, durability: Durability, max_resident: usize) -> (Runtime, Na
 }
 
 mod baseline;
+mod drive;
 mod measure;
 mod plot;
 mod replicated;
 mod restore;
 
 use baseline::*;
+use drive::*;
 use measure::*;
 use plot::plot;
 
