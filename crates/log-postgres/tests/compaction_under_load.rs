@@ -7,12 +7,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use burrow_log_postgres::PgTurnLog;
 use burrow_runtime::point_in_time::{ExportError, export_at};
 use burrow_runtime::turn_log::TurnLog;
 use burrow_runtime::{Namespace, Runtime};
-use burrow_testkit::pg::fresh_database;
-use common::{Add, Ledger, Read, ledger_key, open_with};
+use common::{Add, Ledger, Read, fresh_log, items_in, ledger_key, open_with};
 
 const ACTORS: usize = 6;
 /// Short, so that compaction removes entries while the test runs.
@@ -32,13 +30,6 @@ struct Point {
 /// reads them.
 fn content_of(path: &std::path::Path) -> (Vec<String>, i64) {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let items = conn
-        .prepare("SELECT body FROM items ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
     let count = conn
         .query_row(
             "SELECT value FROM _burrow_kv WHERE key = CAST('count' AS BLOB)",
@@ -46,7 +37,7 @@ fn content_of(path: &std::path::Path) -> (Vec<String>, i64) {
             |r| r.get(0),
         )
         .unwrap();
-    (items, count)
+    (items_in(path), count)
 }
 
 fn open(dir: &std::path::Path, log: &Arc<dyn TurnLog>) -> (Runtime, Namespace<Ledger>) {
@@ -195,10 +186,7 @@ async fn rebuild_matches(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_under_load_keeps_what_exports_and_rebuilds_inside_the_window_need() {
-    let db = fresh_database().await;
-    let pg = PgTurnLog::connect(db.url(), Duration::from_secs(5))
-        .await
-        .unwrap();
+    let (_db, pg) = fresh_log(Duration::from_secs(5)).await;
     let log: Arc<dyn TurnLog> = Arc::new(pg.clone());
     let record = Arc::new(Mutex::new(Vec::<Point>::new()));
 

@@ -1,20 +1,17 @@
 //! Cluster membership against a real PostgreSQL: incarnations, leases judged by PostgreSQL's
 //! clock, and leaving.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use burrow_log_postgres::PgTurnLog;
 use burrow_log_postgres::membership::{
     Member, NodeConfig, NodeStatus, RenewError, local_deadline, nodes,
 };
-use burrow_testkit::pg::fresh_database;
 
 async fn log() -> (burrow_testkit::pg::TestDatabase, PgTurnLog) {
-    let db = fresh_database().await;
-    let log = PgTurnLog::connect(db.url(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    (db, log)
+    common::fresh_log(Duration::from_secs(5)).await
 }
 
 fn node(id: &str, lease: Duration) -> NodeConfig {

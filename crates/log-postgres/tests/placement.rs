@@ -11,7 +11,6 @@ use burrow_log_postgres::PgTurnLog;
 use burrow_log_postgres::membership::{Member, NodeConfig, NodeStatus, nodes};
 use burrow_runtime::ActorId;
 use burrow_runtime::turn_log::{AlarmUpdate, Entry, LogError, LogKey, Payload, TurnLog};
-use burrow_testkit::pg::fresh_database;
 
 fn key(name: &str) -> LogKey {
     LogKey {
@@ -21,11 +20,7 @@ fn key(name: &str) -> LogKey {
 }
 
 async fn base() -> (burrow_testkit::pg::TestDatabase, PgTurnLog) {
-    let db = fresh_database().await;
-    let log = PgTurnLog::connect(db.url(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    (db, log)
+    common::fresh_log(Duration::from_secs(5)).await
 }
 
 async fn join(log: &PgTurnLog, id: &str, lease: Duration) -> (Member, PgTurnLog) {

@@ -725,20 +725,11 @@ async fn an_actor_exported_at_an_entry_is_what_it_was_then_until_compaction_remo
         ));
     }
     runtime.shutdown(Duration::from_secs(5)).await;
-    let read = |path: &std::path::Path| -> Vec<String> {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.prepare("SELECT body FROM items ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
     let out = tempfile::tempdir().unwrap();
     for (seq, items) in &record {
         let dest = out.path().join(format!("at-{seq}.db"));
         assert_eq!(export_at(&*log, &key, *seq, &dest).await.unwrap().seq, *seq);
-        assert_eq!(&read(&dest), items, "at entry {seq}");
+        assert_eq!(&common::items_in(&dest), items, "at entry {seq}");
         assert!(
             !out.path().join(format!("at-{seq}.db-wal")).exists(),
             "one file"
@@ -767,5 +758,5 @@ async fn an_actor_exported_at_an_entry_is_what_it_was_then_until_compaction_remo
     ));
     let dest = out.path().join("last.db");
     export_at(&*log, &key, *last, &dest).await.unwrap();
-    assert_eq!(read(&dest), record.last().unwrap().1);
+    assert_eq!(common::items_in(&dest), record.last().unwrap().1);
 }

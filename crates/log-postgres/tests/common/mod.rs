@@ -195,6 +195,32 @@ pub fn quarantined(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// A fresh database of the shared test server, and the log in it bounded by `timeout`.
+pub async fn fresh_log(
+    timeout: Duration,
+) -> (
+    burrow_testkit::pg::TestDatabase,
+    burrow_log_postgres::PgTurnLog,
+) {
+    let db = burrow_testkit::pg::fresh_database().await;
+    let log = burrow_log_postgres::PgTurnLog::connect(db.url(), timeout)
+        .await
+        .unwrap();
+    (db, log)
+}
+
+/// The ledger's items in the SQLite file at `path` (an export, a rebuilt file), in order.
+pub fn items_in(path: &Path) -> Vec<String> {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .prepare("SELECT body FROM items ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 pub fn items(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("item {i}")).collect()
 }
