@@ -219,14 +219,15 @@ async fn an_actor_evicted_on_one_node_is_released_and_served_by_another() {
         .unwrap();
     // While a holds the actor, b's activation is refused and names the holder.
     let refused = ns_b.get_by_name("alice").call(Read).await.unwrap_err();
-    assert!(refused.to_string().contains("node a"), "{refused}");
+    assert_eq!(refused.kind(), burrow_runtime::ErrorKind::ActiveElsewhere);
+    assert_eq!(refused.holder(), Some(("a", "http://a.internal:7000")));
     // Once a evicts it (idle), a releases the claim and b takes the actor over, with a's write.
     let started = Instant::now();
     let count = loop {
         match ns_b.get_by_name("alice").call(Add("on b".into())).await {
             Ok(count) => break count,
             Err(e) if started.elapsed() < Duration::from_secs(20) => {
-                assert!(e.to_string().contains("node a"), "{e}");
+                assert_eq!(e.holder(), Some(("a", "http://a.internal:7000")), "{e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("b never got the actor: {e}"),

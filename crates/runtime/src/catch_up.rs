@@ -36,7 +36,14 @@ pub(crate) struct Synced {
 }
 
 fn log_failure(what: &str, e: LogError) -> CallError {
-    CallError::new(ErrorKind::TransientIo, format!("{what}: {e}"))
+    match e {
+        // A claim refused because another node of the cluster holds the actor.
+        LogError::Owned {
+            node_id,
+            advertise_url,
+        } => CallError::active_elsewhere(&node_id, &advertise_url),
+        e => CallError::new(ErrorKind::TransientIo, format!("{what}: {e}")),
+    }
 }
 
 /// Awaits a log operation for at most `timeout`; a timeout leaves its outcome unknown.

@@ -31,6 +31,10 @@ pub enum ErrorKind {
     /// The actor's own code failed: it panicked, aborted the turn, or hit a storage error it
     /// could not handle. Not retryable.
     ActorFailed,
+    /// In a cluster, the actor is active on another node, whose lease still runs
+    /// ([`CallError::holder`] says which and where): the call belongs there. Retryable here
+    /// once that node lets the actor go or its lease ends.
+    ActiveElsewhere,
 }
 
 /// Why a call did not return the actor's response.
@@ -47,6 +51,8 @@ pub enum ErrorKind {
 pub struct CallError {
     kind: ErrorKind,
     message: String,
+    /// For [`ErrorKind::ActiveElsewhere`]: the holding node's id and advertised URL.
+    holder: Option<Box<(String, String)>>,
 }
 
 impl ErrorKind {
@@ -59,6 +65,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "actor overloaded",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::ActorFailed => "actor failed",
+            ErrorKind::ActiveElsewhere => "active on another node",
         }
     }
 }
@@ -75,7 +82,33 @@ impl CallError {
         CallError {
             kind,
             message: message.into(),
+            holder: None,
         }
+    }
+
+    /// [`ErrorKind::ActiveElsewhere`]: the actor is active on node `node_id`, which takes
+    /// calls from other nodes at `advertise_url`.
+    ///
+    /// ```
+    /// use burrow_runtime::{CallError, ErrorKind};
+    /// let e = CallError::active_elsewhere("node-2", "http://10.0.0.2:7000");
+    /// assert_eq!(e.kind(), ErrorKind::ActiveElsewhere);
+    /// assert_eq!(e.holder(), Some(("node-2", "http://10.0.0.2:7000")));
+    /// assert!(e.to_string().contains("node-2"));
+    /// ```
+    pub fn active_elsewhere(node_id: &str, advertise_url: &str) -> CallError {
+        CallError {
+            kind: ErrorKind::ActiveElsewhere,
+            message: format!("the actor is active on node {node_id} ({advertise_url})"),
+            holder: Some(Box::new((node_id.to_owned(), advertise_url.to_owned()))),
+        }
+    }
+
+    /// For [`ErrorKind::ActiveElsewhere`]: the holding node's id and advertised URL.
+    pub fn holder(&self) -> Option<(&str, &str)> {
+        self.holder
+            .as_deref()
+            .map(|(id, url)| (id.as_str(), url.as_str()))
     }
 
     /// The runtime is shutting down (or has shut down) and takes no new calls.
@@ -116,7 +149,10 @@ impl CallError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::ActorReset | ErrorKind::ShuttingDown | ErrorKind::TransientIo
+            ErrorKind::ActorReset
+                | ErrorKind::ShuttingDown
+                | ErrorKind::TransientIo
+                | ErrorKind::ActiveElsewhere
         )
     }
 

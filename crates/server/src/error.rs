@@ -105,6 +105,11 @@ impl ApiError {
             ErrorKind::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
             }
+            ErrorKind::ActiveElsewhere => {
+                tracing::warn!(operation, error = %e, "actor held by another node");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
+                    .details("the actor is active on another node of the cluster")
+            }
             ErrorKind::ActorReset | ErrorKind::TransientIo => {
                 tracing::warn!(operation, error = %e, "transient failure");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
