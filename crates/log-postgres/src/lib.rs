@@ -121,8 +121,9 @@ pub struct PgTurnLog {
     /// Grouped append statements and the appends they carried, then grouped claim statements
     /// and the claims they carried.
     batches: std::sync::Arc<[std::sync::atomic::AtomicU64; 4]>,
-    /// In a cluster, the node this log claims actors for (see [`PgTurnLog::for_member`]).
-    node: Option<std::sync::Arc<placement::NodeRef>>,
+    /// In a cluster, the node this log claims actors for (see [`PgTurnLog::for_member`]); its
+    /// incarnation changes when the node joins again after losing its lease.
+    node: Option<std::sync::Arc<std::sync::RwLock<placement::NodeRef>>>,
 }
 
 impl std::fmt::Debug for PgTurnLog {
@@ -203,11 +204,29 @@ impl PgTurnLog {
     /// the holder), and eviction releases the claim. Appends are fenced as always.
     pub fn for_member(&self, member: &membership::Member) -> PgTurnLog {
         PgTurnLog {
-            node: Some(std::sync::Arc::new(placement::NodeRef {
-                node_id: member.node_id().to_owned(),
-                incarnation: member.incarnation() as i64,
-            })),
+            node: Some(std::sync::Arc::new(std::sync::RwLock::new(
+                placement::NodeRef {
+                    node_id: member.node_id().to_owned(),
+                    incarnation: member.incarnation() as i64,
+                },
+            ))),
             ..self.clone()
+        }
+    }
+
+    /// The node (and incarnation) claims are made for now, if any.
+    fn current_node(&self) -> Option<placement::NodeRef> {
+        self.node
+            .as_ref()
+            .map(|n| n.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Moves this log's claims (and those of its clones) to `member`'s incarnation of the same
+    /// node, after the node joined again.
+    pub(crate) fn rebind(&self, member: &membership::Member) {
+        if let Some(node) = &self.node {
+            let mut node = node.write().unwrap_or_else(|e| e.into_inner());
+            node.incarnation = member.incarnation() as i64;
         }
     }
 
@@ -330,7 +349,7 @@ fn read(e: tokio_postgres::Error) -> LogError {
 impl TurnLog for PgTurnLog {
     fn claim<'a>(&'a self, key: &'a LogKey, name: Option<&'a str>) -> LogFuture<'a, Claim> {
         let (log, key, name) = (self.clone(), key.clone(), name.map(str::to_owned));
-        if let Some(node) = self.node.clone() {
+        if let Some(node) = self.current_node() {
             return Box::pin(self.at_home(async move {
                 placement::claim(&log, &node, &key, name.as_deref()).await
             }));
@@ -422,7 +441,7 @@ impl TurnLog for PgTurnLog {
     }
 
     fn release<'a>(&'a self, key: &'a LogKey, epoch: u64) -> LogFuture<'a, ()> {
-        let Some(node) = self.node.clone() else {
+        let Some(node) = self.current_node() else {
             return Box::pin(std::future::ready(Ok(())));
         };
         let (log, key) = (self.clone(), key.clone());

@@ -355,3 +355,73 @@ impl Drop for Keeper {
         self.task.abort();
     }
 }
+
+/// A node of the cluster kept a member for as long as it runs: it joins, keeps its lease, and
+/// when the lease is lost joins again under a new incarnation, moving the claims of
+/// [`Node::log`] (and its clones) to it. Whatever it held under the lost incarnation is free for
+/// other nodes from then on, and their claims fence it.
+#[derive(Debug)]
+pub struct Node {
+    log: PgTurnLog,
+    incarnation: tokio::sync::watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    /// Joins as `config` and starts keeping the membership on the current runtime.
+    pub async fn start(log: &PgTurnLog, config: NodeConfig) -> Result<Node, LogError> {
+        let member = Member::join(log, config.clone()).await?;
+        let bound = log.for_member(&member);
+        let (tx, incarnation) = tokio::sync::watch::channel(member.incarnation());
+        let (base, rebind) = (log.clone(), bound.clone());
+        let task = tokio::spawn(async move {
+            let mut member = member;
+            loop {
+                let lost = member.incarnation();
+                let mut keeper = Keeper::spawn(member);
+                keeper.lost().await;
+                metrics::counter!("burrow_cluster_leases_lost_total").increment(1);
+                // Join again, as often as it takes: until then every claim is refused.
+                member = loop {
+                    match Member::join(&base, config.clone()).await {
+                        Ok(m) => break m,
+                        Err(e) => {
+                            tracing::warn!(node = %config.node_id, "joining the cluster again failed: {e}");
+                            tokio::time::sleep(config.lease / 10).await;
+                        }
+                    }
+                };
+                tracing::warn!(node = %config.node_id, lost, incarnation = member.incarnation(), "the node lost its lease and joined again");
+                rebind.rebind(&member);
+                let _ = tx.send(member.incarnation());
+            }
+        });
+        Ok(Node {
+            log: bound,
+            incarnation,
+            task,
+        })
+    }
+
+    /// The log to give the node's runtime: its claims are this node's.
+    pub fn log(&self) -> &PgTurnLog {
+        &self.log
+    }
+
+    /// The incarnation the node is a member under now.
+    pub fn incarnation(&self) -> u64 {
+        *self.incarnation.borrow()
+    }
+
+    /// Waits until the node is a member under an incarnation newer than `than`.
+    pub async fn rejoined(&mut self, than: u64) -> u64 {
+        let _ = self.incarnation.wait_for(|i| *i > than).await;
+        self.incarnation()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -245,3 +245,69 @@ async fn an_actor_evicted_on_one_node_is_released_and_served_by_another() {
     runtime_a.shutdown(Duration::from_secs(5)).await;
     runtime_b.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_lease_joins_again_and_claims_under_its_new_incarnation() {
+    use burrow_log_postgres::membership::Node;
+    let cluster = burrow_testkit::pg::Cluster::start().unwrap();
+    let log = PgTurnLog::connect(&cluster.url("postgres"), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(600);
+    let config = |id: &str| NodeConfig {
+        node_id: id.into(),
+        advertise_url: format!("http://{id}.internal:7000"),
+        lease,
+    };
+    let mut a = Node::start(&log, config("a")).await.unwrap();
+    let b = Node::start(&log, config("b")).await.unwrap();
+    let held = key("held");
+    let first = a.log().claim(&held, None).await.unwrap();
+    assert!(matches!(
+        b.log().claim(&held, None).await,
+        Err(LogError::Owned { .. })
+    ));
+    // PostgreSQL freezes for longer than the lease: both nodes lose it, and join again.
+    cluster.pause().unwrap();
+    tokio::time::sleep(lease * 3).await;
+    cluster.resume().unwrap();
+    let started = Instant::now();
+    let incarnation = tokio::time::timeout(Duration::from_secs(20), a.rejoined(1))
+        .await
+        .expect("a joined again");
+    println!(
+        "a joined again as incarnation {incarnation} {:?} after PostgreSQL resumed",
+        started.elapsed()
+    );
+    // a's old incarnation is gone: whoever claims next takes the actor, at a higher epoch, and
+    // a's appends under the first claim are refused.
+    let next = loop {
+        match b.log().claim(&held, None).await {
+            Ok(c) => break c,
+            // b may still be joining again itself.
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("b never took the actor over: {e}"),
+        }
+    };
+    assert!(next.epoch > first.epoch);
+    assert!(matches!(
+        append_one(a.log(), &held, first).await,
+        Err(LogError::Fenced { .. })
+    ));
+    // a claims under its new incarnation.
+    a.log().claim(&key("fresh"), None).await.unwrap();
+    let holder: (String, i64) = {
+        let client = cluster.connect("postgres").await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT node_id, node_incarnation FROM burrow_log_actor WHERE actor_id = $1",
+                &[&key("fresh").id.to_string()],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(holder, ("a".to_string(), a.incarnation() as i64));
+}
