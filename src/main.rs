@@ -95,8 +95,9 @@ struct Serve {
     /// power loss: every commit is fsynced) or `replicated` (the loss of the disk or the host:
     /// every commit is appended to a log in PostgreSQL first; needs --database-url and the
     /// four secrets given, since a keys file on the lost disk would be lost with it).
-    #[arg(long, env = "BURROW_DURABILITY", value_enum, default_value_t = DurabilityArg::Process)]
-    durability: DurabilityArg,
+    /// (default `process`; `replicated` with --cluster).
+    #[arg(long, env = "BURROW_DURABILITY", value_enum)]
+    durability: Option<DurabilityArg>,
     /// With `--durability replicated`: how many seconds of every actor's history the log
     /// keeps; older entries are compacted away.
     #[arg(long, env = "BURROW_LOG_RETENTION_SECS", default_value_t = 24 * 3600)]
@@ -112,6 +113,66 @@ struct Serve {
     lifecycle: Lifecycle,
     #[command(flatten)]
     limits: Limits,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Running as one node of a cluster on one PostgreSQL (see docs/CLUSTER.md).
+#[derive(Args)]
+struct ClusterArgs {
+    /// Run as a node of a cluster: implies --durability replicated; needs --database-url,
+    /// --advertise-url, the four secrets and BURROW_CLUSTER_SECRET, the same on every node.
+    #[arg(long, env = "BURROW_CLUSTER", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    cluster: bool,
+    /// Where the other nodes reach this one, e.g. `http://10.0.0.7:8787`.
+    #[arg(long, env = "BURROW_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// The node's stable id (default: the advertised URL's host and port).
+    #[arg(long, env = "BURROW_NODE_ID")]
+    node_id: Option<String>,
+    /// How long, in milliseconds, a renewal of the node's lease keeps it a member.
+    #[arg(long, env = "BURROW_LEASE_MS", default_value_t = 10_000)]
+    lease_ms: u64,
+    /// What nodes authenticate to each other with, at least 32 bytes.
+    #[arg(long, env = "BURROW_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+}
+
+impl ClusterArgs {
+    /// The cluster configuration asked for (`None` without --cluster), or what is wrong.
+    fn config(&self) -> Result<Option<burrow_server::cluster::ClusterConfig>, String> {
+        if !self.cluster {
+            return Ok(None);
+        }
+        let advertise_url = self
+            .advertise_url
+            .clone()
+            .ok_or("--cluster needs --advertise-url (BURROW_ADVERTISE_URL): where the other nodes reach this one")?;
+        let node_id = match &self.node_id {
+            Some(id) if id.trim().is_empty() => return Err("--node-id must not be empty".into()),
+            Some(id) => id.clone(),
+            None => burrow_server::cluster::node_id_from_url(&advertise_url)?,
+        };
+        if self.lease_ms < 100 {
+            return Err(format!(
+                "--lease-ms {} is too short: at least 100 ms",
+                self.lease_ms
+            ));
+        }
+        let secret = self.cluster_secret.clone().unwrap_or_default();
+        if secret.len() < burrow_server::cluster::MIN_SECRET_BYTES {
+            return Err(format!(
+                "--cluster needs BURROW_CLUSTER_SECRET (or --cluster-secret), the same on every node, at least {} bytes",
+                burrow_server::cluster::MIN_SECRET_BYTES
+            ));
+        }
+        Ok(Some(burrow_server::cluster::ClusterConfig {
+            node_id,
+            advertise_url,
+            lease: Duration::from_millis(self.lease_ms),
+            secret,
+        }))
+    }
 }
 
 impl Serve {
@@ -142,6 +203,16 @@ enum DurabilityArg {
     Process,
     Machine,
     Replicated,
+}
+
+impl DurabilityArg {
+    fn name(self) -> &'static str {
+        match self {
+            DurabilityArg::Process => "process",
+            DurabilityArg::Machine => "machine",
+            DurabilityArg::Replicated => "replicated",
+        }
+    }
 }
 
 /// What one client may hold of the server (see RELIABILITY.md, "Security").
@@ -368,11 +439,31 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
         }
     };
     config.log_retention = Duration::from_secs(serve.log_retention_secs);
-    config.durability = match serve.durability {
+    config.cluster = match serve.cluster.config() {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            eprintln!("burrow serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let durability = match (serve.durability, config.cluster.is_some()) {
+        (None, true) | (Some(DurabilityArg::Replicated), _) => DurabilityArg::Replicated,
+        (Some(other), true) => {
+            eprintln!(
+                "burrow serve: --cluster needs --durability replicated, not {}: another node can only take over what the log holds",
+                other.name()
+            );
+            return ExitCode::from(2);
+        }
+        (None, false) => DurabilityArg::Process,
+        (Some(other), false) => other,
+    };
+    config.durability = match durability {
         DurabilityArg::Process => Durability::Process,
         DurabilityArg::Machine => Durability::Machine,
         DurabilityArg::Replicated => Durability::Replicated,
     };
+    let config_cluster = config.cluster.clone();
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -385,7 +476,13 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
         "get a token: burrow token --user <user id> --data-dir {}",
         serve.secrets.data_dir.display()
     );
-    if matches!(serve.durability, DurabilityArg::Replicated) {
+    if let Some(cluster) = &config_cluster {
+        println!(
+            "node {} of a cluster, advertised at {}",
+            cluster.node_id, cluster.advertise_url
+        );
+    }
+    if matches!(durability, DurabilityArg::Replicated) {
         println!("the internal API key is the one given (BURROW_INTERNAL_API_KEY)");
     } else {
         println!(

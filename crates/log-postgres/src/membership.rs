@@ -117,6 +117,8 @@ pub struct NodeRow {
     pub lease_running: bool,
     /// When its lease ends, by PostgreSQL's clock (ms since the Unix epoch).
     pub lease_expires_at_ms: i64,
+    /// How many actors its current incarnation holds.
+    pub actors_owned: u64,
 }
 
 impl Member {
@@ -258,10 +260,13 @@ pub async fn nodes(log: &PgTurnLog) -> Result<Vec<NodeRow>, LogError> {
             let client = db.client().await?;
             client
                 .query(
-                    "SELECT node_id, incarnation, advertise_url, status,
-                            lease_expires_at > clock_timestamp(),
-                            floor(extract(epoch from lease_expires_at) * 1000)::int8
-                       FROM burrow_node ORDER BY node_id",
+                    "SELECT n.node_id, n.incarnation, n.advertise_url, n.status,
+                            n.lease_expires_at > clock_timestamp(),
+                            floor(extract(epoch from n.lease_expires_at) * 1000)::int8,
+                            (SELECT count(*) FROM burrow_log_actor a
+                              WHERE a.node_id = n.node_id
+                                AND a.node_incarnation = n.incarnation)
+                       FROM burrow_node n ORDER BY n.node_id",
                     &[],
                 )
                 .await
@@ -277,6 +282,7 @@ pub async fn nodes(log: &PgTurnLog) -> Result<Vec<NodeRow>, LogError> {
                 status: NodeStatus::parse(r.get(3))?,
                 lease_running: r.get(4),
                 lease_expires_at_ms: r.get(5),
+                actors_owned: r.get::<_, i64>(6) as u64,
             })
         })
         .collect()
@@ -411,6 +417,30 @@ impl Node {
     /// The incarnation the node is a member under now.
     pub fn incarnation(&self) -> u64 {
         *self.incarnation.borrow()
+    }
+
+    /// Leaves the cluster: stops keeping the lease and marks the current incarnation `left`,
+    /// which ends its lease at once, so that other nodes claim its actors without waiting.
+    pub async fn leave(&self) -> Result<(), LogError> {
+        self.task.abort();
+        let Some(node) = self.log.current_node() else {
+            return Ok(());
+        };
+        let db = self.log.clone();
+        self.log
+            .at_home(async move {
+                let client = db.client().await?;
+                client
+                    .execute(
+                        "UPDATE burrow_node SET status = 'left', lease_expires_at = clock_timestamp()
+                          WHERE node_id = $1 AND incarnation = $2",
+                        &[&node.node_id, &node.incarnation],
+                    )
+                    .await
+                    .map_err(sent)?;
+                Ok(())
+            })
+            .await
     }
 
     /// Waits until the node is a member under an incarnation newer than `than`.

@@ -26,6 +26,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/instances/{instance_id}/destroy", post(destroy))
         .route("/actors", get(actors))
         .route("/actors/{namespace}/{id}/snapshot", get(snapshot))
+        .route("/cluster", get(crate::cluster::view))
 }
 
 #[derive(Debug, Deserialize)]

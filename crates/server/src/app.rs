@@ -40,6 +40,8 @@ pub struct AppState {
     pub limits: crate::HttpLimits,
     /// The replicated log, with `--durability replicated`.
     pub turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>>,
+    /// This node's membership, with `--cluster`.
+    pub cluster: Option<Arc<burrow_log_postgres::membership::Node>>,
     /// Owners already seen in the registry and names just found missing. An instance's owner
     /// never changes, so this saves a registry round trip per request (the proxy's hot path)
     /// and keeps known instances reachable while the registry is down; a destroyed instance

@@ -21,6 +21,7 @@
 
 mod admin;
 mod app;
+pub mod cluster;
 mod error;
 mod extract;
 mod keys;
@@ -84,6 +85,8 @@ pub struct ServerConfig {
     /// The uids sandboxes run under, one per volume (`None`: the server's own). The default
     /// is [`SandboxUids::DEFAULT`] when the server runs as root, none otherwise.
     pub sandbox_uids: Option<SandboxUids>,
+    /// Run as a node of a cluster (needs replicated durability and PostgreSQL).
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -105,6 +108,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("durability", &self.durability)
             .field("limits", &self.limits)
             .field("sandbox_uids", &self.sandbox_uids)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -131,6 +135,7 @@ impl ServerConfig {
             sandbox_uids: nix::unistd::Uid::effective()
                 .is_root()
                 .then_some(SandboxUids::DEFAULT),
+            cluster: None,
         }
     }
 }
@@ -155,6 +160,17 @@ pub enum StartError {
         "--durability replicated needs PostgreSQL: give --database-url (BURROW_DATABASE_URL); a log on the same disk as the actors would protect nothing"
     )]
     ReplicatedNeedsPostgres,
+    /// `--cluster` without replicated durability: a node's actors must survive its loss.
+    #[error(
+        "--cluster needs --durability replicated (it is the default with --cluster): another node can only take over what the log holds"
+    )]
+    ClusterNeedsReplicated,
+    /// The cluster secret is missing or too short.
+    #[error(
+        "--cluster needs BURROW_CLUSTER_SECRET (or --cluster-secret), the same on every node, at least {} bytes",
+        cluster::MIN_SECRET_BYTES
+    )]
+    ClusterSecret,
     /// The replicated log could not be opened.
     #[error("the replicated log: {0}")]
     Log(burrow_runtime::turn_log::LogError),
@@ -196,6 +212,8 @@ pub struct Server {
     serving: tokio::task::JoinHandle<()>,
     /// The replicated log's compactor, in replicated mode.
     compactor: Option<tokio::task::JoinHandle<()>>,
+    /// This node's membership, in cluster mode.
+    node: Option<Arc<burrow_log_postgres::membership::Node>>,
 }
 
 /// How often the replicated log is compacted.
@@ -211,6 +229,14 @@ impl Server {
             })
         })?;
         let replicated = config.durability == Durability::Replicated;
+        if let Some(cluster) = &config.cluster {
+            if !replicated {
+                return Err(StartError::ClusterNeedsReplicated);
+            }
+            if cluster.secret.len() < cluster::MIN_SECRET_BYTES {
+                return Err(StartError::ClusterSecret);
+            }
+        }
         let keys = if replicated {
             Keys::given(&config.keys)?
         } else {
@@ -237,8 +263,26 @@ impl Server {
         let compactor = turn_log
             .as_ref()
             .map(|log| log.spawn_compactor(config.log_retention, COMPACT_EVERY));
-        let turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>> =
-            turn_log.map(|log| Arc::new(log) as _);
+        // In a cluster the runtime claims actors as this node, which joins first.
+        let node = match (&config.cluster, &turn_log) {
+            (Some(cluster), Some(log)) => Some(Arc::new(
+                burrow_log_postgres::membership::Node::start(
+                    log,
+                    burrow_log_postgres::membership::NodeConfig {
+                        node_id: cluster.node_id.clone(),
+                        advertise_url: cluster.advertise_url.clone(),
+                        lease: cluster.lease,
+                    },
+                )
+                .await
+                .map_err(StartError::Log)?,
+            )),
+            _ => None,
+        };
+        let turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>> = match &node {
+            Some(node) => Some(Arc::new(node.log().clone())),
+            None => turn_log.map(|log| Arc::new(log) as _),
+        };
         if let Some(log) = &turn_log {
             options = options
                 .turn_log(log.clone())
@@ -281,6 +325,7 @@ impl Server {
             lookups: lookups::Lookups::new(config.limits.lookups_per_second),
             limits: config.limits.clone(),
             turn_log,
+            cluster: node.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -307,6 +352,7 @@ impl Server {
             stop,
             serving,
             compactor,
+            node,
         })
     }
 
@@ -332,6 +378,12 @@ impl Server {
         }
         let report = self.runtime.shutdown(Duration::from_secs(10)).await;
         tracing::info!(?report, "runtime shut down");
+        // Its actors are closed: leaving frees them for other nodes without a lease's wait.
+        if let Some(node) = &self.node
+            && let Err(e) = node.leave().await
+        {
+            tracing::warn!(error = %e, "leaving the cluster failed; its lease will end by itself");
+        }
     }
 }
 
@@ -349,6 +401,12 @@ mod tests {
             gateway_secret: Some("gateway-secret-that-must-not-show-0".into()),
             secrets_key: Some("ab".repeat(32)),
         };
+        config.cluster = Some(cluster::ClusterConfig {
+            node_id: "node-7".into(),
+            advertise_url: "http://10.0.0.7:8787".into(),
+            lease: Duration::from_secs(10),
+            secret: "cluster-secret-that-must-not-show-00".into(),
+        });
         let shown = format!("{config:?} {config:#?}");
         for secret in [
             "pg-password-1234",
@@ -356,10 +414,12 @@ mod tests {
             "token-secret-that-must-not-show-000",
             "gateway-secret-that-must-not-show-0",
             &"ab".repeat(32),
+            "cluster-secret-that-must-not-show-00",
         ] {
             assert!(!shown.contains(secret), "{shown}");
         }
         // What is not secret still shows.
         assert!(shown.contains("/tmp/burrow-debug") && shown.contains("header_timeout"));
+        assert!(shown.contains("node-7"));
     }
 }
