@@ -189,16 +189,18 @@ impl Member {
     /// deadline.
     pub async fn renew(&mut self) -> Result<Instant, RenewError> {
         let sent_at = Instant::now();
-        let changed = self
-            .set_lease(
-                "UPDATE burrow_node
-                    SET lease_expires_at = clock_timestamp() + make_interval(secs => $3)
-                  WHERE node_id = $1 AND incarnation = $2 AND status = 'alive'
-                    AND lease_expires_at > clock_timestamp()",
-                self.config.lease,
-            )
-            .await
-            .map_err(RenewError::Unanswered)?;
+        let changed = update_node(
+            &self.log,
+            "UPDATE burrow_node
+                SET lease_expires_at = clock_timestamp() + make_interval(secs => $3::text::float8)
+              WHERE node_id = $1 AND incarnation = $2 AND status = 'alive'
+                AND lease_expires_at > clock_timestamp()",
+            &self.config.node_id,
+            self.incarnation,
+            self.config.lease.as_secs_f64().to_string(),
+        )
+        .await
+        .map_err(RenewError::Unanswered)?;
         if changed == 0 {
             return Err(RenewError::Lost {
                 node_id: self.config.node_id.clone(),
@@ -212,44 +214,54 @@ impl Member {
     /// Marks the node `status` (draining while it hands its actors over; left once it is
     /// gone, which ends its lease at once so others may take over without waiting).
     pub async fn set_status(&mut self, status: NodeStatus) -> Result<(), LogError> {
-        let db = self.log.clone();
-        let (node_id, incarnation) = (self.config.node_id.clone(), self.incarnation as i64);
-        self.log
-            .at_home(async move {
-                let client = db.client().await?;
-                client
-                    .execute(
-                        "UPDATE burrow_node
-                            SET status = $3,
-                                lease_expires_at = CASE WHEN $3 = 'left' THEN clock_timestamp()
-                                                        ELSE lease_expires_at END
-                          WHERE node_id = $1 AND incarnation = $2",
-                        &[&node_id, &incarnation, &status.as_str()],
-                    )
-                    .await
-                    .map_err(sent)?;
-                Ok(())
-            })
-            .await?;
+        set_status(&self.log, &self.config.node_id, self.incarnation, status).await?;
         if status == NodeStatus::Left {
             self.deadline = Instant::now();
         }
         Ok(())
     }
+}
 
-    async fn set_lease(&self, sql: &'static str, lease: Duration) -> Result<u64, LogError> {
-        let db = self.log.clone();
-        let (node_id, incarnation) = (self.config.node_id.clone(), self.incarnation as i64);
-        self.log
-            .at_home(async move {
-                let client = db.client().await?;
-                client
-                    .execute(sql, &[&node_id, &incarnation, &lease.as_secs_f64()])
-                    .await
-                    .map_err(sent)
-            })
+/// Runs `sql`, an `UPDATE` of one incarnation's row (`$1` node id, `$2` incarnation, `$3`
+/// the statement's own value, as text), and says how many rows it changed.
+async fn update_node(
+    log: &PgTurnLog,
+    sql: &'static str,
+    node_id: &str,
+    incarnation: u64,
+    value: String,
+) -> Result<u64, LogError> {
+    let (db, node_id, incarnation) = (log.clone(), node_id.to_owned(), incarnation as i64);
+    log.at_home(async move {
+        let client = db.client().await?;
+        client
+            .execute(sql, &[&node_id, &incarnation, &value])
             .await
-    }
+            .map_err(sent)
+    })
+    .await
+}
+
+/// Sets an incarnation's status; `Left` also ends its lease at once.
+async fn set_status(
+    log: &PgTurnLog,
+    node_id: &str,
+    incarnation: u64,
+    status: NodeStatus,
+) -> Result<(), LogError> {
+    update_node(
+        log,
+        "UPDATE burrow_node
+            SET status = $3,
+                lease_expires_at = CASE WHEN $3 = 'left' THEN clock_timestamp()
+                                        ELSE lease_expires_at END
+          WHERE node_id = $1 AND incarnation = $2",
+        node_id,
+        incarnation,
+        status.as_str().to_owned(),
+    )
+    .await
+    .map(drop)
 }
 
 /// Every node `burrow_node` knows, in id order.
@@ -426,21 +438,13 @@ impl Node {
         let Some(node) = self.log.current_node() else {
             return Ok(());
         };
-        let db = self.log.clone();
-        self.log
-            .at_home(async move {
-                let client = db.client().await?;
-                client
-                    .execute(
-                        "UPDATE burrow_node SET status = 'left', lease_expires_at = clock_timestamp()
-                          WHERE node_id = $1 AND incarnation = $2",
-                        &[&node.node_id, &node.incarnation],
-                    )
-                    .await
-                    .map_err(sent)?;
-                Ok(())
-            })
-            .await
+        set_status(
+            &self.log,
+            &node.node_id,
+            node.incarnation as u64,
+            NodeStatus::Left,
+        )
+        .await
     }
 
     /// Waits until the node is a member under an incarnation newer than `than`.
