@@ -22,22 +22,6 @@ fn node(id: &str, lease: Duration) -> NodeConfig {
     }
 }
 
-/// Waits until PostgreSQL's clock says `id`'s lease has run out.
-async fn until_expired(log: &PgTurnLog, id: &str) {
-    loop {
-        let row = nodes(log)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|n| n.node_id == id)
-            .unwrap();
-        if !row.lease_running {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn each_start_is_a_new_incarnation_and_ends_the_previous_ones_lease() {
     let (_db, log) = log().await;
@@ -97,7 +81,7 @@ async fn a_lease_that_ran_out_by_postgresqls_clock_cannot_be_renewed() {
     let mut member = Member::join(&log, node("a", Duration::from_millis(200)))
         .await
         .unwrap();
-    until_expired(&log, "a").await;
+    common::until_expired(&log, "a").await;
     assert!(
         !member.holds_lease(),
         "the local deadline passed before PostgreSQL's"

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burrow_log_postgres::PgTurnLog;
-use burrow_log_postgres::membership::{Member, NodeConfig, NodeStatus, nodes};
+use burrow_log_postgres::membership::{Member, NodeConfig, NodeStatus};
 use burrow_runtime::ActorId;
 use burrow_runtime::turn_log::{AlarmUpdate, Entry, LogError, LogKey, Payload, TurnLog};
 
@@ -36,17 +36,6 @@ async fn join(log: &PgTurnLog, id: &str, lease: Duration) -> (Member, PgTurnLog)
     .unwrap();
     let on_node = log.for_member(&member);
     (member, on_node)
-}
-
-async fn until_expired(log: &PgTurnLog, id: &str) {
-    while nodes(log)
-        .await
-        .unwrap()
-        .iter()
-        .any(|n| n.node_id == id && n.lease_running)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn append_one(
@@ -92,7 +81,7 @@ async fn a_holder_whose_lease_ran_out_is_deposed_and_its_appends_are_refused() {
     let (_b, on_b) = join(&log, "b", Duration::from_secs(30)).await;
     let k = key("alice");
     let old = on_a.claim(&k, None).await.unwrap();
-    until_expired(&log, "a").await;
+    common::until_expired(&log, "a").await;
     let new = on_b.claim(&k, None).await.unwrap();
     assert_eq!(new.epoch, old.epoch + 1);
     assert!(matches!(

@@ -209,6 +209,18 @@ pub async fn fresh_log(
     (db, log)
 }
 
+/// Waits until PostgreSQL's clock says node `id`'s lease has run out.
+pub async fn until_expired(log: &burrow_log_postgres::PgTurnLog, id: &str) {
+    while burrow_log_postgres::membership::nodes(log)
+        .await
+        .unwrap()
+        .iter()
+        .any(|n| n.node_id == id && n.lease_running)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The ledger's items in the SQLite file at `path` (an export, a rebuilt file), in order.
 pub fn items_in(path: &Path) -> Vec<String> {
     rusqlite::Connection::open(path)
