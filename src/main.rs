@@ -159,12 +159,10 @@ impl ClusterArgs {
                 self.lease_ms
             ));
         }
+        // Checked here as well as by the server, to be a usage error (exit 2) like the others.
         let secret = self.cluster_secret.clone().unwrap_or_default();
         if secret.len() < burrow_server::cluster::MIN_SECRET_BYTES {
-            return Err(format!(
-                "--cluster needs BURROW_CLUSTER_SECRET (or --cluster-secret), the same on every node, at least {} bytes",
-                burrow_server::cluster::MIN_SECRET_BYTES
-            ));
+            return Err(burrow_server::StartError::ClusterSecret.to_string());
         }
         Ok(Some(burrow_server::cluster::ClusterConfig {
             node_id,
@@ -205,12 +203,12 @@ enum DurabilityArg {
     Replicated,
 }
 
-impl DurabilityArg {
-    fn name(self) -> &'static str {
-        match self {
-            DurabilityArg::Process => "process",
-            DurabilityArg::Machine => "machine",
-            DurabilityArg::Replicated => "replicated",
+impl From<DurabilityArg> for Durability {
+    fn from(arg: DurabilityArg) -> Durability {
+        match arg {
+            DurabilityArg::Process => Durability::Process,
+            DurabilityArg::Machine => Durability::Machine,
+            DurabilityArg::Replicated => Durability::Replicated,
         }
     }
 }
@@ -446,24 +444,21 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let durability = match (serve.durability, config.cluster.is_some()) {
-        (None, true) | (Some(DurabilityArg::Replicated), _) => DurabilityArg::Replicated,
-        (Some(other), true) => {
+    config.durability = match (
+        serve.durability.map(Durability::from),
+        config.cluster.is_some(),
+    ) {
+        (None, true) => Durability::Replicated,
+        (Some(other), true) if other != Durability::Replicated => {
             eprintln!(
                 "burrow serve: --cluster needs --durability replicated, not {}: another node can only take over what the log holds",
                 other.name()
             );
             return ExitCode::from(2);
         }
-        (None, false) => DurabilityArg::Process,
-        (Some(other), false) => other,
+        (asked, _) => asked.unwrap_or_default(),
     };
-    config.durability = match durability {
-        DurabilityArg::Process => Durability::Process,
-        DurabilityArg::Machine => Durability::Machine,
-        DurabilityArg::Replicated => Durability::Replicated,
-    };
-    let config_cluster = config.cluster.clone();
+    let (config_cluster, config_durability) = (config.cluster.clone(), config.durability);
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -482,7 +477,7 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
             cluster.node_id, cluster.advertise_url
         );
     }
-    if matches!(durability, DurabilityArg::Replicated) {
+    if config_durability == Durability::Replicated {
         println!("the internal API key is the one given (BURROW_INTERNAL_API_KEY)");
     } else {
         println!(

@@ -26,7 +26,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/instances/{instance_id}/destroy", post(destroy))
         .route("/actors", get(actors))
         .route("/actors/{namespace}/{id}/snapshot", get(snapshot))
-        .route("/cluster", get(crate::cluster::view))
+        .route("/cluster", get(cluster))
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,4 +256,47 @@ async fn actors(
         })).collect::<Vec<_>>(),
         "nextCursor": next,
     })))
+}
+
+/// `GET /api/admin/cluster`: every node PostgreSQL knows, with its lease and how many actors
+/// its current incarnation holds.
+async fn cluster(
+    Admin(_): Admin,
+    State(state): State<Arc<AppState>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let Some(node) = &state.cluster else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "this server is not part of a cluster: run it with --cluster",
+        ));
+    };
+    let nodes = burrow_log_postgres::membership::nodes(node.log())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reading the cluster's nodes");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "Cluster state unavailable",
+            )
+        })?;
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|n| {
+            let status = match (n.status, n.lease_running) {
+                (burrow_log_postgres::membership::NodeStatus::Alive, true) => "alive",
+                (burrow_log_postgres::membership::NodeStatus::Alive, false) => "expired",
+                (burrow_log_postgres::membership::NodeStatus::Draining, _) => "draining",
+                (burrow_log_postgres::membership::NodeStatus::Left, _) => "left",
+            };
+            json!({
+                "nodeId": n.node_id,
+                "incarnation": n.incarnation,
+                "advertiseUrl": n.advertise_url,
+                "status": status,
+                "leaseExpiresAt": n.lease_expires_at_ms,
+                "actorsOwned": n.actors_owned,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "nodes": nodes })))
 }

@@ -1,16 +1,7 @@
-//! Cluster mode (`burrow serve --cluster`): the node's identity and membership, and the admin
-//! view of every node. See `docs/CLUSTER.md`.
+//! Cluster mode (`burrow serve --cluster`): what a node is started with. The admin view of the
+//! nodes is in `admin.rs`. See `docs/CLUSTER.md`.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use axum::extract::State;
-use axum::http::StatusCode;
-use serde_json::{Value, json};
-
-use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::Admin;
 
 /// The shortest cluster secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -56,44 +47,4 @@ pub fn node_id_from_url(url: &str) -> Result<String, String> {
         .port_or_known_default()
         .ok_or_else(|| format!("--advertise-url {url:?} has no port"))?;
     Ok(format!("{host}-{port}"))
-}
-
-/// `GET /api/admin/cluster`: every node PostgreSQL knows, with its lease and how many actors
-/// its current incarnation holds.
-pub async fn view(
-    Admin(_): Admin,
-    State(state): State<Arc<AppState>>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let Some(node) = &state.cluster else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "this server is not part of a cluster: run it with --cluster",
-        ));
-    };
-    let nodes = burrow_log_postgres::membership::nodes(node.log())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "reading the cluster's nodes");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Cluster state unavailable")
-        })?;
-    let nodes: Vec<Value> = nodes
-        .into_iter()
-        .map(|n| {
-            let status = match (n.status, n.lease_running) {
-                (burrow_log_postgres::membership::NodeStatus::Alive, true) => "alive",
-                (burrow_log_postgres::membership::NodeStatus::Alive, false) => "expired",
-                (burrow_log_postgres::membership::NodeStatus::Draining, _) => "draining",
-                (burrow_log_postgres::membership::NodeStatus::Left, _) => "left",
-            };
-            json!({
-                "nodeId": n.node_id,
-                "incarnation": n.incarnation,
-                "advertiseUrl": n.advertise_url,
-                "status": status,
-                "leaseExpiresAt": n.lease_expires_at_ms,
-                "actorsOwned": n.actors_owned,
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "nodes": nodes })))
 }
