@@ -79,25 +79,30 @@ async fn connect_log(url: &str) -> Arc<PgTurnLog> {
     )
 }
 
-async fn log_bytes(url: &str) -> i64 {
+/// A plain connection to `url`, driven on the current runtime.
+async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
     client
-        .query_one(&format!("SELECT ({LOG_TABLES})::bigint"), &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
-/// The mean size of a turn's patchset in the log at `url`: what the baseline inserts.
-async fn entry_bytes(url: &str) -> usize {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mean: Option<f64> = client
+/// The log tables' size on disk (0 without a log).
+async fn log_bytes(db: Option<&tokio_postgres::Client>) -> i64 {
+    match db {
+        Some(db) => db
+            .query_one(&format!("SELECT ({LOG_TABLES})::bigint"), &[])
+            .await
+            .unwrap()
+            .get(0),
+        None => 0,
+    }
+}
+
+/// The mean size of a turn's patchset in the log: what the baseline inserts.
+async fn entry_bytes(db: &tokio_postgres::Client) -> usize {
+    let mean: Option<f64> = db
         .query_one(
             "SELECT avg(length(body))::float8 FROM burrow_log_entry WHERE kind = 'patchset'",
             &[],
@@ -118,7 +123,7 @@ fn replicated(dir: &Path, log: &Arc<dyn TurnLog>, max_resident: usize) -> Runtim
 /// The three scenarios in one mode: cold activation of `actors`, then `calls` warm calls to one
 /// actor and to 1,000 resident ones. With a log, also how the log grew.
 async fn scenarios(
-    log: Option<(&str, &Arc<dyn TurnLog>)>,
+    log: Option<(&tokio_postgres::Client, &Arc<dyn TurnLog>)>,
     actors: u64,
     calls: u64,
     c: usize,
@@ -129,26 +134,15 @@ async fn scenarios(
         None => Runtime::open(options(dir.path(), Durability::Process, 2_000)).unwrap(),
     };
     let ns = runtime.namespace("bench", |_| Bench).unwrap();
-    let before = match log {
-        Some((url, _)) => log_bytes(url).await,
-        None => 0,
-    };
+    let db = log.map(|(db, _)| db);
+    let before = log_bytes(db).await;
     let cold = drive_timed(&ns, actors, c, |i| format!("cold{i}")).await;
-    let after_cold = match log {
-        Some((url, _)) => log_bytes(url).await,
-        None => 0,
-    };
+    let after_cold = log_bytes(db).await;
     let one = drive_timed(&ns, calls, c, |_| "hot".to_owned()).await;
     drive(&ns, 1_000, 64, |i| format!("r{i}")).await; // make 1,000 resident
-    let before_many = match log {
-        Some((url, _)) => log_bytes(url).await,
-        None => 0,
-    };
+    let before_many = log_bytes(db).await;
     let many = drive_timed(&ns, calls, c, |i| format!("r{}", i % 1_000)).await;
-    let after_many = match log {
-        Some((url, _)) => log_bytes(url).await,
-        None => 0,
-    };
+    let after_many = log_bytes(db).await;
     runtime.shutdown(Duration::from_secs(60)).await;
     let growth = (
         (after_cold - before) as f64 / actors as f64,
@@ -162,11 +156,7 @@ async fn scenarios(
 async fn insert_baseline(url: &str, bytes: usize, calls: u64, concurrency: usize) -> Timed {
     let mut clients = Vec::new();
     for _ in 0..concurrency.clamp(1, MAX_CONNECTIONS) {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        clients.push(client);
+        clients.push(connect(url).await);
     }
     clients[0]
         .batch_execute(
@@ -222,8 +212,9 @@ pub async fn measure(pg: &Pg, actors: u64, calls: u64, c: usize) -> Measured {
     let log = connect_log(&url).await;
     let shared: Arc<dyn TurnLog> = log.clone();
     settle();
-    let (burrow, growth) = scenarios(Some((&url, &shared)), actors, calls, c).await;
-    let bytes = entry_bytes(&url).await;
+    let db = connect(&url).await;
+    let (burrow, growth) = scenarios(Some((&db, &shared)), actors, calls, c).await;
+    let bytes = entry_bytes(&db).await;
     let grouping = log.grouping();
     drop((log, shared));
     settle();
