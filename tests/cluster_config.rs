@@ -1,28 +1,18 @@
 //! `burrow serve --cluster`: what it refuses to start without (each named), and a node's place
 //! in `GET /api/admin/cluster` across a restart and a clean stop.
 
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
 use burrow_testkit::server::{BurrowProcess, ServeOptions};
 
 const SECRETS: [(&str, &str); 5] = [
-    (
-        "BURROW_TOKEN_SECRET",
-        "tttttttttttttttttttttttttttttttttttttttt",
-    ),
-    (
-        "BURROW_INTERNAL_API_KEY",
-        "iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii",
-    ),
-    (
-        "BURROW_GATEWAY_SECRET",
-        "gggggggggggggggggggggggggggggggggggggggg",
-    ),
-    (
-        "BURROW_SECRETS_KEY",
-        "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e",
-    ),
+    common::GIVEN_SECRETS[0],
+    common::GIVEN_SECRETS[1],
+    common::GIVEN_SECRETS[2],
+    common::GIVEN_SECRETS[3],
     (
         "BURROW_CLUSTER_SECRET",
         "cccccccccccccccccccccccccccccccccccccccc",

@@ -2,29 +2,14 @@
 //! names it; with everything given it keeps no keys file on the disk it protects against, and
 //! serves actors' point-in-time snapshots from the log.
 
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
 use burrow_testkit::server::{BurrowProcess, ServeOptions};
 
-const SECRETS: [(&str, &str); 4] = [
-    (
-        "BURROW_TOKEN_SECRET",
-        "tttttttttttttttttttttttttttttttttttttttt",
-    ),
-    (
-        "BURROW_INTERNAL_API_KEY",
-        "iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii",
-    ),
-    (
-        "BURROW_GATEWAY_SECRET",
-        "gggggggggggggggggggggggggggggggggggggggg",
-    ),
-    (
-        "BURROW_SECRETS_KEY",
-        "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e",
-    ),
-];
+const SECRETS: [(&str, &str); 4] = common::GIVEN_SECRETS;
 
 /// Runs `burrow serve --durability replicated` with `env`; it must exit at once, and its
 /// stderr is returned.

@@ -8,6 +8,26 @@ use burrow::identity::{InstanceId, UserId};
 use burrow_client::{PlatformClient, ProvisionRequest};
 use burrow_testkit::server::{BurrowProcess, ServeOptions};
 
+/// The four secrets replicated durability needs given (each long enough), by variable.
+pub const GIVEN_SECRETS: [(&str, &str); 4] = [
+    (
+        "BURROW_TOKEN_SECRET",
+        "tttttttttttttttttttttttttttttttttttttttt",
+    ),
+    (
+        "BURROW_INTERNAL_API_KEY",
+        "iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii",
+    ),
+    (
+        "BURROW_GATEWAY_SECRET",
+        "gggggggggggggggggggggggggggggggggggggggg",
+    ),
+    (
+        "BURROW_SECRETS_KEY",
+        "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e",
+    ),
+];
+
 pub struct Served {
     pub process: BurrowProcess,
     pub client: PlatformClient,
