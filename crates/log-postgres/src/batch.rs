@@ -212,6 +212,7 @@ async fn together(
             let (current, head) = head_on(&client, &p.key)
                 .await?
                 .unwrap_or((0, Position::GENESIS));
+            metrics::counter!("burrow_cluster_fenced_appends_total").increment(1);
             results.push(Err(LogError::Fenced {
                 epoch: p.epoch,
                 expected: p.expected,

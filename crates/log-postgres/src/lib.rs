@@ -38,7 +38,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use burrow_runtime::turn_log::{
-    AlarmUpdate, Claim, Entry, LogError, LogFuture, LogKey, LoggedActor, Position, TurnLog,
+    AlarmUpdate, Claim, Entry, LogError, LogFuture, LogKey, LoggedActor, OrphanedAlarm, Position,
+    TurnLog,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -142,14 +143,37 @@ impl PgTurnLog {
     /// that) and an `idle_in_transaction_session_timeout` of twice it (a paused process cannot
     /// hold a row lock for long).
     pub async fn connect(url: &str, timeout: Duration) -> Result<PgTurnLog, LogError> {
+        PgTurnLog::connect_with_limits(url, timeout, timeout, timeout * 2).await
+    }
+
+    /// [`connect`](PgTurnLog::connect) for a node of a cluster with a lease of `lease`: a
+    /// session's `lock_timeout` and `idle_in_transaction_session_timeout` are also at most half
+    /// the lease, so that a node paused in a transaction holds its row locks for no longer than
+    /// that (another node's claim waits on them).
+    pub async fn connect_for_node(
+        url: &str,
+        timeout: Duration,
+        lease: Duration,
+    ) -> Result<PgTurnLog, LogError> {
+        let half = lease / 2;
+        PgTurnLog::connect_with_limits(url, timeout, timeout.min(half), (timeout * 2).min(half))
+            .await
+    }
+
+    async fn connect_with_limits(
+        url: &str,
+        timeout: Duration,
+        lock_timeout: Duration,
+        idle_in_transaction: Duration,
+    ) -> Result<PgTurnLog, LogError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| LogError::Unavailable(format!("the log's database URL: {e}")))?;
         config.connect_timeout(timeout);
         config.options(format!(
             "-c lock_timeout={} -c idle_in_transaction_session_timeout={}",
-            timeout.as_millis(),
-            timeout.as_millis() * 2
+            lock_timeout.as_millis().max(1),
+            idle_in_transaction.as_millis().max(1)
         ));
         let manager = Manager::from_config(
             config,
@@ -446,5 +470,16 @@ impl TurnLog for PgTurnLog {
         };
         let (log, key) = (self.clone(), key.clone());
         Box::pin(self.at_home(async move { placement::release(&log, &node, &key, epoch).await }))
+    }
+
+    fn orphaned_alarms(&self, due_by_ms: i64, limit: usize) -> LogFuture<'_, Vec<OrphanedAlarm>> {
+        if self.current_node().is_none() {
+            return Box::pin(std::future::ready(Ok(Vec::new())));
+        }
+        let log = self.clone();
+        Box::pin(self.at_home(async move {
+            log.bounded(placement::orphaned_alarms(&log, due_by_ms, limit))
+                .await
+        }))
     }
 }

@@ -4,7 +4,7 @@
 //! lease running — so the epoch it raises fences a deposed holder's appends exactly as the
 //! replicated log fences any stale activation.
 
-use burrow_runtime::turn_log::{Claim, LogError, LogKey, Position};
+use burrow_runtime::turn_log::{Claim, LogError, LogKey, OrphanedAlarm, Position};
 
 use crate::statements::{claim_out, seq_in};
 use crate::{PgTurnLog, read, sent};
@@ -35,7 +35,11 @@ pub(crate) async fn claim(
              ON CONFLICT (namespace, actor_id) DO UPDATE
                 SET epoch = burrow_log_actor.epoch + 1, updated_at = clock_timestamp(),
                     name = coalesce(burrow_log_actor.name, excluded.name),
-                    node_id = excluded.node_id, node_incarnation = excluded.node_incarnation
+                    node_id = excluded.node_id, node_incarnation = excluded.node_incarnation,
+                    previous_node_id = CASE
+                        WHEN (burrow_log_actor.node_id, burrow_log_actor.node_incarnation)
+                             IS DISTINCT FROM (excluded.node_id, excluded.node_incarnation)
+                        THEN burrow_log_actor.node_id END
               WHERE burrow_log_actor.node_id IS NULL
                  OR (burrow_log_actor.node_id = excluded.node_id
                      AND burrow_log_actor.node_incarnation = excluded.node_incarnation)
@@ -44,7 +48,7 @@ pub(crate) async fn claim(
                                    AND holder.incarnation = burrow_log_actor.node_incarnation
                                    AND holder.status <> 'left'
                                    AND holder.lease_expires_at > clock_timestamp())
-             RETURNING epoch, head_seq, head_hash, image_seq",
+             RETURNING epoch, head_seq, head_hash, image_seq, previous_node_id",
         )
         .await
         .map_err(sent)?;
@@ -64,6 +68,10 @@ pub(crate) async fn claim(
         .map_err(sent)?;
     if let Some(row) = row {
         metrics::counter!("burrow_cluster_claims_total").increment(1);
+        if let Some(from) = row.get::<_, Option<String>>(4) {
+            metrics::counter!("burrow_cluster_takeovers_total").increment(1);
+            tracing::info!(namespace = %key.namespace, id = %key.id, from = %from, "took the actor over");
+        }
         return claim_out(&row, 0);
     }
     // Refused: either this node's own lease is over, or someone else holds the actor.
@@ -131,4 +139,47 @@ pub(crate) async fn release(
         .await
         .map_err(sent)?;
     Ok(())
+}
+
+/// Due alarms (by `due_by_ms`) of actors that no live node holds: free, or held by an
+/// incarnation that has left or whose lease is over.
+pub(crate) async fn orphaned_alarms(
+    log: &PgTurnLog,
+    due_by_ms: i64,
+    limit: usize,
+) -> Result<Vec<OrphanedAlarm>, LogError> {
+    let client = log.client().await?;
+    let rows = client
+        .query(
+            "SELECT a.namespace, a.actor_id, a.name, a.due_ms
+               FROM burrow_log_alarm a
+               JOIN burrow_log_actor la USING (namespace, actor_id)
+              WHERE a.due_ms <= $1
+                AND NOT EXISTS (SELECT 1 FROM burrow_node holder
+                                 WHERE holder.node_id = la.node_id
+                                   AND holder.incarnation = la.node_incarnation
+                                   AND holder.status <> 'left'
+                                   AND holder.lease_expires_at > clock_timestamp())
+              ORDER BY a.due_ms
+              LIMIT $2",
+            &[&due_by_ms, &(limit as i64)],
+        )
+        .await
+        .map_err(read)?;
+    rows.iter()
+        .map(|r| {
+            let (namespace, id): (String, String) = (r.get(0), r.get(1));
+            let id = id
+                .parse()
+                .map_err(|e| LogError::Corrupt(format!("actor id {id:?} in the log: {e}")))?;
+            Ok(OrphanedAlarm {
+                key: LogKey {
+                    namespace: namespace.into(),
+                    id,
+                },
+                name: r.get(2),
+                due_ms: r.get(3),
+            })
+        })
+        .collect()
 }

@@ -106,6 +106,7 @@ pub(crate) async fn append(
             let (current, head) = head_on(&client, key)
                 .await?
                 .unwrap_or((0, Position::GENESIS));
+            metrics::counter!("burrow_cluster_fenced_appends_total").increment(1);
             Err(LogError::Fenced {
                 epoch,
                 expected,

@@ -68,11 +68,43 @@ pub(crate) async fn activate_with_log<A: Actor>(
             a.lost_note = None;
         }
         let max_image = a.services.snapshots.max_image_bytes;
+        let services = a.services.clone();
         let mut live = activate(a)?;
         start_or_resume(live.storage_mut(), &log, &key, &synced, timeout, max_image).await?;
+        if !synced.start_log {
+            adopt_alarms(&services, &key, live.storage_mut());
+        }
         return Ok(live);
     }
     activate(a)
+}
+
+/// Indexes the alarms an actor with a log holds: it may have run on another node of a cluster,
+/// whose catalog indexed them, or on this one before its catalog was lost. Without this the
+/// alarms of an actor that moved would fire nowhere.
+#[cfg(feature = "replicated")]
+fn adopt_alarms(
+    services: &ShardServices,
+    key: &crate::turn_log::LogKey,
+    storage: &mut crate::storage::Storage,
+) {
+    match storage.alarm_rows() {
+        Ok(rows) => {
+            for (name, due_ms) in rows {
+                services.catalog_write(CatalogWrite::AlarmAdopt {
+                    namespace: key.namespace.clone(),
+                    id: key.id,
+                    name,
+                    due_ms,
+                });
+            }
+        }
+        // The actor still runs; its alarms fire once it sets them again or this node's
+        // catalog is rebuilt from the log.
+        Err(e) => {
+            tracing::warn!(namespace = %key.namespace, id = %key.id, "reading the actor's alarms to index them: {e}")
+        }
+    }
 }
 
 /// Opens (or creates) the actor's file and builds the actor with the namespace's factory.

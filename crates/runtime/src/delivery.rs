@@ -148,6 +148,21 @@ impl AlarmOutcomes {
         dead
     }
 
+    /// The actor is active on another node of the cluster, which indexed the alarm when it
+    /// claimed the actor and fires it there: this node's entry is dropped (if it is still the
+    /// one delivered). Were that node to die first, the alarm is adopted again from the log by
+    /// whichever node finds it orphaned.
+    pub(crate) fn elsewhere(&self, d: &Delivery) {
+        tracing::debug!(namespace = %d.namespace, id = %d.id, alarm = %d.name, "alarm left to the node that holds its actor");
+        self.catalog.send(CatalogWrite::AlarmDone {
+            namespace: d.namespace.clone(),
+            id: d.id,
+            name: d.name.clone(),
+            due_ms: d.due_ms,
+        });
+        self.finished(d);
+    }
+
     /// The delivery never reached the handler (full mailbox, runtime shutting down): try again
     /// shortly, without counting an attempt.
     pub(crate) fn not_delivered(&self, d: &Delivery, error: &str) {

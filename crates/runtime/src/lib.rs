@@ -82,6 +82,8 @@ mod catalog_db;
 
 #[cfg(feature = "replicated")]
 mod catalog_from_log;
+#[cfg(feature = "replicated")]
+mod orphans;
 
 // Alarms as handlers see them, and the reports of their deliveries.
 pub mod alarm;

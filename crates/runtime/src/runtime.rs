@@ -72,6 +72,9 @@ pub(crate) struct Inner {
     scheduler: Scheduler,
     catalog: Arc<CatalogDb>,
     catalog_startup: CatalogStartup,
+    /// In replicated mode: adopts alarms that no live node of a cluster holds.
+    #[cfg(feature = "replicated")]
+    orphans: Option<crate::orphans::OrphanSweep>,
     /// Held from open to the end of shutdown.
     lock: Mutex<Option<Flock<File>>>,
 }
@@ -154,6 +157,14 @@ impl Runtime {
             Arc::downgrade(&dispatcher),
         )
         .map_err(RuntimeError::Thread)?;
+        #[cfg(feature = "replicated")]
+        let orphans = match (&options.turn_log, options.durability) {
+            (Some(log), crate::durability::Durability::Replicated) => Some(
+                crate::orphans::start(log.clone(), catalog.clone(), options.clock.clone())
+                    .map_err(RuntimeError::Thread)?,
+            ),
+            _ => None,
+        };
         let inner = Arc::new(Inner {
             data_dir: data_dir.clone(),
             log: options
@@ -167,6 +178,8 @@ impl Runtime {
             scheduler,
             catalog: catalog.clone(),
             catalog_startup,
+            #[cfg(feature = "replicated")]
+            orphans,
             lock: Mutex::new(Some(lock)),
         });
         let resident = Arc::new(ResidentCount::new(options.shards));
@@ -373,6 +386,10 @@ impl Runtime {
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.inner.dispatcher.close();
         self.inner.scheduler.stop();
+        #[cfg(feature = "replicated")]
+        if let Some(orphans) = &self.inner.orphans {
+            orphans.stop();
+        }
         let deadline = Instant::now() + grace;
         let mut pending = Vec::new();
         for shard in self.inner.dispatcher.inboxes() {

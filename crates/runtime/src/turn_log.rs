@@ -213,6 +213,18 @@ pub struct LoggedActor {
     pub alarms: Vec<(String, i64)>,
 }
 
+/// An alarm due with no live node holding its actor (in a cluster: its holder died, or let the
+/// actor go and then died with the alarm in its catalog).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrphanedAlarm {
+    /// The actor.
+    pub key: LogKey,
+    /// The alarm's name.
+    pub name: String,
+    /// When it was due (ms since the Unix epoch).
+    pub due_ms: i64,
+}
+
 /// What a claim returns: the new epoch and where the log stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Claim {
@@ -327,5 +339,13 @@ pub trait TurnLog: Send + Sync + 'static {
     fn release<'a>(&'a self, key: &'a LogKey, epoch: u64) -> LogFuture<'a, ()> {
         let _ = (key, epoch);
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// In a cluster: up to `limit` alarms due by `due_by_ms` whose actors no live node holds,
+    /// for this node to index and fire (its claim then takes the actor over). Empty where claims
+    /// do not belong to nodes: there every alarm is in the one runtime's catalog.
+    fn orphaned_alarms(&self, due_by_ms: i64, limit: usize) -> LogFuture<'_, Vec<OrphanedAlarm>> {
+        let _ = (due_by_ms, limit);
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 }

@@ -246,9 +246,20 @@ impl Server {
             (false, _) => None,
             (true, None) => return Err(StartError::ReplicatedNeedsPostgres),
             (true, Some(url)) => Some(
-                burrow_log_postgres::PgTurnLog::connect(url, config.registry_timeout)
-                    .await
-                    .map_err(StartError::Log)?,
+                match &config.cluster {
+                    Some(cluster) => {
+                        burrow_log_postgres::PgTurnLog::connect_for_node(
+                            url,
+                            config.registry_timeout,
+                            cluster.lease,
+                        )
+                        .await
+                    }
+                    None => {
+                        burrow_log_postgres::PgTurnLog::connect(url, config.registry_timeout).await
+                    }
+                }
+                .map_err(StartError::Log)?,
             ),
         };
         let registry = AnyRegistry::open(

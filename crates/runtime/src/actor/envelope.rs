@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::{Actor, Context, Handler, Message};
 use crate::delivery::Delivery;
-use crate::error::{Abort, CallError};
+use crate::error::{Abort, CallError, ErrorKind};
 
 /// An [`Envelope`] of some actor type, as the shards route it.
 pub(crate) type ErasedEnvelope = Box<dyn Any + Send>;
@@ -147,10 +147,14 @@ impl<A: Actor> Envelope<A> {
             .expect("a namespace routes only its own actors' envelopes")
     }
 
-    /// Answers an envelope that will not reach its actor with `error` (an alarm is retried).
+    /// Answers an envelope that will not reach its actor with `error` (an alarm is retried,
+    /// unless another node of the cluster holds its actor and fires it there).
     pub(crate) fn fail(self, error: CallError) {
         match self {
             Envelope::Call(call) => call.fail(error),
+            Envelope::Alarm(delivery) if error.kind() == ErrorKind::ActiveElsewhere => {
+                delivery.outcomes.elsewhere(&delivery)
+            }
             Envelope::Alarm(delivery) => {
                 delivery.outcomes.not_delivered(&delivery, error.message())
             }

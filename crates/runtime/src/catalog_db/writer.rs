@@ -43,6 +43,15 @@ pub(crate) enum CatalogWrite {
         due_ms: i64,
         ack: Option<Ack>,
     },
+    /// Indexes an alarm the actor holds but this catalog may not know (it ran on another node
+    /// of a cluster, or its holder died): a new entry, or one with a new due time; an entry
+    /// already due at `due_ms` keeps its attempts, so adopting never resets a failing alarm.
+    AlarmAdopt {
+        namespace: Arc<str>,
+        id: ActorId,
+        name: String,
+        due_ms: i64,
+    },
     /// Drops an alarm's entry if it is still the one due at `due_ms`.
     AlarmDone {
         namespace: Arc<str>,
@@ -136,6 +145,14 @@ fn apply(conn: &mut Connection, batch: &[CatalogWrite]) -> rusqlite::Result<()> 
             "INSERT OR REPLACE INTO alarms (namespace, id, name, due_ms, attempts, fire_at_ms)
              VALUES (?1, ?2, ?3, ?4, 0, ?4)",
         )?;
+        let mut alarm_adopt = tx.prepare_cached(
+            "INSERT INTO alarms (namespace, id, name, due_ms, attempts, fire_at_ms)
+             VALUES (?1, ?2, ?3, ?4, 0, ?4)
+             ON CONFLICT (namespace, id, name) DO UPDATE SET
+               due_ms = excluded.due_ms, attempts = 0, fire_at_ms = excluded.due_ms,
+               backoff_ms = 0, last_error = NULL
+             WHERE alarms.due_ms <> excluded.due_ms",
+        )?;
         let mut alarm_done = tx.prepare_cached(
             "DELETE FROM alarms WHERE namespace = ?1 AND id = ?2 AND name = ?3 AND due_ms = ?4",
         )?;
@@ -179,6 +196,19 @@ fn apply(conn: &mut Connection, batch: &[CatalogWrite]) -> rusqlite::Result<()> 
                     ..
                 } => {
                     alarm_set.execute(params![
+                        &**namespace,
+                        id.as_bytes().as_slice(),
+                        name,
+                        due_ms
+                    ])?;
+                }
+                CatalogWrite::AlarmAdopt {
+                    namespace,
+                    id,
+                    name,
+                    due_ms,
+                } => {
+                    alarm_adopt.execute(params![
                         &**namespace,
                         id.as_bytes().as_slice(),
                         name,
