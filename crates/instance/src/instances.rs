@@ -6,18 +6,18 @@ use std::sync::Arc;
 use burrow_identity::{ActorName, SandboxId};
 use burrow_restore::AnyRegistry;
 use burrow_runtime::retry::{RetryPolicy, with_retry};
-use burrow_runtime::{Handler, Message, Namespace, Runtime, RuntimeError};
+use burrow_runtime::{Handler, Namespace, Runtime, RuntimeError};
 use burrow_state::StatusView;
 
 use crate::actor::InstanceActor;
 use crate::config::LifecycleConfig;
 use crate::env::gateway_token;
 use crate::protocol::{
-    Answer, ConfigPatch, ConfigView, DebugStatus, Destroy, Destroyed, GetConfig, GetDebugStatus,
-    GetRoute, GetStatus, InstanceError, Provision, Provisioned, Restart, Restarted, Route, Start,
-    Stop,
+    ConfigPatch, ConfigView, DebugStatus, Destroy, Destroyed, GetConfig, GetDebugStatus, GetRoute,
+    GetStatus, InstanceError, Provision, Provisioned, Restart, Restarted, Route, Start, Stop,
 };
 use crate::provider::SandboxProvider;
+use crate::remote::{Cluster, Remote};
 use crate::routes::RouteCache;
 use crate::secrets::ServerKey;
 use crate::services::Services;
@@ -51,8 +51,9 @@ impl<P: std::fmt::Debug> std::fmt::Debug for Settings<P> {
 
 /// The instance actors of one runtime.
 pub struct Instances<P: SandboxProvider> {
-    namespace: Namespace<InstanceActor<P>>,
+    pub(crate) namespace: Namespace<InstanceActor<P>>,
     services: Arc<Services<P>>,
+    pub(crate) cluster: Option<Arc<dyn Cluster>>,
 }
 
 impl<P: SandboxProvider> Clone for Instances<P> {
@@ -60,6 +61,7 @@ impl<P: SandboxProvider> Clone for Instances<P> {
         Instances {
             namespace: self.namespace.clone(),
             services: self.services.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -90,7 +92,16 @@ impl<P: SandboxProvider> Instances<P> {
         Ok(Instances {
             namespace,
             services,
+            cluster: None,
         })
+    }
+
+    /// Runs the instances as part of a cluster: a call for an actor held by another node is
+    /// forwarded there ([`remote`](crate::remote)), and [`serve_forwarded`](Self::serve_forwarded)
+    /// answers other nodes' calls.
+    pub fn with_cluster(mut self, cluster: Arc<dyn Cluster>) -> Instances<P> {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// The instance named `name` (an instance id, or a user id for legacy instances).
@@ -99,6 +110,7 @@ impl<P: SandboxProvider> Instances<P> {
             stub: self.namespace.get_by_name(&name.to_string()),
             name: name.clone(),
             services: self.services.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 
@@ -139,8 +151,9 @@ impl<P: SandboxProvider> Instances<P> {
 /// One instance. Every method is idempotent: retrying after an error is safe.
 pub struct InstanceRef<P: SandboxProvider> {
     stub: burrow_runtime::Stub<InstanceActor<P>>,
-    name: ActorName,
+    pub(crate) name: ActorName,
     services: Arc<Services<P>>,
+    pub(crate) cluster: Option<Arc<dyn Cluster>>,
 }
 
 impl<P: SandboxProvider> InstanceRef<P> {
@@ -150,18 +163,29 @@ impl<P: SandboxProvider> InstanceRef<P> {
     }
 
     /// Sends a message (built anew for each attempt), retrying what the runtime reports as
-    /// retryable; the actor's own refusal comes back as the `InstanceError` it chose.
-    pub async fn call<M, T>(&self, message: impl Fn() -> M) -> Result<T, InstanceError>
+    /// retryable; the actor's own refusal comes back as the `InstanceError` it chose. In a
+    /// cluster the call goes to the node that holds the actor.
+    pub async fn call<M>(&self, message: impl Fn() -> M) -> Result<M::Out, InstanceError>
     where
-        M: Message<Reply = Answer<T>>,
+        M: Remote,
         InstanceActor<P>: Handler<M>,
     {
-        with_retry(
+        self.call_traced(message).await.map(|(out, _)| out)
+    }
+
+    /// [`call`](Self::call), and whether this node served it.
+    async fn call_traced<M>(&self, message: impl Fn() -> M) -> Result<(M::Out, bool), InstanceError>
+    where
+        M: Remote,
+        InstanceActor<P>: Handler<M>,
+    {
+        let (answer, here) = with_retry(
             || &self.stub,
-            |stub| stub.call(message()),
+            |stub| self.attempt(stub, &message),
             &RetryPolicy::default(),
         )
-        .await?
+        .await?;
+        answer.map(|out| (out, here))
     }
 
     /// Provisions the instance (or updates the configuration of an existing one) and starts it.
@@ -223,15 +247,21 @@ impl<P: SandboxProvider> InstanceRef<P> {
     /// Where to proxy to: owner, status and the sandbox's address while it runs.
     ///
     /// Served from a cache the instance's actor keeps true: it drops the entry whenever the
-    /// status, the sandbox binding or the identity changes, so only a miss wakes the actor.
+    /// status, the sandbox binding or the identity changes, so only a miss wakes the actor. In
+    /// a cluster the actor may move to another node, whose changes this node's cache would not
+    /// see: there every route comes from the actor.
     pub async fn route(&self) -> Result<Route, InstanceError> {
         let routes = &self.services.routes;
-        if let Some(route) = routes.get(&self.name) {
+        if self.cluster.is_none()
+            && let Some(route) = routes.get(&self.name)
+        {
             return Ok(route);
         }
         let epoch = routes.epoch();
-        let route = self.call(|| GetRoute).await?;
-        routes.insert(&self.name, route.clone(), epoch);
+        let (route, here) = self.call_traced(|| GetRoute).await?;
+        if here && self.cluster.is_none() {
+            routes.insert(&self.name, route.clone(), epoch);
+        }
         Ok(route)
     }
 }

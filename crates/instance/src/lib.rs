@@ -15,11 +15,13 @@
 mod actor;
 mod config;
 pub mod env;
+mod forwarding;
 mod handlers;
 mod instances;
 mod lifecycle;
 mod protocol;
 pub mod provider;
+pub mod remote;
 mod routes;
 pub mod secrets;
 mod services;

@@ -264,6 +264,27 @@ async fn set_status(
     .map(drop)
 }
 
+/// The nodes whose leases run now by PostgreSQL's clock and which take new actors (`alive`):
+/// id and advertised URL, in id order. For spreading first claims; a hint, since a lease may
+/// end the moment after.
+pub async fn live_nodes(log: &PgTurnLog) -> Result<Vec<(String, String)>, LogError> {
+    let db = log.clone();
+    log.at_home(async move {
+        let client = db.client().await?;
+        let rows = client
+            .query(
+                "SELECT node_id, advertise_url FROM burrow_node
+                  WHERE status = 'alive' AND lease_expires_at > clock_timestamp()
+                  ORDER BY node_id",
+                &[],
+            )
+            .await
+            .map_err(read)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    })
+    .await
+}
+
 /// Every node `burrow_node` knows, in id order.
 pub async fn nodes(log: &PgTurnLog) -> Result<Vec<NodeRow>, LogError> {
     let db = log.clone();
@@ -366,6 +387,14 @@ impl Keeper {
     pub async fn lost(&mut self) {
         let _ = self.state.wait_for(|s| *s == LeaseState::Lost).await;
     }
+
+    /// Waits for the next report (a renewal, or the loss) and returns it.
+    pub async fn next(&mut self) -> LeaseState {
+        match self.state.changed().await {
+            Ok(()) => *self.state.borrow_and_update(),
+            Err(_) => LeaseState::Lost, // the keeper ended, which it does only on a loss
+        }
+    }
 }
 
 impl Drop for Keeper {
@@ -382,6 +411,7 @@ impl Drop for Keeper {
 pub struct Node {
     log: PgTurnLog,
     incarnation: tokio::sync::watch::Receiver<u64>,
+    lease: tokio::sync::watch::Receiver<LeaseState>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -391,13 +421,21 @@ impl Node {
         let member = Member::join(log, config.clone()).await?;
         let bound = log.for_member(&member);
         let (tx, incarnation) = tokio::sync::watch::channel(member.incarnation());
+        let (lease_tx, lease) = tokio::sync::watch::channel(LeaseState::Held(member.deadline()));
         let (base, rebind) = (log.clone(), bound.clone());
         let task = tokio::spawn(async move {
             let mut member = member;
             loop {
                 let lost = member.incarnation();
+                let _ = lease_tx.send(LeaseState::Held(member.deadline()));
                 let mut keeper = Keeper::spawn(member);
-                keeper.lost().await;
+                loop {
+                    let state = keeper.next().await;
+                    let _ = lease_tx.send(state);
+                    if state == LeaseState::Lost {
+                        break;
+                    }
+                }
                 metrics::counter!("burrow_cluster_leases_lost_total").increment(1);
                 // Join again, as often as it takes: until then every claim is refused.
                 member = loop {
@@ -417,6 +455,7 @@ impl Node {
         Ok(Node {
             log: bound,
             incarnation,
+            lease,
             task,
         })
     }
@@ -424,6 +463,32 @@ impl Node {
     /// The log to give the node's runtime: its claims are this node's.
     pub fn log(&self) -> &PgTurnLog {
         &self.log
+    }
+
+    /// Whether the node may act on its lease now: it holds one and its local deadline has not
+    /// passed. A node that may not must acknowledge nothing and serve nothing.
+    pub fn holds_lease(&self) -> bool {
+        match *self.lease.borrow() {
+            LeaseState::Held(deadline) => Instant::now() < deadline,
+            LeaseState::Lost => false,
+        }
+    }
+
+    /// Marks the node draining: it keeps its lease (no longer renewed: a draining node is on
+    /// its way out) and its actors for the turns in flight, but claims nothing new (its claims
+    /// are refused) until it [leaves](Node::leave).
+    pub async fn drain(&self) -> Result<(), LogError> {
+        self.task.abort();
+        let Some(node) = self.log.current_node() else {
+            return Ok(());
+        };
+        set_status(
+            &self.log,
+            &node.node_id,
+            node.incarnation as u64,
+            NodeStatus::Draining,
+        )
+        .await
     }
 
     /// The incarnation the node is a member under now.
@@ -445,6 +510,12 @@ impl Node {
             NodeStatus::Left,
         )
         .await
+    }
+
+    /// The node's incarnation as it changes (each change: the lease was lost and the node
+    /// joined again).
+    pub fn incarnations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.incarnation.clone()
     }
 
     /// Waits until the node is a member under an incarnation newer than `than`.

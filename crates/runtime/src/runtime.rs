@@ -360,6 +360,49 @@ impl Runtime {
         self.inner.dispatcher.shard_count()
     }
 
+    /// Closes every resident actor that is idle now (their files are closed and, in a cluster,
+    /// their claims released); actors in a turn are left alone. Returns how many were closed.
+    /// For a node of a cluster that lost its lease: the actors it held may be claimed by
+    /// others, and must be activated (claimed) again before they serve here.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+    /// # struct Touch; impl Message for Touch { type Reply = (); }
+    /// # struct A; impl Actor for A {}
+    /// # impl Handler<Touch> for A {
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: Touch) -> Result<(), Abort> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// let lamps = runtime.namespace("lamp", |_| A)?;
+    /// lamps.get_by_name("desk").call(Touch).await?;
+    /// lamps.get_by_name("hall").call(Touch).await?;
+    /// assert_eq!(runtime.close_idle().await, 2);
+    /// assert_eq!(runtime.close_idle().await, 0);
+    /// # runtime.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close_idle(&self) -> usize {
+        let mut pending = Vec::new();
+        for shard in self.inner.dispatcher.inboxes() {
+            let (done, closed) = oneshot::channel();
+            let task: crate::shard::AdminTask = Box::new(move |shard| {
+                let _ = done.send(shard.close_idle());
+            });
+            if shard.send(ShardMsg::Admin(task)).is_ok() {
+                pending.push(closed);
+            }
+        }
+        let mut total = 0;
+        for closed in pending {
+            total += closed.await.unwrap_or(0);
+        }
+        total
+    }
+
     /// Stops taking requests (new calls fail with [`ErrorKind::ShuttingDown`](crate::ErrorKind::ShuttingDown), which is
     /// retryable), lets turns in flight and requests already queued finish for up to `grace`,
     /// then closes every actor's file, commits the catalog and stops the shard threads.

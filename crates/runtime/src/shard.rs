@@ -499,6 +499,23 @@ impl Shard {
         }
     }
 
+    /// Closes every resident actor that is idle; returns how many.
+    pub(crate) fn close_idle(&self) -> usize {
+        let mut table = self.table.borrow_mut();
+        let idle: Vec<Key> = table
+            .iter()
+            .filter(|(_, r)| r.slot.idle())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &idle {
+            if let Some(resident) = table.remove(key) {
+                self.close(resident, Eviction::Admin);
+            }
+        }
+        self.table_changed(&table);
+        idle.len()
+    }
+
     /// Stops taking requests, lets turns in flight (and requests already queued) finish until
     /// `deadline`, then closes every actor.
     async fn shutdown(&self, deadline: Instant) -> ShutdownReport {

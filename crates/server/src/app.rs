@@ -8,7 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use burrow_instance::{Instances, LocalProvider};
 use burrow_restore::AnyRegistry;
@@ -42,6 +42,8 @@ pub struct AppState {
     pub turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>>,
     /// This node's membership, with `--cluster`.
     pub cluster: Option<Arc<burrow_log_postgres::membership::Node>>,
+    /// What other nodes authenticate forwarded calls with, with `--cluster`.
+    pub cluster_secret: Option<String>,
     /// Owners already seen in the registry and names just found missing. An instance's owner
     /// never changes, so this saves a registry round trip per request (the proxy's hot path)
     /// and keeps known instances reachable while the registry is down; a destroyed instance
@@ -84,6 +86,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api", api)
         .route("/i/{instance_id}", any(crate::proxy::proxy))
         .route("/i/{instance_id}/{*rest}", any(crate::proxy::proxy))
+        .route(
+            "/_burrow/actors/{namespace}/{id}/call",
+            post(crate::internal::call),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })

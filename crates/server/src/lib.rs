@@ -24,10 +24,12 @@ mod app;
 pub mod cluster;
 mod error;
 mod extract;
+mod internal;
 mod keys;
 mod limits;
 mod lookups;
 mod paging;
+pub mod peers;
 mod platform;
 mod proxy;
 mod resolve;
@@ -171,6 +173,9 @@ pub enum StartError {
         cluster::MIN_SECRET_BYTES
     )]
     ClusterSecret,
+    /// Cluster mode could not be set up.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The replicated log could not be opened.
     #[error("the replicated log: {0}")]
     Log(burrow_runtime::turn_log::LogError),
@@ -214,6 +219,20 @@ pub struct Server {
     compactor: Option<tokio::task::JoinHandle<()>>,
     /// This node's membership, in cluster mode.
     node: Option<Arc<burrow_log_postgres::membership::Node>>,
+    /// Cluster tasks that end with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Closes the runtime's idle actors whenever the node joins again under a new incarnation:
+/// its claims died with the old one, and other nodes may hold those actors already.
+async fn close_on_lease_loss(
+    mut incarnations: tokio::sync::watch::Receiver<u64>,
+    runtime: Runtime,
+) {
+    while incarnations.changed().await.is_ok() {
+        let closed = runtime.close_idle().await;
+        tracing::warn!(closed, "the node lost its lease: closed its actors");
+    }
 }
 
 /// How often the replicated log is compacted.
@@ -326,6 +345,22 @@ impl Server {
                 gateway_secret: keys.gateway_secret.clone().into_bytes(),
             },
         )?;
+        // In a cluster: calls for actors held elsewhere are forwarded, and a node that lost
+        // its lease closes its actors (they must be claimed again before serving here).
+        let mut background = Vec::new();
+        let instances = match (&node, &config.cluster) {
+            (Some(node), Some(cluster)) => {
+                let peers = peers::Peers::new(node.clone(), cluster, config.registry_timeout)
+                    .map_err(|e| StartError::Cluster(format!("the HTTP client for peers: {e}")))?;
+                background.push(peers.spawn_refresh(cluster.lease / 3));
+                background.push(tokio::spawn(close_on_lease_loss(
+                    node.incarnations(),
+                    runtime.clone(),
+                )));
+                instances.with_cluster(peers)
+            }
+            _ => instances,
+        };
         let state = Arc::new(app::AppState {
             instances,
             registry,
@@ -337,6 +372,7 @@ impl Server {
             limits: config.limits.clone(),
             turn_log,
             cluster: node.clone(),
+            cluster_secret: config.cluster.as_ref().map(|c| c.secret.clone()),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -364,6 +400,7 @@ impl Server {
             serving,
             compactor,
             node,
+            background,
         })
     }
 
@@ -377,6 +414,16 @@ impl Server {
     pub async fn shutdown(self) {
         if let Some(compactor) = &self.compactor {
             compactor.abort();
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        // Draining: claim nothing new; the actors held here go to other nodes once this one
+        // leaves, without waiting for its lease.
+        if let Some(node) = &self.node
+            && let Err(e) = node.drain().await
+        {
+            tracing::warn!(error = %e, "marking the node draining failed");
         }
         let _ = self.stop.send(());
         let mut serving = self.serving;

@@ -21,6 +21,9 @@ pub struct ServeOptions {
     pub database_url: Option<String>,
     /// Extra environment variables (for example test-sized `BURROW_RECONCILE_*_MS`).
     pub env: Vec<(String, String)>,
+    /// Where to listen (default `127.0.0.1:0`, a free port; a node of a cluster needs a fixed
+    /// one to advertise).
+    pub listen: String,
 }
 
 impl ServeOptions {
@@ -30,6 +33,7 @@ impl ServeOptions {
             data_dir: data_dir.into(),
             database_url: None,
             env: Vec::new(),
+            listen: "127.0.0.1:0".into(),
         }
     }
 
@@ -216,7 +220,7 @@ fn spawn(binary: &Path, options: &ServeOptions) -> Result<(Child, SocketAddr), S
     command
         .arg("serve")
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg(&options.listen)
         .arg("--data-dir")
         .arg(&options.data_dir)
         .env_remove("BURROW_DATABASE_URL")

@@ -46,6 +46,7 @@ pub(crate) enum CatalogWrite {
     /// Indexes an alarm the actor holds but this catalog may not know (it ran on another node
     /// of a cluster, or its holder died): a new entry, or one with a new due time; an entry
     /// already due at `due_ms` keeps its attempts, so adopting never resets a failing alarm.
+    #[cfg_attr(not(feature = "replicated"), allow(dead_code))]
     AlarmAdopt {
         namespace: Arc<str>,
         id: ActorId,
