@@ -64,9 +64,14 @@ impl Cluster {
             o.listen = format!("127.0.0.1:{port}");
             options.push(o);
         }
+        // All at once, on a fresh database, as an operator starting a cluster would.
+        let starting: Vec<_> = options
+            .iter()
+            .map(|o| tokio::spawn(start(o.clone())))
+            .collect();
         let mut nodes = Vec::new();
-        for o in &options {
-            nodes.push(Some(start(o.clone()).await));
+        for node in starting {
+            nodes.push(Some(node.await.unwrap()));
         }
         Cluster {
             nodes,

@@ -58,6 +58,9 @@ mod embedded {
 /// stops on applied migrations it does not know, and the two sets share a database).
 pub const HISTORY_TABLE: &str = "burrow_log_schema_history";
 
+/// The advisory lock key that serialises the log's migrations ("burrowlg").
+const MIGRATION_LOCK: i64 = 0x6275_7272_6f77_6c67;
+
 /// The log's migrations, with their own history table.
 pub fn migrations() -> refinery::Runner {
     let mut runner = embedded::migrations::runner();
@@ -201,9 +204,17 @@ impl PgTurnLog {
         log.bounded(async {
             let mut client = log.client().await?;
             let client: &mut tokio_postgres::Client = &mut client;
-            migrations()
-                .run_async(client)
+            // Nodes of a cluster start together: refinery's `CREATE TABLE IF NOT EXISTS` races
+            // with itself, so one migrates at a time (the lock is the session's, freed with it).
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
                 .await
+                .map_err(|e| LogError::Unavailable(format!("migrating the log: {e}")))?;
+            let migrated = migrations().run_async(client).await;
+            let _ = client
+                .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+                .await;
+            migrated
                 .map(drop)
                 .map_err(|e| LogError::Unavailable(format!("migrating the log: {e}")))
         })

@@ -34,6 +34,9 @@ pub struct PgRegistry {
     timeout: Duration,
 }
 
+/// The advisory lock key that serialises the registry's migrations ("burrowrg").
+const MIGRATION_LOCK: i64 = 0x6275_7272_6f77_7267;
+
 impl std::fmt::Debug for PgRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgRegistry")
@@ -99,11 +102,21 @@ impl PgRegistry {
             .timed(async {
                 let mut client = registry.client().await?;
                 let client: &mut tokio_postgres::Client = &mut client;
-                postgres_migrations()
-                    .run_async(client)
+                let failed = |e: &dyn std::fmt::Display| {
+                    RegistryError::Internal(format!("migrating the registry: {e}"))
+                };
+                // Servers sharing a registry start together: refinery's `CREATE TABLE IF NOT
+                // EXISTS` races with itself, so one migrates at a time (a session lock, freed
+                // with the connection if it dies).
+                client
+                    .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
                     .await
-                    .map(drop)
-                    .map_err(|e| RegistryError::Internal(format!("migrating the registry: {e}")))
+                    .map_err(|e| failed(&e))?;
+                let migrated = postgres_migrations().run_async(client).await;
+                let _ = client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+                    .await;
+                migrated.map(drop).map_err(|e| failed(&e))
             })
             .await?;
         Ok(registry)
