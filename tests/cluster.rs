@@ -171,6 +171,24 @@ impl Cluster {
         }
     }
 
+    async fn admin(&self, via: usize, path: &str) -> serde_json::Value {
+        let token = burrow::server::tokens::issue(
+            common::GIVEN_SECRETS[0].1,
+            &"root".parse().unwrap(),
+            true,
+            Duration::from_secs(600),
+        );
+        let response = self
+            .http
+            .get(format!("{}/api/admin/{path}", self.url(via)))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path} via node{via}");
+        response.json().await.unwrap()
+    }
+
     async fn metric(&self, i: usize, name: &str) -> f64 {
         let text = self
             .http
@@ -248,6 +266,17 @@ async fn any_node_reaches_the_owner_and_a_killed_owner_loses_nothing() {
             usize::from(i == owner),
             "node{i} opened {files} actor files"
         );
+    }
+    // Every node lists the cluster's actors from PostgreSQL, with the node holding each.
+    for via in 0..3 {
+        let listed = cluster.admin(via, "actors").await;
+        let actors = listed["actors"].as_array().unwrap();
+        assert_eq!(actors.len(), 1, "node{via}: {listed}");
+        assert_eq!(actors[0]["name"], format!("i:{instance}"));
+        assert_eq!(actors[0]["nodeId"], format!("node{owner}"));
+        assert_eq!(cluster.admin(via, "actors/count").await["count"], 1);
+        let dead = cluster.admin(via, "incidents?kind=deadAlarm").await;
+        assert_eq!(dead["incidents"], json!([]), "node{via}: {dead}");
     }
     let others: Vec<usize> = (0..3).filter(|&i| i != owner).collect();
     let mut forwards = 0.0;

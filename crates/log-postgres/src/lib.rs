@@ -38,8 +38,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use burrow_runtime::turn_log::{
-    AlarmUpdate, Claim, Entry, LogError, LogFuture, LogKey, LoggedActor, OrphanedAlarm, Position,
-    TurnLog,
+    AlarmUpdate, Claim, Entry, Incident, LogError, LogFuture, LogKey, LoggedActor, OrphanedAlarm,
+    Position, TurnLog,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -49,6 +49,7 @@ mod claims;
 pub mod membership;
 mod placement;
 mod statements;
+pub mod views;
 
 mod embedded {
     refinery::embed_migrations!("../../migrations/log-postgres");
@@ -481,6 +482,12 @@ impl TurnLog for PgTurnLog {
         };
         let (log, key) = (self.clone(), key.clone());
         Box::pin(self.at_home(async move { placement::release(&log, &node, &key, epoch).await }))
+    }
+
+    fn record_incident<'a>(&'a self, key: &'a LogKey, incident: &'a Incident) -> LogFuture<'a, ()> {
+        let node = self.current_node().map(|n| n.node_id);
+        let (log, key, incident) = (self.clone(), key.clone(), incident.clone());
+        Box::pin(self.at_home(async move { views::record(&log, node, &key, &incident).await }))
     }
 
     fn orphaned_alarms(&self, due_by_ms: i64, limit: usize) -> LogFuture<'_, Vec<OrphanedAlarm>> {

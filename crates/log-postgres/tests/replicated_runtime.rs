@@ -133,7 +133,7 @@ async fn a_file_left_behind_the_log_catches_up_without_quarantine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_with_writes_the_log_never_took_is_quarantined_and_rebuilt() {
-    let (_db, log) = shared_log().await;
+    let (db, log) = shared_log().await;
     let dir = tempfile::tempdir().unwrap();
     let (runtime, ns) = open(dir.path(), &log);
     for body in items(3) {
@@ -162,6 +162,37 @@ async fn a_file_with_writes_the_log_never_took_is_quarantined_and_rebuilt() {
         "the diverged file is kept aside: {:?}",
         quarantined(dir.path())
     );
+    // And recorded beside the log, where a cluster's operators list it.
+    let id = ns.id_from_name("alice").to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let pg = PgTurnLog::connect(db.url(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    loop {
+        let rows = pg
+            .incidents(
+                burrow_log_postgres::views::IncidentKind::Quarantined,
+                None,
+                100,
+            )
+            .await
+            .unwrap();
+        if let Some(row) = rows.iter().find(|r| r.actor_id == id) {
+            match &row.incident {
+                burrow_runtime::turn_log::Incident::Quarantined { reason, moved_to } => {
+                    assert_eq!(reason, "diverged_from_log");
+                    assert!(
+                        std::path::Path::new(moved_to).exists(),
+                        "{moved_to} is where the file went"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no incident recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -759,4 +790,58 @@ async fn an_actor_exported_at_an_entry_is_what_it_was_then_until_compaction_remo
     let dest = out.path().join("last.db");
     export_at(&*log, &key, *last, &dest).await.unwrap();
     assert_eq!(common::items_in(&dest), record.last().unwrap().1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_alarm_is_recorded_beside_the_log() {
+    let (db, log) = shared_log().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, ns) = open_with(dir.path(), &log, |o| {
+        o.alarm_policy(burrow_runtime::alarm::AlarmPolicy {
+            first_retry: Duration::from_millis(10),
+            max_attempts: 2,
+            ..Default::default()
+        })
+    });
+    ns.get_by_name("alice")
+        .call(common::Remind("failing".into(), Duration::ZERO))
+        .await
+        .unwrap();
+    let pg = PgTurnLog::connect(db.url(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    let id = ns.id_from_name("alice").to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let rows = pg
+            .incidents(
+                burrow_log_postgres::views::IncidentKind::DeadAlarm,
+                None,
+                100,
+            )
+            .await
+            .unwrap();
+        if let Some(row) = rows.into_iter().find(|r| r.actor_id == id) {
+            break row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    match row.incident {
+        burrow_runtime::turn_log::Incident::DeadAlarm {
+            name,
+            attempts,
+            error,
+            ..
+        } => {
+            assert_eq!((name.as_str(), attempts), ("failing", 2));
+            assert!(error.contains("fails on purpose"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(row.node_id, None, "outside a cluster no node is named");
+    runtime.shutdown(Duration::from_secs(5)).await;
 }

@@ -137,7 +137,15 @@ fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallError> {
                     Unusable::WrongIdentity(s) => (LostReason::WrongIdentity(s), "wrong_identity"),
                     Unusable::Corrupt(e) => (LostReason::Corrupt(e.to_string()), "corrupt"),
                 };
-                let quarantined_to = Some(quarantine(&path, label, clock)?);
+                let moved_to = quarantine(&path, label, clock)?;
+                crate::incident::quarantined(
+                    a.services.log.as_ref(),
+                    actor_type.name.clone(),
+                    id,
+                    label,
+                    &moved_to,
+                );
+                let quarantined_to = Some(moved_to);
                 let (storage, lost) = create(Some(LostState {
                     reason,
                     quarantined_to,

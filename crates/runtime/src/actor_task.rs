@@ -164,13 +164,22 @@ async fn run_actor<A: Actor>(
                     // activation, which starts fresh and is told why.
                     let path = actor_type.path_for(&id);
                     match quarantine(&path, "corrupt", &shard.services.clock) {
-                        Ok(to) => shard.note_lost(
-                            key,
-                            LostState {
-                                reason: LostReason::Corrupt(detail),
-                                quarantined_to: Some(to),
-                            },
-                        ),
+                        Ok(to) => {
+                            crate::incident::quarantined(
+                                shard.services.log.as_ref(),
+                                actor_type.name.clone(),
+                                id,
+                                "corrupt",
+                                &to,
+                            );
+                            shard.note_lost(
+                                key,
+                                LostState {
+                                    reason: LostReason::Corrupt(detail),
+                                    quarantined_to: Some(to),
+                                },
+                            )
+                        }
                         Err(e) => tracing::error!(%id, "cannot quarantine a corrupt file: {e}"),
                     }
                 }

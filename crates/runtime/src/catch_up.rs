@@ -119,7 +119,14 @@ pub(crate) async fn claim_and_catch_up(
             // The file holds entries of a log that is gone (deleted, or a store restored
             // from an older backup): keep it aside, start over.
             tracing::warn!(namespace = %key.namespace, id = %key.id, ?position, "the actor's file is ahead of an empty log");
-            crate::quarantine::quarantine(path, "ahead_of_log", clock)?;
+            let moved_to = crate::quarantine::quarantine(path, "ahead_of_log", clock)?;
+            crate::incident::quarantined(
+                Some(log),
+                key.namespace.clone(),
+                key.id,
+                "ahead_of_log",
+                &moved_to,
+            );
         }
         return Ok(Synced {
             claim,
@@ -163,7 +170,14 @@ pub(crate) async fn claim_and_catch_up(
         }
     }
     if !matches!(local, Local::Missing) {
-        crate::quarantine::quarantine(path, "diverged_from_log", clock)?;
+        let moved_to = crate::quarantine::quarantine(path, "diverged_from_log", clock)?;
+        crate::incident::quarantined(
+            Some(log),
+            key.namespace.clone(),
+            key.id,
+            "diverged_from_log",
+            &moved_to,
+        );
     }
     rebuild(log, key, path, durability, head, timeout).await?;
     metrics::counter!("burrow_log_rebuilds_total").increment(1);

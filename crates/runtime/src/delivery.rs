@@ -9,6 +9,7 @@ use crate::catalog_db::{CatalogDb, CatalogWrite};
 use crate::clock::Clock;
 use crate::id::ActorId;
 use crate::random::Random;
+use crate::turn_log::{Incident, TurnLog};
 
 /// An alarm on its way to an actor (or, with `expire`, the clean-up of a dead-lettered one).
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub(crate) struct Delivery {
 /// Where deliveries report their outcome: the catalog's index, and the scheduler.
 pub(crate) struct AlarmOutcomes {
     catalog: Arc<CatalogDb>,
+    /// Where dead letters are also recorded (the replicated log), if anywhere.
+    log: Option<Arc<dyn TurnLog>>,
     policy: AlarmPolicy,
     clock: Clock,
     random: Random,
@@ -36,6 +39,7 @@ pub(crate) struct AlarmOutcomes {
 impl AlarmOutcomes {
     pub(crate) fn new(
         catalog: Arc<CatalogDb>,
+        log: Option<Arc<dyn TurnLog>>,
         policy: AlarmPolicy,
         clock: Clock,
         random: Random,
@@ -43,6 +47,7 @@ impl AlarmOutcomes {
     ) -> AlarmOutcomes {
         AlarmOutcomes {
             catalog,
+            log,
             policy,
             clock,
             random,
@@ -121,6 +126,17 @@ impl AlarmOutcomes {
         if dead {
             metrics::counter!("burrow_alarms_dead_total").increment(1);
             tracing::error!(namespace = %d.namespace, id = %d.id, alarm = %d.name, attempts = d.attempt, "alarm dead-lettered: {error}");
+            crate::incident::report(
+                self.log.as_ref(),
+                d.namespace.clone(),
+                d.id,
+                Incident::DeadAlarm {
+                    name: d.name.clone(),
+                    due_ms: d.due_ms,
+                    attempts: d.attempt,
+                    error: error.to_owned(),
+                },
+            );
             self.catalog.send(CatalogWrite::AlarmDead {
                 namespace: d.namespace.clone(),
                 id: d.id,

@@ -89,6 +89,7 @@ mod orphans;
 pub mod alarm;
 
 mod delivery;
+mod incident;
 
 // A turn: what it uses from its shard, how it ends, what the embedder implements.
 mod services;

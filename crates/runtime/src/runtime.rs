@@ -151,6 +151,10 @@ impl Runtime {
         let random = options.random_seed.map_or(Random::Os, Random::seeded);
         let scheduler = Scheduler::start(
             catalog.clone(),
+            options
+                .turn_log
+                .clone()
+                .filter(|_| options.durability == crate::durability::Durability::Replicated),
             options.alarm_policy.clone(),
             options.clock.clone(),
             random,

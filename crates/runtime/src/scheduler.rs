@@ -33,6 +33,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 impl Scheduler {
     pub(crate) fn start(
         catalog: Arc<CatalogDb>,
+        log: Option<Arc<dyn crate::turn_log::TurnLog>>,
         policy: AlarmPolicy,
         clock: Clock,
         random: Random,
@@ -41,6 +42,7 @@ impl Scheduler {
         let (tx, rx) = mpsc::channel();
         let outcomes = Arc::new(AlarmOutcomes::new(
             catalog.clone(),
+            log,
             policy,
             clock.clone(),
             random,

@@ -225,6 +225,30 @@ pub struct OrphanedAlarm {
     pub due_ms: i64,
 }
 
+/// Something an operator must see about an actor, recorded beside the log so that a cluster
+/// lists it whichever node it happened on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incident {
+    /// An alarm gave up after its last attempt (dead-lettered).
+    DeadAlarm {
+        /// The alarm's name.
+        name: String,
+        /// When it was due (ms since the Unix epoch).
+        due_ms: i64,
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        error: String,
+    },
+    /// The actor's file was moved aside (never deleted).
+    Quarantined {
+        /// Why (`corrupt`, `diverged_from_log`, …).
+        reason: String,
+        /// Where the file went, on the node that moved it.
+        moved_to: String,
+    },
+}
+
 /// What a claim returns: the new epoch and where the log stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Claim {
@@ -338,6 +362,13 @@ pub trait TurnLog: Send + Sync + 'static {
     /// belong to nodes, and where the actor has been claimed again since.
     fn release<'a>(&'a self, key: &'a LogKey, epoch: u64) -> LogFuture<'a, ()> {
         let _ = (key, epoch);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Records an [`Incident`] of the actor (best effort: the runtime logs a failure and goes
+    /// on). A no-op by default.
+    fn record_incident<'a>(&'a self, key: &'a LogKey, incident: &'a Incident) -> LogFuture<'a, ()> {
+        let _ = (key, incident);
         Box::pin(std::future::ready(Ok(())))
     }
 

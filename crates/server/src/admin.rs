@@ -24,7 +24,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/instances/{instance_id}", get(debug_status))
         .route("/instances/{instance_id}/start", post(start))
         .route("/instances/{instance_id}/destroy", post(destroy))
-        .route("/actors", get(actors))
+        .route("/actors", get(crate::admin_lists::actors))
+        .route("/actors/count", get(crate::admin_lists::count))
+        .route("/incidents", get(crate::admin_lists::incidents))
         .route("/actors/{namespace}/{id}/snapshot", get(snapshot))
         .route("/cluster", get(cluster))
 }
@@ -221,41 +223,6 @@ async fn destroy(
     let (name, handle, _) = any_instance(&state, path_id(&id)?).await?;
     tracing::info!(admin = %admin.user_id, instance = %name, "admin destroy");
     crate::platform::destroy_instance(state, name, handle).await
-}
-
-#[derive(Debug, Deserialize)]
-struct ActorsQuery {
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
-async fn actors(
-    Admin(_): Admin,
-    State(state): State<Arc<AppState>>,
-    Params(query): Params<ActorsQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let limit = limit(query.limit)?;
-    let after = cursor(query.cursor.as_deref())?;
-    let records = state
-        .runtime
-        .catalog()
-        .list(burrow_instance::NAMESPACE, after, limit)
-        .await
-        .map_err(|e| ApiError::from_call("list actors", e))?;
-    let next = paging::next(
-        records.len(),
-        limit,
-        records.last().map(|r| r.id.to_string()),
-    );
-    Ok(axum::Json(json!({
-        "actors": records.iter().map(|r| json!({
-            "id": r.id.to_string(),
-            "name": r.name,
-            "createdAt": burrow_state::epoch_ms(r.created_at),
-            "lastActiveAt": burrow_state::epoch_ms(r.last_active),
-        })).collect::<Vec<_>>(),
-        "nextCursor": next,
-    })))
 }
 
 /// `GET /api/admin/cluster`: every node PostgreSQL knows, with its lease and how many actors

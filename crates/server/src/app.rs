@@ -40,6 +40,8 @@ pub struct AppState {
     pub limits: crate::HttpLimits,
     /// The replicated log, with `--durability replicated`.
     pub turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>>,
+    /// The same log as PostgreSQL, for the admin listings it answers.
+    pub pg_log: Option<burrow_log_postgres::PgTurnLog>,
     /// This node's membership, with `--cluster`.
     pub cluster: Option<Arc<burrow_log_postgres::membership::Node>>,
     /// What other nodes authenticate forwarded calls with, with `--cluster`.

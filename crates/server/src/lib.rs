@@ -20,6 +20,7 @@
 //! ```
 
 mod admin;
+mod admin_lists;
 mod app;
 pub mod cluster;
 mod error;
@@ -309,10 +310,12 @@ impl Server {
             )),
             _ => None,
         };
-        let turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>> = match &node {
-            Some(node) => Some(Arc::new(node.log().clone())),
-            None => turn_log.map(|log| Arc::new(log) as _),
+        let pg_log = match &node {
+            Some(node) => Some(node.log().clone()),
+            None => turn_log,
         };
+        let turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>> =
+            pg_log.clone().map(|log| Arc::new(log) as _);
         if let Some(log) = &turn_log {
             options = options
                 .turn_log(log.clone())
@@ -371,6 +374,7 @@ impl Server {
             lookups: lookups::Lookups::new(config.limits.lookups_per_second),
             limits: config.limits.clone(),
             turn_log,
+            pg_log,
             cluster: node.clone(),
             cluster_secret: config.cluster.as_ref().map(|c| c.secret.clone()),
         });

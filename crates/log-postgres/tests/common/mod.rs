@@ -25,6 +25,9 @@ impl Actor for Ledger {
     }
 
     async fn alarm(&mut self, ctx: &mut Context<Self>, alarm: Alarm) -> Result<(), Abort> {
+        if alarm.name.starts_with("fail") {
+            return Err(Abort::new("this alarm fails on purpose"));
+        }
         ctx.storage().sql().execute(
             "INSERT INTO items (body) VALUES (?1)",
             [format!("fired: {}", alarm.name)],
