@@ -47,6 +47,7 @@ use tokio_postgres::NoTls;
 mod batch;
 mod claims;
 pub mod membership;
+pub mod notify;
 mod placement;
 mod statements;
 pub mod views;
@@ -129,6 +130,8 @@ pub struct PgTurnLog {
     /// In a cluster, the node this log claims actors for (see [`PgTurnLog::for_member`]); its
     /// incarnation changes when the node joins again after losing its lease.
     node: Option<std::sync::Arc<std::sync::RwLock<placement::NodeRef>>>,
+    /// How to open a connection of its own (a listener's), outside the pool.
+    config: tokio_postgres::Config,
 }
 
 impl std::fmt::Debug for PgTurnLog {
@@ -180,7 +183,7 @@ impl PgTurnLog {
             idle_in_transaction.as_millis().max(1)
         ));
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -201,6 +204,7 @@ impl PgTurnLog {
             batcher: None,
             batches: std::sync::Arc::default(),
             node: None,
+            config,
         };
         log.bounded(async {
             let mut client = log.client().await?;

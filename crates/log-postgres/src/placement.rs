@@ -26,7 +26,7 @@ pub(crate) async fn claim(
     let client = log.client().await?;
     let upsert = client
         .prepare_cached(
-            "INSERT INTO burrow_log_actor
+            "WITH claimed AS (INSERT INTO burrow_log_actor
                  (namespace, actor_id, epoch, head_seq, head_hash, name, node_id, node_incarnation)
              SELECT $1, $2, 1, 0, $3, $4, $5, $6
               WHERE EXISTS (SELECT 1 FROM burrow_node me
@@ -48,7 +48,12 @@ pub(crate) async fn claim(
                                    AND holder.incarnation = burrow_log_actor.node_incarnation
                                    AND holder.status <> 'left'
                                    AND holder.lease_expires_at > clock_timestamp())
-             RETURNING epoch, head_seq, head_hash, image_seq, previous_node_id",
+             RETURNING epoch, head_seq, head_hash, image_seq, previous_node_id, name, actor_id)
+             -- A takeover moves the actor: nodes that remembered where it was forget it.
+             SELECT epoch, head_seq, head_hash, image_seq, previous_node_id,
+                    CASE WHEN previous_node_id IS NOT NULL
+                         THEN pg_notify('burrow_placement', coalesce(name, actor_id)) END
+               FROM claimed",
         )
         .await
         .map_err(sent)?;
@@ -125,9 +130,12 @@ pub(crate) async fn release(
     let client = log.client().await?;
     client
         .execute(
-            "UPDATE burrow_log_actor SET node_id = NULL, node_incarnation = NULL
-              WHERE namespace = $1 AND actor_id = $2 AND epoch = $3
-                AND node_id = $4 AND node_incarnation = $5",
+            "WITH released AS (
+                 UPDATE burrow_log_actor SET node_id = NULL, node_incarnation = NULL
+                  WHERE namespace = $1 AND actor_id = $2 AND epoch = $3
+                    AND node_id = $4 AND node_incarnation = $5
+              RETURNING coalesce(name, actor_id) AS actor)
+             SELECT pg_notify('burrow_placement', actor) FROM released",
             &[
                 &&*key.namespace,
                 &key.id.to_string(),

@@ -300,3 +300,43 @@ async fn a_node_that_lost_its_lease_joins_again_and_claims_under_its_new_incarna
     };
     assert_eq!(holder, ("a".to_string(), a.incarnation() as i64));
 }
+
+#[tokio::test]
+async fn releases_and_takeovers_are_announced_to_listeners() {
+    use burrow_log_postgres::notify::{PlacementEvent, watch};
+    let (_db, log) = base().await;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn({
+        let log = log.clone();
+        async move {
+            watch(&log, Duration::from_millis(100), |e| tx.send(e).is_ok()).await;
+        }
+    });
+    let next = async |events: &mut tokio::sync::mpsc::UnboundedReceiver<PlacementEvent>| {
+        tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event")
+            .expect("the listener runs")
+    };
+    assert_eq!(next(&mut events).await, PlacementEvent::Connected);
+    let lease = Duration::from_millis(600);
+    let (_a, on_a) = join(&log, "a", lease).await;
+    let (_b, on_b) = join(&log, "b", Duration::from_secs(30)).await;
+    let k = key("moving");
+    // A first claim moves nothing that anyone could remember: no announcement. A release does.
+    let claim = on_a.claim(&k, Some("moving")).await.unwrap();
+    on_a.release(&k, claim.epoch).await.unwrap();
+    assert_eq!(
+        next(&mut events).await,
+        PlacementEvent::Moved("moving".into())
+    );
+    // Claimed again by a, then taken over by b once a's lease has run out.
+    on_a.claim(&k, Some("moving")).await.unwrap();
+    common::until_expired(&log, "a").await;
+    on_b.claim(&k, Some("moving")).await.unwrap();
+    assert_eq!(
+        next(&mut events).await,
+        PlacementEvent::Moved("moving".into())
+    );
+    listener.abort();
+}

@@ -356,6 +356,7 @@ impl Server {
                 let peers = peers::Peers::new(node.clone(), cluster, config.registry_timeout)
                     .map_err(|e| StartError::Cluster(format!("the HTTP client for peers: {e}")))?;
                 background.push(peers.spawn_refresh(cluster.lease / 3));
+                background.push(peers.spawn_listener(cluster.lease / 4));
                 background.push(tokio::spawn(close_on_lease_loss(
                     node.incarnations(),
                     runtime.clone(),

@@ -1,6 +1,6 @@
 //! The cluster as the instance manager sees it ([`burrow_instance::remote::Cluster`]): where
-//! an actor probably is (a cache of where calls were served, else rendezvous hashing over the
-//! live nodes), whether this node holds its lease, and forwarding over HTTP with the cluster
+//! an actor probably is (a cache of where calls were served, emptied of actors PostgreSQL
+//! reports moved, else rendezvous hashing over the live nodes), whether this node holds its lease, and forwarding over HTTP with the cluster
 //! secret. Nothing here decides ownership — the claim in the log does; a wrong guess costs a
 //! hop.
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use burrow_instance::remote::{Cluster, ClusterFuture, ForwardReply, Forwarded, PROTOCOL_VERSION};
 use burrow_log_postgres::membership::{Node, live_nodes};
+use burrow_log_postgres::notify::PlacementEvent;
 use burrow_runtime::{CallError, ErrorKind};
 use sha2::{Digest, Sha256};
 
@@ -80,6 +81,27 @@ impl Peers {
                 drop(p);
                 tokio::time::sleep(every).await;
             }
+        })
+    }
+
+    /// Forgets remembered places as PostgreSQL reports them moved (LISTEN/NOTIFY on a
+    /// connection of its own), and everything whenever that connection is (re)established —
+    /// notifications sent while it was down are lost. For as long as `self` lives.
+    pub fn spawn_listener(self: &Arc<Self>, retry: Duration) -> tokio::task::JoinHandle<()> {
+        let peers = Arc::downgrade(self);
+        let log = self.node.log().clone();
+        tokio::spawn(async move {
+            burrow_log_postgres::notify::watch(&log, retry, |event| {
+                let Some(p) = peers.upgrade() else {
+                    return false;
+                };
+                match event {
+                    PlacementEvent::Moved(actor) => p.places.invalidate(&actor),
+                    PlacementEvent::Connected => p.places.invalidate_all(),
+                }
+                true
+            })
+            .await;
         })
     }
 
