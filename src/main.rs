@@ -395,8 +395,26 @@ fn print_token(token: &Token) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    // A given secret is all a token needs: the data directory (which may be another host's,
+    // or not exist here) is not touched.
+    if let Some(secret) = &token.secrets.token_secret {
+        if secret.len() < burrow_server::MIN_SECRET_BYTES {
+            eprintln!(
+                "burrow token: {}",
+                burrow_server::KeyError::TooShort {
+                    name: "BURROW_TOKEN_SECRET",
+                    len: secret.len()
+                }
+            );
+            return ExitCode::from(2);
+        }
+        println!(
+            "{}",
+            burrow_server::tokens::issue(secret, &user, token.admin, ttl)
+        );
+        return ExitCode::SUCCESS;
+    }
     let overrides = KeyOverrides {
-        token_secret: token.secrets.token_secret.clone(),
         secrets_key: token.secrets.secrets_key.clone(),
         ..KeyOverrides::default()
     };

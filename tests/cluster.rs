@@ -370,6 +370,12 @@ async fn a_paused_owner_is_deposed_and_acknowledges_nothing_after() {
             >= 1.0,
         "the paused node noticed it lost its lease"
     );
+    // and closed the actors it held under the lost lease.
+    let log = cluster.nodes[owner].as_ref().unwrap().log();
+    assert!(
+        log.contains("the node lost its lease: closed its actors"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -150,3 +150,33 @@ async fn a_node_joins_under_a_new_incarnation_at_each_start_and_leaves_when_stop
         ("left".into(), true)
     );
 }
+
+#[test]
+fn a_token_from_a_given_secret_touches_no_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-created");
+    let token = |secret: &str| {
+        Command::new(env!("CARGO_BIN_EXE_burrow"))
+            .args(["token", "--user", "ann", "--data-dir"])
+            .arg(&data)
+            .current_dir(dir.path())
+            .env("BURROW_TOKEN_SECRET", secret)
+            .env_remove("BURROW_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    let out = token(SECRETS[0].1);
+    assert!(out.status.success(), "{out:?}");
+    let issued = String::from_utf8(out.stdout).unwrap();
+    let caller = burrow::server::tokens::verify(SECRETS[0].1, issued.trim()).expect("valid");
+    assert_eq!(caller.user_id.to_string(), "ann");
+    assert!(!data.exists(), "the data directory was created");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    let out = token("short");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BURROW_TOKEN_SECRET"));
+}

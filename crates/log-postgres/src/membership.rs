@@ -285,6 +285,26 @@ pub async fn live_nodes(log: &PgTurnLog) -> Result<Vec<(String, String)>, LogErr
     .await
 }
 
+/// Whether a node advertising `advertise_url` holds a running lease now, by PostgreSQL's
+/// clock (alive or draining).
+pub async fn lease_running_at(log: &PgTurnLog, advertise_url: &str) -> Result<bool, LogError> {
+    let (db, url) = (log.clone(), advertise_url.to_owned());
+    log.at_home(async move {
+        let client = db.client().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM burrow_node
+                                 WHERE advertise_url = $1 AND status <> 'left'
+                                   AND lease_expires_at > clock_timestamp())",
+                &[&url],
+            )
+            .await
+            .map_err(read)?;
+        Ok(row.get(0))
+    })
+    .await
+}
+
 /// Every node `burrow_node` knows, in id order.
 pub async fn nodes(log: &PgTurnLog) -> Result<Vec<NodeRow>, LogError> {
     let db = log.clone();
@@ -510,6 +530,11 @@ impl Node {
             NodeStatus::Left,
         )
         .await
+    }
+
+    /// The node's lease as its keeper reports it.
+    pub fn leases(&self) -> tokio::sync::watch::Receiver<LeaseState> {
+        self.lease.clone()
     }
 
     /// The node's incarnation as it changes (each change: the lease was lost and the node

@@ -51,7 +51,7 @@ use burrow_restore::AnyRegistry;
 use burrow_runtime::{Durability, Options, Runtime};
 
 pub use error::ApiError;
-pub use keys::{KEYS_FILE, KeyError, KeyOverrides, Keys};
+pub use keys::{KEYS_FILE, KeyError, KeyOverrides, Keys, MIN_SECRET_BYTES};
 pub use limits::HttpLimits;
 
 /// Everything `burrow serve` can be told. Its `Debug` shows no secret: the keys only as
@@ -224,15 +224,27 @@ pub struct Server {
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Closes the runtime's idle actors whenever the node joins again under a new incarnation:
-/// its claims died with the old one, and other nodes may hold those actors already.
-async fn close_on_lease_loss(
-    mut incarnations: tokio::sync::watch::Receiver<u64>,
-    runtime: Runtime,
-) {
-    while incarnations.changed().await.is_ok() {
+/// Closes the runtime's idle actors when the node loses its lease (their claims are over;
+/// other nodes may claim them at once) and again when it has joined under a new incarnation
+/// (actors that were in a turn at the loss).
+async fn close_on_lease_loss(node: Arc<burrow_log_postgres::membership::Node>, runtime: Runtime) {
+    use burrow_log_postgres::membership::LeaseState;
+    let (mut leases, mut incarnations) = (node.leases(), node.incarnations());
+    drop(node);
+    loop {
+        if leases.wait_for(|s| *s == LeaseState::Lost).await.is_err() {
+            return;
+        }
         let closed = runtime.close_idle().await;
         tracing::warn!(closed, "the node lost its lease: closed its actors");
+        if incarnations.changed().await.is_err() {
+            return;
+        }
+        let closed = runtime.close_idle().await;
+        tracing::warn!(
+            closed,
+            "the node joined again: closed the actors left from before"
+        );
     }
 }
 
@@ -358,7 +370,7 @@ impl Server {
                 background.push(peers.spawn_refresh(cluster.lease / 3));
                 background.push(peers.spawn_listener(cluster.lease / 4));
                 background.push(tokio::spawn(close_on_lease_loss(
-                    node.incarnations(),
+                    node.clone(),
                     runtime.clone(),
                 )));
                 instances.with_cluster(peers)

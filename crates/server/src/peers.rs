@@ -27,6 +27,7 @@ pub struct Peers {
     node_id: String,
     advertise_url: String,
     secret: String,
+    lease: Duration,
     http: reqwest::Client,
     /// Where calls for an actor were last served (`None`: here).
     places: moka::sync::Cache<String, Option<String>>,
@@ -59,6 +60,7 @@ impl Peers {
             node_id: config.node_id.clone(),
             advertise_url: config.advertise_url.clone(),
             secret: config.secret.clone(),
+            lease: config.lease,
             http,
             places: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -164,15 +166,21 @@ impl Cluster for Peers {
             let unreachable = |e: String| {
                 CallError::new(ErrorKind::TransientIo, format!("forwarding to {url}: {e}"))
             };
-            let response = self
+            let request = self
                 .http
                 .post(endpoint)
                 .header(SECRET_HEADER, &self.secret)
                 .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
                 .json(&call)
-                .send()
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
+                .send();
+            let response = tokio::select! {
+                sent = request => sent.map_err(|e| unreachable(e.to_string()))?,
+                () = self.holder_gone(url) => {
+                    return Err(unreachable(
+                        "no answer, and its lease ran out: it is paused, cut off or dead".into(),
+                    ));
+                }
+            };
             let status = response.status();
             if !status.is_success() {
                 let body = response.text().await.unwrap_or_default();
@@ -187,6 +195,26 @@ impl Cluster for Peers {
                 .await
                 .map_err(|e| unreachable(format!("reading the reply: {e}")))
         })
+    }
+}
+
+impl Peers {
+    /// Resolves once the node at `url` no longer holds a lease, asked of PostgreSQL every
+    /// quarter of a lease from half a lease on: a forwarded call that takes that long may be
+    /// waiting on a paused node, whose actors can be claimed here once its lease is over
+    /// (anything it does on resuming is fenced). Never resolves while the lease runs.
+    async fn holder_gone(&self, url: &str) {
+        let start = tokio::time::Instant::now() + self.lease / 2;
+        let mut every =
+            tokio::time::interval_at(start, (self.lease / 4).max(Duration::from_millis(10)));
+        loop {
+            every.tick().await;
+            match burrow_log_postgres::membership::lease_running_at(self.node.log(), url).await {
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(e) => tracing::debug!(%url, "asking whether a peer's lease runs: {e}"),
+            }
+        }
     }
 }
 
