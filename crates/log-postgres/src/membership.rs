@@ -498,17 +498,7 @@ impl Node {
     /// its way out) and its actors for the turns in flight, but claims nothing new (its claims
     /// are refused) until it [leaves](Node::leave).
     pub async fn drain(&self) -> Result<(), LogError> {
-        self.task.abort();
-        let Some(node) = self.log.current_node() else {
-            return Ok(());
-        };
-        set_status(
-            &self.log,
-            &node.node_id,
-            node.incarnation as u64,
-            NodeStatus::Draining,
-        )
-        .await
+        self.step_down(NodeStatus::Draining).await
     }
 
     /// The incarnation the node is a member under now.
@@ -519,17 +509,16 @@ impl Node {
     /// Leaves the cluster: stops keeping the lease and marks the current incarnation `left`,
     /// which ends its lease at once, so that other nodes claim its actors without waiting.
     pub async fn leave(&self) -> Result<(), LogError> {
+        self.step_down(NodeStatus::Left).await
+    }
+
+    /// Stops keeping the lease and sets the current incarnation's status.
+    async fn step_down(&self, status: NodeStatus) -> Result<(), LogError> {
         self.task.abort();
         let Some(node) = self.log.current_node() else {
             return Ok(());
         };
-        set_status(
-            &self.log,
-            &node.node_id,
-            node.incarnation as u64,
-            NodeStatus::Left,
-        )
-        .await
+        set_status(&self.log, &node.node_id, node.incarnation as u64, status).await
     }
 
     /// The node's lease as its keeper reports it.

@@ -17,19 +17,10 @@ pub(crate) fn restore_from_log(
     log: Arc<dyn TurnLog>,
     catalog: Arc<CatalogDb>,
 ) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("burrow-catalog-from-log".into())
-        .spawn(move || {
-            let executor = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(executor) => executor,
-                Err(e) => {
-                    tracing::error!("restoring the catalog from the log: {e}");
-                    return;
-                }
-            };
+    crate::log_thread::spawn(
+        "burrow-catalog-from-log",
+        "restoring the catalog from the log",
+        move |executor| {
             for attempt in 1..=ATTEMPTS {
                 match executor.block_on(log.inventory()) {
                     Ok(actors) => {
@@ -65,6 +56,6 @@ pub(crate) fn restore_from_log(
                 }
             }
             tracing::error!("gave up restoring the catalog from the log after {ATTEMPTS} attempts");
-        })
-        .map(drop)
+        },
+    )
 }

@@ -46,6 +46,19 @@ fn log_failure(what: &str, e: LogError) -> CallError {
     }
 }
 
+/// Moves the actor's file aside and records that beside its log.
+fn quarantine_reported(
+    path: &Path,
+    reason: &'static str,
+    clock: &Clock,
+    log: &Arc<dyn TurnLog>,
+    key: &LogKey,
+) -> Result<(), CallError> {
+    let moved_to = crate::quarantine::quarantine(path, reason, clock)?;
+    crate::incident::quarantined(Some(log), key.namespace.clone(), key.id, reason, &moved_to);
+    Ok(())
+}
+
 /// Awaits a log operation for at most `timeout`; a timeout leaves its outcome unknown.
 async fn within<T>(
     timeout: std::time::Duration,
@@ -119,14 +132,7 @@ pub(crate) async fn claim_and_catch_up(
             // The file holds entries of a log that is gone (deleted, or a store restored
             // from an older backup): keep it aside, start over.
             tracing::warn!(namespace = %key.namespace, id = %key.id, ?position, "the actor's file is ahead of an empty log");
-            let moved_to = crate::quarantine::quarantine(path, "ahead_of_log", clock)?;
-            crate::incident::quarantined(
-                Some(log),
-                key.namespace.clone(),
-                key.id,
-                "ahead_of_log",
-                &moved_to,
-            );
+            quarantine_reported(path, "ahead_of_log", clock, log, key)?;
         }
         return Ok(Synced {
             claim,
@@ -170,14 +176,7 @@ pub(crate) async fn claim_and_catch_up(
         }
     }
     if !matches!(local, Local::Missing) {
-        let moved_to = crate::quarantine::quarantine(path, "diverged_from_log", clock)?;
-        crate::incident::quarantined(
-            Some(log),
-            key.namespace.clone(),
-            key.id,
-            "diverged_from_log",
-            &moved_to,
-        );
+        quarantine_reported(path, "diverged_from_log", clock, log, key)?;
     }
     rebuild(log, key, path, durability, head, timeout).await?;
     metrics::counter!("burrow_log_rebuilds_total").increment(1);

@@ -170,13 +170,7 @@ impl AlarmOutcomes {
     /// whichever node finds it orphaned.
     pub(crate) fn elsewhere(&self, d: &Delivery) {
         tracing::debug!(namespace = %d.namespace, id = %d.id, alarm = %d.name, "alarm left to the node that holds its actor");
-        self.catalog.send(CatalogWrite::AlarmDone {
-            namespace: d.namespace.clone(),
-            id: d.id,
-            name: d.name.clone(),
-            due_ms: d.due_ms,
-        });
-        self.finished(d);
+        self.done(d, false);
     }
 
     /// The delivery never reached the handler (full mailbox, runtime shutting down): try again

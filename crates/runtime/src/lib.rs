@@ -83,6 +83,8 @@ mod catalog_db;
 #[cfg(feature = "replicated")]
 mod catalog_from_log;
 #[cfg(feature = "replicated")]
+mod log_thread;
+#[cfg(feature = "replicated")]
 mod orphans;
 
 // Alarms as handlers see them, and the reports of their deliveries.

@@ -42,19 +42,10 @@ pub(crate) fn start(
 ) -> std::io::Result<OrphanSweep> {
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
-    std::thread::Builder::new()
-        .name("burrow-orphan-alarms".into())
-        .spawn(move || {
-            let executor = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(executor) => executor,
-                Err(e) => {
-                    tracing::error!("adopting orphaned alarms: {e}");
-                    return;
-                }
-            };
+    crate::log_thread::spawn(
+        "burrow-orphan-alarms",
+        "adopting orphaned alarms",
+        move |executor| {
             while !stopped.load(Ordering::Acquire) {
                 match executor.block_on(log.orphaned_alarms(clock.now_ms(), BATCH)) {
                     Ok(orphans) => {
@@ -79,6 +70,7 @@ pub(crate) fn start(
                     slept += Duration::from_millis(100);
                 }
             }
-        })?;
+        },
+    )?;
     Ok(OrphanSweep { stop })
 }
