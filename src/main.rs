@@ -109,6 +109,10 @@ struct Serve {
     /// How many uids from the base sandboxes may use.
     #[arg(long, env = "BURROW_SANDBOX_UID_COUNT", default_value_t = SandboxUids::DEFAULT.count)]
     sandbox_uid_count: u32,
+    /// The address sandboxes listen on and are reached at. In a cluster, one that the other
+    /// nodes reach (on a private network: sandboxes check a gateway token, nothing more).
+    #[arg(long, env = "BURROW_SANDBOX_HOST", default_value = "127.0.0.1")]
+    sandbox_host: std::net::IpAddr,
     #[command(flatten)]
     lifecycle: Lifecycle,
     #[command(flatten)]
@@ -454,6 +458,7 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    config.sandbox_host = serve.sandbox_host;
     config.log_retention = Duration::from_secs(serve.log_retention_secs);
     config.cluster = match serve.cluster.config() {
         Ok(cluster) => cluster,

@@ -88,6 +88,8 @@ pub struct ServerConfig {
     /// The uids sandboxes run under, one per volume (`None`: the server's own). The default
     /// is [`SandboxUids::DEFAULT`] when the server runs as root, none otherwise.
     pub sandbox_uids: Option<SandboxUids>,
+    /// The address sandboxes listen on and are reached at (default `127.0.0.1`).
+    pub sandbox_host: std::net::IpAddr,
     /// Run as a node of a cluster (needs replicated durability and PostgreSQL).
     pub cluster: Option<cluster::ClusterConfig>,
 }
@@ -111,6 +113,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("durability", &self.durability)
             .field("limits", &self.limits)
             .field("sandbox_uids", &self.sandbox_uids)
+            .field("sandbox_host", &self.sandbox_host)
             .field("cluster", &self.cluster)
             .finish()
     }
@@ -138,6 +141,7 @@ impl ServerConfig {
             sandbox_uids: nix::unistd::Uid::effective()
                 .is_root()
                 .then_some(SandboxUids::DEFAULT),
+            sandbox_host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             cluster: None,
         }
     }
@@ -349,6 +353,7 @@ impl Server {
             config.sandbox_command.clone(),
         );
         sandboxes.uids = config.sandbox_uids;
+        sandboxes.host = config.sandbox_host;
         let provider = LocalProvider::new(sandboxes)?;
         let instances = Instances::open(
             &runtime,

@@ -23,7 +23,7 @@
 use burrow_state::now_ms;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,9 @@ pub struct LocalProviderConfig {
     /// Run each volume's sandboxes under a uid of its own from this range (needs root; default
     /// none: sandboxes run as the server's user).
     pub uids: Option<SandboxUids>,
+    /// The address sandboxes listen on, and where they are reached (default `127.0.0.1`; in a
+    /// cluster, one the other nodes can reach, on a private network).
+    pub host: IpAddr,
 }
 
 impl LocalProviderConfig {
@@ -67,6 +70,7 @@ impl LocalProviderConfig {
             stop_timeout: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(2),
             uids: None,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 }
@@ -99,7 +103,14 @@ struct Record {
     /// The process's start time in clock ticks since boot, from /proc.
     pid_started: Option<u64>,
     port: Option<u16>,
+    /// The address the process listens on (records from before it was kept: loopback).
+    #[serde(default = "loopback")]
+    host: IpAddr,
     destroying: bool,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
 impl Record {
@@ -130,7 +141,7 @@ impl Record {
             address: self
                 .port
                 .filter(|_| alive)
-                .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
+                .map(|p| SocketAddr::new(self.host, p)),
         }
     }
 }
@@ -326,6 +337,8 @@ impl LocalProvider {
             .arg(&volume)
             .arg("--port-file")
             .arg(&port_file)
+            .arg("--listen")
+            .arg(SocketAddr::new(config.host, 0).to_string())
             .args(
                 run_as
                     .iter()
@@ -350,6 +363,7 @@ impl LocalProvider {
         record.pid = Some(pid);
         record.pid_started = start_time(pid);
         record.port = None;
+        record.host = config.host;
         // Reap the process whenever it exits, so that it never lingers as a zombie.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -426,6 +440,7 @@ impl SandboxProvider for LocalProvider {
             pid: None,
             pid_started: None,
             port: None,
+            host: self.inner.config.host,
             destroying: false,
         };
         std::fs::create_dir_all(self.volume_path(&record.volume_id))
@@ -504,7 +519,11 @@ impl SandboxProvider for LocalProvider {
         let (Some(_), Some(port)) = (record.running_pid(), record.port) else {
             return Ok(false);
         };
-        let url = format!("http://127.0.0.1:{port}{}", burrow_sandbox::HEALTH_PATH);
+        let url = format!(
+            "http://{}{}",
+            SocketAddr::new(record.host, port),
+            burrow_sandbox::HEALTH_PATH
+        );
         let Ok(response) = self.inner.http.get(url).send().await else {
             return Ok(false);
         };
