@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::time::{Duration, Instant};
 
 use burrow::identity::{InstanceId, UserId};

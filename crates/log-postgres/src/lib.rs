@@ -46,6 +46,7 @@ use tokio_postgres::NoTls;
 
 mod batch;
 mod claims;
+pub mod machines;
 pub mod membership;
 pub mod notify;
 mod placement;

@@ -10,7 +10,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use burrow_instance::{Instances, LocalProvider};
+use burrow_instance::Instances;
+use burrow_instance::provider::ClusterProvider;
 use burrow_restore::AnyRegistry;
 use burrow_runtime::Runtime;
 use hyper_util::client::legacy::Client;
@@ -25,7 +26,7 @@ use crate::keys::Keys;
 /// What every route shares.
 pub struct AppState {
     /// The instance actors.
-    pub instances: Instances<LocalProvider>,
+    pub instances: Instances<ClusterProvider>,
     /// The registry.
     pub registry: AnyRegistry,
     /// The runtime (catalog queries).
@@ -91,6 +92,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/_burrow/actors/{namespace}/{id}/call",
             post(crate::internal::call),
+        )
+        .route(
+            "/_burrow/machines/{id}/{op}",
+            post(crate::machines::internal),
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))

@@ -1,5 +1,6 @@
 //! The internal endpoint other nodes of a cluster forward calls to:
-//! `POST /_burrow/actors/{namespace}/{id}/call`. Authenticated with the cluster secret only
+//! `POST /_burrow/actors/{namespace}/{id}/call` (and the authentication every internal
+//! endpoint shares; the machines API is in `machines.rs`). Authenticated with the cluster secret only
 //! (the edge node authenticated the user and checked ownership); not encrypted, so nodes must
 //! talk over a private network. See `docs/CLUSTER.md`.
 
@@ -24,7 +25,25 @@ pub async fn call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ForwardReply>, ApiError> {
-    // Outside a cluster there is no such endpoint.
+    authenticate(&state, &headers)?;
+    if namespace != burrow_instance::NAMESPACE {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "Not found")
+            .details(format!("no namespace {namespace:?} takes forwarded calls")));
+    }
+    let name: ActorName = id
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("actor name {id:?}: {e}")))?;
+    let call: Forwarded = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("a forwarded call: {e}")))?;
+    if call.version != PROTOCOL_VERSION {
+        return Err(version_refused(Some(call.version)));
+    }
+    Ok(Json(state.instances.serve_forwarded(&name, call).await))
+}
+
+/// Checks that an internal request comes from a node of this cluster (the cluster secret) and
+/// speaks this node's protocol version. Outside a cluster there are no internal endpoints.
+pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(secret) = state.cluster_secret.as_deref() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "Not found"));
     };
@@ -43,19 +62,7 @@ pub async fn call(
     if version != Some(PROTOCOL_VERSION) {
         return Err(version_refused(version));
     }
-    if namespace != burrow_instance::NAMESPACE {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "Not found")
-            .details(format!("no namespace {namespace:?} takes forwarded calls")));
-    }
-    let name: ActorName = id
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("actor name {id:?}: {e}")))?;
-    let call: Forwarded = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("a forwarded call: {e}")))?;
-    if call.version != PROTOCOL_VERSION {
-        return Err(version_refused(Some(call.version)));
-    }
-    Ok(Json(state.instances.serve_forwarded(&name, call).await))
+    Ok(())
 }
 
 fn version_refused(version: Option<u32>) -> ApiError {

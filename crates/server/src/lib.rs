@@ -29,6 +29,7 @@ mod internal;
 mod keys;
 mod limits;
 mod lookups;
+pub mod machines;
 mod paging;
 pub mod peers;
 mod platform;
@@ -354,7 +355,18 @@ impl Server {
         );
         sandboxes.uids = config.sandbox_uids;
         sandboxes.host = config.sandbox_host;
-        let provider = LocalProvider::new(sandboxes)?;
+        let local = LocalProvider::new(sandboxes)?;
+        // In a cluster, machines are recorded in PostgreSQL and other nodes' are reached there.
+        let book = match (&node, &config.cluster) {
+            (Some(node), Some(cluster)) => Some(Arc::new(machines::PgMachineBook::new(
+                node.log().clone(),
+                cluster.secret.clone(),
+                config.registry_timeout,
+            ))
+                as Arc<dyn burrow_instance::provider::MachineBook>),
+            _ => None,
+        };
+        let provider = burrow_instance::provider::ClusterProvider::new(local, book);
         let instances = Instances::open(
             &runtime,
             Settings {
@@ -378,6 +390,11 @@ impl Server {
                     node.clone(),
                     runtime.clone(),
                 )));
+                // What was asked of this node's machines while it was gone is done now.
+                let (log, settling) = (node.log().clone(), instances.provider().clone());
+                background.push(tokio::spawn(async move {
+                    machines::settle(&log, &settling).await;
+                }));
                 instances.with_cluster(peers)
             }
             _ => instances,

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use burrow_identity::{ActorName, InstanceId, OrgId, UserId};
-use burrow_instance::{InstanceRef, LocalProvider, Provision, Restarted};
+use burrow_instance::provider::ClusterProvider;
+use burrow_instance::{InstanceRef, Provision, Restarted};
 use burrow_restore::{MarkOutcome, Registry as _};
 use serde::Deserialize;
 use serde_json::json;
@@ -79,7 +80,7 @@ async fn target(
     query: &InstanceQuery,
     body_user: Option<&str>,
     body_instance: Option<&str>,
-) -> Result<(ActorName, InstanceRef<LocalProvider>, UserId), ApiError> {
+) -> Result<(ActorName, InstanceRef<ClusterProvider>, UserId), ApiError> {
     let id = match (query.instance_id.as_deref(), body_instance) {
         (Some(q), Some(b)) if q != b => {
             return Err(ApiError::bad_request(
@@ -274,7 +275,7 @@ async fn destroy(
 pub(crate) async fn destroy_instance(
     state: Arc<AppState>,
     name: ActorName,
-    handle: InstanceRef<LocalProvider>,
+    handle: InstanceRef<ClusterProvider>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     tokio::spawn(async move { destroy_to_the_end(&state, &name, &handle).await })
         .await
@@ -286,7 +287,7 @@ pub(crate) async fn destroy_instance(
 async fn destroy_to_the_end(
     state: &AppState,
     name: &ActorName,
-    handle: &InstanceRef<LocalProvider>,
+    handle: &InstanceRef<ClusterProvider>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let row_id: Option<InstanceId> = match name {
         ActorName::Instance(id) => Some(*id),

@@ -3,7 +3,8 @@
 
 use axum::http::StatusCode;
 use burrow_identity::{ActorName, InstanceId, UserId};
-use burrow_instance::{InstanceError, InstanceRef, LocalProvider};
+use burrow_instance::provider::ClusterProvider;
+use burrow_instance::{InstanceError, InstanceRef};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -78,7 +79,7 @@ pub async fn instance(
     scope: Scope,
     owner: &UserId,
     id: Option<InstanceId>,
-) -> Result<(ActorName, InstanceRef<LocalProvider>), ApiError> {
+) -> Result<(ActorName, InstanceRef<ClusterProvider>), ApiError> {
     let name = match id {
         None => ActorName::Legacy(owner.clone()),
         Some(id) => ActorName::Instance(id),
@@ -97,7 +98,7 @@ pub async fn instance(
 pub async fn any_instance(
     state: &AppState,
     id: InstanceId,
-) -> Result<(ActorName, InstanceRef<LocalProvider>, UserId), ApiError> {
+) -> Result<(ActorName, InstanceRef<ClusterProvider>, UserId), ApiError> {
     let name = ActorName::Instance(id);
     let owner = owner_of(state, &name, None)
         .await?

@@ -211,6 +211,29 @@ impl LocalProvider {
             .and_then(|p| u32::try_from(p).ok())
     }
 
+    /// Whether this provider has a record of the machine (running or not).
+    pub fn hosts(&self, machine_id: &MachineId) -> bool {
+        check_id('m', machine_id.as_str()).is_ok()
+            && self
+                .machine_dir(machine_id.as_str())
+                .join("machine.json")
+                .exists()
+    }
+
+    /// One health probe of the sandbox at `address`: it answers its health check as the
+    /// sandbox `sandbox_id` (not whatever took its port over).
+    pub(crate) async fn probe(&self, address: SocketAddr, sandbox_id: &SandboxId) -> bool {
+        let url = format!("http://{address}{}", burrow_sandbox::HEALTH_PATH);
+        let Ok(response) = self.inner.http.get(url).send().await else {
+            return false;
+        };
+        if !response.status().is_success() {
+            return false;
+        }
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        body["sandboxId"].as_str() == Some(sandbox_id.to_string().as_str())
+    }
+
     /// The folder of a volume.
     pub fn volume_path(&self, volume_id: &VolumeId) -> PathBuf {
         self.inner
@@ -519,20 +542,12 @@ impl SandboxProvider for LocalProvider {
         let (Some(_), Some(port)) = (record.running_pid(), record.port) else {
             return Ok(false);
         };
-        let url = format!(
-            "http://{}{}",
-            SocketAddr::new(record.host, port),
-            burrow_sandbox::HEALTH_PATH
-        );
-        let Ok(response) = self.inner.http.get(url).send().await else {
-            return Ok(false);
-        };
-        if !response.status().is_success() {
-            return Ok(false);
-        }
-        // The port must be served by this sandbox, not by whatever took it over.
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        Ok(body["sandboxId"].as_str() == Some(record.labels.sandbox_id.to_string().as_str()))
+        Ok(self
+            .probe(
+                SocketAddr::new(record.host, port),
+                &record.labels.sandbox_id,
+            )
+            .await)
     }
 
     async fn delete_machine(&self, machine_id: &MachineId) -> Result<(), ProviderError> {

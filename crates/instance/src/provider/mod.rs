@@ -1,6 +1,7 @@
 //! Where sandboxes come from: the [`SandboxProvider`] trait and the default
 //! [`LocalProvider`], which runs each sandbox as a local process.
 
+mod cluster;
 mod local;
 mod proc;
 mod uids;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use burrow_identity::{MachineId, OrgId, SandboxId, UserId, VolumeId};
 use serde::{Deserialize, Serialize};
 
+pub use cluster::{BookFuture, ClusterProvider, Hosted, MachineBook, MachineOp};
 pub use local::{LocalProvider, LocalProviderConfig};
 pub use uids::SandboxUids;
 
