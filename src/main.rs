@@ -458,6 +458,13 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if serve.sandbox_host.is_unspecified() {
+        eprintln!(
+            "burrow serve: --sandbox-host {} is not an address sandboxes can be reached at: give this host's address (127.0.0.1 by default, or one other nodes reach)",
+            serve.sandbox_host
+        );
+        return ExitCode::from(2);
+    }
     config.sandbox_host = serve.sandbox_host;
     config.log_retention = Duration::from_secs(serve.log_retention_secs);
     config.cluster = match serve.cluster.config() {

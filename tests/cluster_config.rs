@@ -180,3 +180,24 @@ fn a_token_from_a_given_secret_touches_no_data_directory() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("BURROW_TOKEN_SECRET"));
 }
+
+#[test]
+fn a_sandbox_host_nobody_can_reach_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_burrow"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sandbox-host",
+            "0.0.0.0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env_remove("BURROW_SANDBOX_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--sandbox-host 0.0.0.0"), "{stderr}");
+}

@@ -229,3 +229,28 @@ async fn stop_and_destroy_through_other_nodes_reach_the_host_even_after_it_was_d
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_paused_host_removes_its_orphan_when_it_rejoins() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let cluster = Cluster::start_with(&LIFECYCLE).await;
+    let instance = InstanceId::new_random();
+    assert_eq!(cluster.provision(0, &instance).await, 201);
+    until_status(&cluster, 0, &instance, "running").await;
+    let host = processes(&cluster, &instance)[0].0;
+    let other = (host + 1) % 3;
+    // Paused past its lease: its sandbox is not trusted any more and is replaced.
+    let paused = cluster.nodes[host].as_ref().unwrap();
+    paused.signal(nix::sys::signal::Signal::SIGSTOP);
+    until_status(&cluster, other, &instance, "stopped").await;
+    platform(&cluster, other, "start", &instance).await;
+    until_status(&cluster, other, &instance, "running").await;
+    assert_eq!(processes(&cluster, &instance).len(), 2);
+    // Resumed, it finds its lease lost, joins again, and removes the orphan.
+    paused.signal(nix::sys::signal::Signal::SIGCONT);
+    until("the orphan removed", || async {
+        processes(&cluster, &instance).len() == 1
+    })
+    .await;
+    assert_ne!(processes(&cluster, &instance)[0].0, host);
+}

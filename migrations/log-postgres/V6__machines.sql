@@ -17,4 +17,4 @@ CREATE TABLE burrow_machine (
 );
 
 CREATE INDEX burrow_machine_by_labels ON burrow_machine (user_id, sandbox_id);
-CREATE INDEX burrow_machine_by_node ON burrow_machine (node_id) WHERE wanted <> 'kept';
+CREATE INDEX burrow_machine_by_node ON burrow_machine (node_id);

@@ -208,8 +208,8 @@ impl PgTurnLog {
         .await
     }
 
-    /// This node's machines with something wanted of them (after it rejoins).
-    pub async fn machines_wanted_here(&self) -> Result<Vec<(String, Wanted)>, LogError> {
+    /// Every machine recorded as this node's, with what is wanted of it (after it rejoins).
+    pub async fn machines_here(&self) -> Result<Vec<(String, Wanted)>, LogError> {
         let Some(node) = self.current_node() else {
             return Ok(Vec::new());
         };
@@ -218,8 +218,7 @@ impl PgTurnLog {
             let client = db.client().await?;
             let rows = client
                 .query(
-                    "SELECT machine_id, wanted FROM burrow_machine
-                      WHERE node_id = $1 AND wanted <> 'kept'",
+                    "SELECT machine_id, wanted FROM burrow_machine WHERE node_id = $1",
                     &[&node.node_id],
                 )
                 .await

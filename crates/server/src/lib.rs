@@ -390,10 +390,17 @@ impl Server {
                     node.clone(),
                     runtime.clone(),
                 )));
-                // What was asked of this node's machines while it was gone is done now.
+                // What was asked of this node's machines while it was gone is done now, and
+                // again whenever it rejoins after losing its lease.
                 let (log, settling) = (node.log().clone(), instances.provider().clone());
+                let mut incarnations = node.incarnations();
                 background.push(tokio::spawn(async move {
-                    machines::settle(&log, &settling).await;
+                    loop {
+                        machines::settle(&log, &settling).await;
+                        if incarnations.changed().await.is_err() {
+                            return;
+                        }
+                    }
                 }));
                 instances.with_cluster(peers)
             }

@@ -11,8 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use burrow_identity::MachineId;
 use burrow_instance::provider::{
-    BookFuture, Hosted, Labels, Machine, MachineBook, MachineOp, MachineState, ProviderError,
-    SandboxProvider as _,
+    BookFuture, ClusterProvider, Hosted, Labels, Machine, MachineBook, MachineOp, MachineState,
+    ProviderError, SandboxProvider as _,
 };
 use burrow_instance::remote::PROTOCOL_VERSION;
 use burrow_log_postgres::PgTurnLog;
@@ -202,26 +202,33 @@ impl MachineBook for PgMachineBook {
 }
 
 /// What this node was asked to do with its machines while it could not be asked: carried out
-/// when it (re)joins, then every machine it hosts is recorded again.
-pub async fn settle(log: &PgTurnLog, provider: &burrow_instance::provider::ClusterProvider) {
-    let wanted = match log.machines_wanted_here().await {
-        Ok(wanted) => wanted,
+/// when it starts or rejoins; then every machine it hosts is recorded again, and records of
+/// machines it no longer has (its data directory was lost) are dropped.
+pub async fn settle(log: &PgTurnLog, provider: &ClusterProvider) {
+    let recorded = match log.machines_here().await {
+        Ok(recorded) => recorded,
         Err(e) => {
-            tracing::warn!("reading what is wanted of this node's machines: {e}");
+            tracing::warn!("reading this node's machines: {e}");
             return;
         }
     };
-    let ops: Vec<(MachineId, MachineOp)> = wanted
-        .into_iter()
-        .filter_map(|(id, wanted)| {
-            let op = match wanted {
-                Wanted::Stopped => MachineOp::Stop,
-                Wanted::Deleted => MachineOp::Delete,
-                Wanted::Kept => return None,
-            };
-            id.parse().ok().map(|id| (id, op))
-        })
-        .collect();
+    let mut ops = Vec::new();
+    for (id, wanted) in recorded {
+        let Ok(id) = id.parse::<MachineId>() else {
+            continue;
+        };
+        if !provider.local().hosts(&id) {
+            if let Err(e) = log.forget_machine(id.as_str()).await {
+                tracing::warn!(machine = %id, "forgetting a machine this node no longer has: {e}");
+            }
+            continue;
+        }
+        match wanted {
+            Wanted::Stopped => ops.push((id, MachineOp::Stop)),
+            Wanted::Deleted => ops.push((id, MachineOp::Delete)),
+            Wanted::Kept => {}
+        }
+    }
     match provider.settle(&ops).await {
         Ok(done) => tracing::info!(done, "settled this node's machines"),
         Err(e) => tracing::warn!("settling this node's machines: {e}"),
