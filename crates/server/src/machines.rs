@@ -1,6 +1,6 @@
 //! The cluster's machine book over PostgreSQL and the internal machines API
 //! (`POST /_burrow/machines/{id}/{start|stop|delete}` on the hosting node), for
-//! [`ClusterProvider`](burrow_instance::provider::ClusterProvider). See `docs/CLUSTER.md`.
+//! [`ClusterProvider`]. See `docs/CLUSTER.md`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
