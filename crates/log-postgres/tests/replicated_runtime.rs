@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_log_postgres::PgTurnLog;
+use burrow_log_postgres::views::{IncidentKind, IncidentRow};
 use burrow_runtime::turn_log::{LogKey, TurnLog};
 use burrow_runtime::{ActorId, ErrorKind, Options, Runtime};
 use burrow_testkit::pg::fresh_database;
@@ -164,33 +165,39 @@ async fn a_file_with_writes_the_log_never_took_is_quarantined_and_rebuilt() {
     );
     // And recorded beside the log, where a cluster's operators list it.
     let id = ns.id_from_name("alice").to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let row = recorded_incident(&db, IncidentKind::Quarantined, &id).await;
+    match &row.incident {
+        burrow_runtime::turn_log::Incident::Quarantined { reason, moved_to } => {
+            assert_eq!(reason, "diverged_from_log");
+            assert!(
+                std::path::Path::new(moved_to).exists(),
+                "{moved_to} is where the file went"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Waits (up to 20 s: incidents are recorded in the background) for the first incident of
+/// `kind` recorded for the actor `id`.
+async fn recorded_incident(
+    db: &burrow_testkit::pg::TestDatabase,
+    kind: IncidentKind,
+    id: &str,
+) -> IncidentRow {
     let pg = PgTurnLog::connect(db.url(), Duration::from_secs(3))
         .await
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let rows = pg
-            .incidents(
-                burrow_log_postgres::views::IncidentKind::Quarantined,
-                None,
-                100,
-            )
-            .await
-            .unwrap();
-        if let Some(row) = rows.iter().find(|r| r.actor_id == id) {
-            match &row.incident {
-                burrow_runtime::turn_log::Incident::Quarantined { reason, moved_to } => {
-                    assert_eq!(reason, "diverged_from_log");
-                    assert!(
-                        std::path::Path::new(moved_to).exists(),
-                        "{moved_to} is where the file went"
-                    );
-                }
-                other => panic!("{other:?}"),
-            }
-            break;
+        let rows = pg.incidents(kind, None, 100).await.unwrap();
+        if let Some(row) = rows.into_iter().find(|r| r.actor_id == id) {
+            return row;
         }
-        assert!(std::time::Instant::now() < deadline, "no incident recorded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind:?} incident recorded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -624,29 +631,8 @@ async fn a_dead_lettered_alarm_is_recorded_beside_the_log() {
         .call(common::Remind("failing".into(), Duration::ZERO))
         .await
         .unwrap();
-    let pg = PgTurnLog::connect(db.url(), Duration::from_secs(3))
-        .await
-        .unwrap();
     let id = ns.id_from_name("alice").to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let row = loop {
-        let rows = pg
-            .incidents(
-                burrow_log_postgres::views::IncidentKind::DeadAlarm,
-                None,
-                100,
-            )
-            .await
-            .unwrap();
-        if let Some(row) = rows.into_iter().find(|r| r.actor_id == id) {
-            break row;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no dead letter recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let row = recorded_incident(&db, IncidentKind::DeadAlarm, &id).await;
     match row.incident {
         burrow_runtime::turn_log::Incident::DeadAlarm {
             name,
