@@ -263,8 +263,8 @@ impl PgTurnLog {
     }
 
     /// Moves this log's claims (and those of its clones) to `member`'s incarnation of the same
-    /// node, after the node joined again.
-    pub(crate) fn rebind(&self, member: &membership::Member) {
+    /// node, after the node joined again ([`membership::Node`] does this by itself).
+    pub fn rebind(&self, member: &membership::Member) {
         if let Some(node) = &self.node {
             let mut node = node.write().unwrap_or_else(|e| e.into_inner());
             node.incarnation = member.incarnation() as i64;
@@ -487,6 +487,10 @@ impl TurnLog for PgTurnLog {
         };
         let (log, key) = (self.clone(), key.clone());
         Box::pin(self.at_home(async move { placement::release(&log, &node, &key, epoch).await }))
+    }
+
+    fn generation(&self) -> u64 {
+        self.current_node().map_or(0, |n| n.incarnation as u64)
     }
 
     fn record_incident<'a>(&'a self, key: &'a LogKey, incident: &'a Incident) -> LogFuture<'a, ()> {

@@ -340,3 +340,53 @@ async fn releases_and_takeovers_are_announced_to_listeners() {
     );
     listener.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_from_before_its_node_joined_again_never_serves_a_stale_read() {
+    use common::{Add, Read, open_with};
+    let (_db, log) = base().await;
+    let lease = Duration::from_secs(30);
+    let (_a, on_a) = join(&log, "a", lease).await;
+    let (_b, on_b) = join(&log, "b", lease).await;
+    let a_log = on_a.clone();
+    let (on_a, on_b): (Arc<dyn TurnLog>, Arc<dyn TurnLog>) = (Arc::new(on_a), Arc::new(on_b));
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (runtime_a, ns_a) = open_with(dir_a.path(), &on_a, |o| o);
+    let (runtime_b, ns_b) = open_with(dir_b.path(), &on_b, |o| o);
+    ns_a.get_by_name("alice")
+        .call(Add("on a".into()))
+        .await
+        .unwrap();
+    // a joins again under a new incarnation while its activation stays resident (as one in a
+    // turn at the moment of the loss would): its claim died with the old incarnation...
+    let again = Member::join(
+        &log,
+        NodeConfig {
+            node_id: "a".into(),
+            advertise_url: "http://a.internal:7000".into(),
+            lease,
+        },
+    )
+    .await
+    .unwrap();
+    a_log.rebind(&again);
+    // ...so b may take the actor over and acknowledge a write.
+    assert_eq!(
+        ns_b.get_by_name("alice")
+            .call(Add("on b".into()))
+            .await
+            .unwrap(),
+        2
+    );
+    // a's old activation must not answer from what it held: it is closed and the actor
+    // claimed again, which b's live claim refuses.
+    match ns_a.get_by_name("alice").call(Read).await {
+        Ok((items, _)) => assert!(
+            items.contains(&"on b".to_string()),
+            "a stale read from an activation that outlived its claim: {items:?}"
+        ),
+        Err(e) => assert_eq!(e.kind(), burrow_runtime::ErrorKind::ActiveElsewhere, "{e}"),
+    }
+    runtime_a.shutdown(Duration::from_secs(5)).await;
+    runtime_b.shutdown(Duration::from_secs(5)).await;
+}

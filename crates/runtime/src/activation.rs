@@ -51,6 +51,9 @@ pub(crate) async fn activate_with_log<A: Actor>(
         let path = a.actor_type.path_for(&a.id);
         let (timeout, durability) = (a.services.append_timeout, a.services.durability);
         let name = a.name.clone();
+        // Read before the claim: a rejoin in between makes the activation look older than it
+        // is (it is then claimed again), never younger.
+        let generation = log.generation();
         let synced = claim_and_catch_up(
             &log,
             &key,
@@ -70,7 +73,16 @@ pub(crate) async fn activate_with_log<A: Actor>(
         let max_image = a.services.snapshots.max_image_bytes;
         let services = a.services.clone();
         let mut live = activate(a)?;
-        start_or_resume(live.storage_mut(), &log, &key, &synced, timeout, max_image).await?;
+        start_or_resume(
+            live.storage_mut(),
+            &log,
+            &key,
+            &synced,
+            timeout,
+            max_image,
+            generation,
+        )
+        .await?;
         if !synced.start_log {
             adopt_alarms(&services, &key, live.storage_mut());
         }

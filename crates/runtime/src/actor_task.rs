@@ -98,11 +98,16 @@ async fn run_actor<A: Actor>(
         };
         slot.busy.set(true);
         slot.trimmed.set(false);
-        let state = slot.state.borrow_mut().take();
+        let state = slot.state.borrow_mut().take().map(|state| {
+            state
+                .downcast::<Live<A>>()
+                .expect("a slot holds its namespace's actor")
+        });
+        // An activation claimed under an earlier generation of the log (its node lost its
+        // lease and joined again) must not serve: it is closed and the actor claimed again.
+        let state = state.filter(|live| !live.outlived_its_claim(&shard.services));
         let mut live: Box<Live<A>> = match state {
-            Some(state) => state
-                .downcast()
-                .expect("a slot holds its namespace's actor"),
+            Some(live) => live,
             None => match activate_with_log(Activation {
                 actor_type: &actor_type,
                 id,

@@ -310,11 +310,13 @@ pub(crate) async fn start_or_resume(
     synced: &Synced,
     timeout: std::time::Duration,
     max_image_bytes: u64,
+    generation: u64,
 ) -> Result<(), CallError> {
     let epoch = synced.claim.epoch;
     if !synced.start_log {
         let since = synced.claim.head.seq - synced.claim.snapshot.unwrap_or(0);
         storage.set_cursor(Cursor {
+            generation,
             epoch,
             position: synced.claim.head,
             since_image: (since, 0),
@@ -367,6 +369,7 @@ pub(crate) async fn start_or_resume(
     match started {
         Ok(head) => {
             storage.set_cursor(Cursor {
+                generation,
                 epoch,
                 position: head,
                 since_image: (0, 0),

@@ -106,6 +106,7 @@ pub(crate) async fn append_changes(
                 metrics::counter!("burrow_log_images_total").increment(1);
             }
             storage.set_cursor(Cursor {
+                generation: cursor.generation,
                 epoch: cursor.epoch,
                 position: head,
                 since_image,

@@ -97,6 +97,21 @@ impl<A: Actor> Live<A> {
         self.ctx.storage.trim();
     }
 
+    /// Whether the actor was claimed under a generation of the log that is over (see
+    /// [`TurnLog::generation`](crate::turn_log::TurnLog::generation)).
+    pub(crate) fn outlived_its_claim(&self, services: &crate::services::ShardServices) -> bool {
+        #[cfg(feature = "replicated")]
+        if let (Some(log), Some(cursor)) = (&services.log, self.ctx.storage.cursor())
+            && cursor.generation != log.generation()
+        {
+            metrics::counter!("burrow_activations_outlived_total").increment(1);
+            tracing::info!(id = %self.ctx.info.id(), "closing an activation claimed under an earlier incarnation of its node");
+            return true;
+        }
+        let _ = services;
+        false
+    }
+
     /// The actor's file, for the activation's last steps.
     #[cfg(feature = "replicated")]
     pub(crate) fn storage_mut(&mut self) -> &mut crate::storage::Storage {

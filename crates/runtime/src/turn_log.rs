@@ -365,6 +365,14 @@ pub trait TurnLog: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// The generation claims are made under now: in a cluster, the node's incarnation (it
+    /// changes when the node joins again after losing its lease). An activation claimed under
+    /// another generation must not serve: the actor may have been claimed elsewhere since, and
+    /// a read from it could be stale. `0` where claims do not belong to nodes.
+    fn generation(&self) -> u64 {
+        0
+    }
+
     /// Records an [`Incident`] of the actor (best effort: the runtime logs a failure and goes
     /// on). A no-op by default.
     fn record_incident<'a>(&'a self, key: &'a LogKey, incident: &'a Incident) -> LogFuture<'a, ()> {

@@ -23,6 +23,10 @@ self_cell::self_cell!(
 /// Where this activation appends: its epoch, and the log's head as of its last commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cursor {
+    /// The log's generation when the actor was claimed ([`TurnLog::generation`]).
+    ///
+    /// [`TurnLog::generation`]: crate::turn_log::TurnLog::generation
+    pub generation: u64,
     pub epoch: u64,
     pub position: Position,
     /// Patchset entries, and their bytes, since the latest image (bytes counted from this
