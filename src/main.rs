@@ -489,6 +489,9 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
         (asked, _) => asked.unwrap_or_default(),
     };
     let (config_cluster, config_durability) = (config.cluster.clone(), config.durability);
+    // Listened for before the server answers anything: a SIGTERM sent as soon as it is up
+    // (a supervisor, a test) must drain it, not kill it with the default action.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -520,8 +523,6 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
         );
     }
     let signal = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match &mut term { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
