@@ -98,6 +98,7 @@ fn hosted_of(h: HostedMachine) -> Result<Hosted, ProviderError> {
             address: h.row.address.as_deref().and_then(|a| a.parse().ok()),
         },
         node_id: h.node_id,
+        node_url: h.node_url,
         host_alive: h.host_alive,
     })
 }
@@ -151,12 +152,9 @@ impl MachineBook for PgMachineBook {
     fn ask<'a>(&'a self, hosted: &'a Hosted, op: MachineOp) -> BookFuture<'a, Option<Machine>> {
         Box::pin(async move {
             let id = &hosted.machine.id;
-            let url = self
-                .log
-                .machine(id.as_str())
-                .await
-                .map_err(|e| failed("finding the machine", e))?
-                .and_then(|h| h.node_url)
+            let url = hosted
+                .node_url
+                .as_deref()
                 .ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
             let (verb, body) = match &op {
                 MachineOp::Start(env) => ("start", json!({ "env": env })),
@@ -262,10 +260,7 @@ pub async fn internal(
             provider.start(&id, body.env).await.map(drop)
         }
         "stop" => provider.stop(&id).await,
-        "delete" => provider
-            .settle(&[(id.clone(), MachineOp::Delete)])
-            .await
-            .map(drop),
+        "delete" => provider.delete_here(&id).await,
         other => {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "Not found")
                 .details(format!("no machine operation {other:?}")));

@@ -26,6 +26,8 @@ pub struct Hosted {
     pub machine: Machine,
     /// The hosting node.
     pub node_id: String,
+    /// Where that node takes internal calls.
+    pub node_url: Option<String>,
     /// Whether that node holds a running lease now.
     pub host_alive: bool,
 }
@@ -114,6 +116,18 @@ impl ClusterProvider {
         Ok(machine)
     }
 
+    /// Deletes a machine this node hosts, with its volume, and forgets its record.
+    pub async fn delete_here(&self, id: &MachineId) -> Result<(), ProviderError> {
+        if let Some(m) = self.local.get(id).await? {
+            self.local.delete_machine(id).await?;
+            self.local.delete_volume(&m.volume_id).await?;
+        }
+        if let Some(book) = &self.book {
+            book.forget(id).await?;
+        }
+        Ok(())
+    }
+
     /// Carries out what was wanted of this node's machines while it could not be asked, and
     /// records the others again (their state and address after a restart). Returns how many
     /// were stopped or deleted.
@@ -121,19 +135,11 @@ impl ClusterProvider {
         let mut done = 0;
         for (id, op) in wanted {
             match op {
+                MachineOp::Delete => self.delete_here(id).await?,
                 MachineOp::Stop => {
                     self.local.stop(id).await?;
                     if let Some(m) = self.local.get(id).await? {
                         self.recorded(m, true).await?;
-                    }
-                }
-                MachineOp::Delete => {
-                    if let Some(m) = self.local.get(id).await? {
-                        self.local.delete_machine(id).await?;
-                        self.local.delete_volume(&m.volume_id).await?;
-                    }
-                    if let Some(book) = &self.book {
-                        book.forget(id).await?;
                     }
                 }
                 MachineOp::Start(_) => continue,
