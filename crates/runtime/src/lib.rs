@@ -141,6 +141,8 @@ pub mod guide {}
 pub use actor::{Actor, ActorInfo, Context, Handler, LostReason, LostState, Message};
 pub use durability::Durability;
 pub use error::{Abort, CallError, ErrorKind, RuntimeError};
+#[cfg(feature = "faults")]
+pub use faults::{set_pause_after_append, set_pause_before_append};
 pub use id::{ActorId, InvalidActorId};
 pub use namespace::{Namespace, Stub};
 pub use options::Options;

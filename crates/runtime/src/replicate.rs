@@ -74,6 +74,9 @@ pub(crate) async fn append_changes(
         namespace: namespace.clone(),
         id,
     };
+    if let Some(pause) = crate::faults::pause_before_append() {
+        tokio::time::sleep(pause).await;
+    }
     let started = std::time::Instant::now();
     let appended = tokio::time::timeout(
         services.append_timeout,

@@ -39,6 +39,16 @@ use crate::ActorId;
 /// A SHA-256 hash that chains an entry to the one before it.
 pub type EntryHash = [u8; 32];
 
+/// Where a turn's changes land in its actor's log if it commits
+/// ([`Context::log_slot`](crate::Context::log_slot)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LogSlot {
+    /// The epoch of the activation's claim.
+    pub epoch: u64,
+    /// The sequence number the turn's entry takes.
+    pub seq: u64,
+}
+
 /// A point in an actor's log: the sequence number of an entry and that entry's hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Position {

@@ -196,6 +196,26 @@ impl<A: Actor> Context<A> {
         &self.storage
     }
 
+    /// In replicated mode, where this turn's changes land in the actor's log if it commits
+    /// and changes something: the epoch this activation claimed the actor under — a fencing
+    /// token, larger for every newer activation, that an actor may hand to outside systems —
+    /// and the entry's sequence number. `None` outside replicated mode. Turns grouped into one
+    /// commit (calls queued for the actor) share their group's entry; a turn that changes
+    /// nothing appends nothing, and its slot stays free for the next one.
+    pub fn log_slot(&self) -> Option<crate::turn_log::LogSlot> {
+        #[cfg(feature = "replicated")]
+        {
+            self.storage.cursor().map(|c| crate::turn_log::LogSlot {
+                epoch: c.epoch,
+                seq: c.position.seq + 1,
+            })
+        }
+        #[cfg(not(feature = "replicated"))]
+        {
+            None
+        }
+    }
+
     /// Deletes the actor once this turn has committed: its file, its catalog record and
     /// alarms, and in replicated mode its log. The reply still leaves after the commit; the
     /// instance is dropped, and the next call starts a new, empty actor. A turn that fails
