@@ -46,6 +46,7 @@ use tokio_postgres::NoTls;
 
 mod batch;
 mod claims;
+mod faults;
 pub mod machines;
 pub mod membership;
 pub mod notify;
@@ -423,9 +424,12 @@ impl TurnLog for PgTurnLog {
         let (log, key, entries, alarms) =
             (self.clone(), key.clone(), entries.to_vec(), alarms.clone());
         // Most appends (no alarm changed) share a statement with other actors' appends.
-        if let (Some(batcher), AlarmUpdate::Unchanged, false) =
-            (&self.batcher, &alarms, entries.is_empty())
-        {
+        if let (Some(batcher), AlarmUpdate::Unchanged, false, false) = (
+            &self.batcher,
+            &alarms,
+            entries.is_empty(),
+            faults::unfenced_append(),
+        ) {
             let batcher = batcher.clone();
             return Box::pin(self.bounded(async move {
                 statements::check_chain(expected, &entries)?;

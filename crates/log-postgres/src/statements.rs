@@ -117,6 +117,41 @@ pub(crate) async fn append(
     }
 }
 
+/// The append: one statement, so one atomic step — the head moves only where the epoch and
+/// the head are still the writer's, and the entries are inserted only for a head that moved.
+const FENCED_APPEND: &str = "WITH fence AS (
+        UPDATE burrow_log_actor
+           SET head_seq = $6, head_hash = $7, image_seq = coalesce($8, image_seq),
+               updated_at = clock_timestamp()
+         WHERE namespace = $1 AND actor_id = $2 AND epoch = $3
+           AND head_seq = $4 AND head_hash = $5
+        RETURNING 1
+     )
+     INSERT INTO burrow_log_entry (namespace, actor_id, seq, epoch, hash, kind, body)
+     SELECT $1, $2, e.seq, $3, e.hash, e.kind, e.body
+       FROM fence, unnest($9::int8[], $10::bytea[], $11::text[], $12::bytea[])
+            AS e(seq, hash, kind, body)";
+
+/// The mutant the fault run and the model must catch (`faults` builds, switched on by
+/// `BURROW_FAULT_UNFENCED_APPEND=1`): the append without its epoch and head conditions, last
+/// writer wins — what a log without fencing does.
+#[cfg_attr(not(feature = "faults"), allow(dead_code))]
+const UNFENCED_APPEND: &str = "WITH fence AS (
+        UPDATE burrow_log_actor
+           SET head_seq = $6, head_hash = $7, image_seq = coalesce($8, image_seq),
+               updated_at = clock_timestamp()
+         WHERE namespace = $1 AND actor_id = $2
+           AND $3::int8 IS NOT NULL AND $4::int8 IS NOT NULL AND $5::bytea IS NOT NULL
+        RETURNING 1
+     )
+     INSERT INTO burrow_log_entry (namespace, actor_id, seq, epoch, hash, kind, body)
+     SELECT $1, $2, e.seq, $3, e.hash, e.kind, e.body
+       FROM fence, unnest($9::int8[], $10::bytea[], $11::text[], $12::bytea[])
+            AS e(seq, hash, kind, body)
+     ON CONFLICT (namespace, actor_id, seq) DO UPDATE
+        SET epoch = EXCLUDED.epoch, hash = EXCLUDED.hash, kind = EXCLUDED.kind,
+            body = EXCLUDED.body";
+
 /// The append's statements: `Some(new head)`, or `None` when the fence refused it.
 async fn fenced_append(
     db: &deadpool_postgres::ClientWrapper,
@@ -149,25 +184,12 @@ async fn fenced_append(
         })
         .collect();
     let bodies: Vec<&[u8]> = entries.iter().map(|e| e.payload.bytes()).collect();
-    // One statement, so one atomic step: the head moves only where the epoch and the head are
-    // still the writer's, and the entries are inserted only for a head that moved.
-    let append = db
-        .prepare_cached(
-            "WITH fence AS (
-                UPDATE burrow_log_actor
-                   SET head_seq = $6, head_hash = $7, image_seq = coalesce($8, image_seq),
-                       updated_at = clock_timestamp()
-                 WHERE namespace = $1 AND actor_id = $2 AND epoch = $3
-                   AND head_seq = $4 AND head_hash = $5
-                RETURNING 1
-             )
-             INSERT INTO burrow_log_entry (namespace, actor_id, seq, epoch, hash, kind, body)
-             SELECT $1, $2, e.seq, $3, e.hash, e.kind, e.body
-               FROM fence, unnest($9::int8[], $10::bytea[], $11::text[], $12::bytea[])
-                    AS e(seq, hash, kind, body)",
-        )
-        .await
-        .map_err(sent)?;
+    let statement = if crate::faults::unfenced_append() {
+        UNFENCED_APPEND
+    } else {
+        FENCED_APPEND
+    };
+    let append = db.prepare_cached(statement).await.map_err(sent)?;
     let inserted = db
         .execute(
             &append,
