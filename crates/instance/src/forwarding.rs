@@ -2,15 +2,17 @@
 //! most two hops: a first guess, then the holder's hint), and the holder serves it locally,
 //! never forwarding again. The wire format is in [`remote`](crate::remote).
 
+use std::sync::Arc;
+
 use burrow_identity::ActorName;
 use burrow_runtime::{CallError, ErrorKind, Handler, Stub};
 
 use crate::actor::InstanceActor;
-use crate::instances::{InstanceRef, Instances};
+use crate::instances::{InstanceRef, Instances, NAMESPACE};
 use crate::protocol::Answer;
 use crate::provider::SandboxProvider;
 use crate::remote::{
-    ForwardReply, Forwarded, Op, Outcome, PROTOCOL_VERSION, Received, Remote, kind_name,
+    Cluster, ForwardReply, Forwarded, Op, Outcome, PROTOCOL_VERSION, Received, Remote, kind_name,
     outcome_of, received,
 };
 
@@ -35,74 +37,114 @@ impl<P: SandboxProvider> InstanceRef<P> {
         M: Remote,
         InstanceActor<P>: Handler<M>,
     {
-        let Some(cluster) = &self.cluster else {
-            return stub.call(message()).await.map(|answer| (answer, true));
-        };
-        if !cluster.serving() {
-            return Err(not_serving());
-        }
         let actor = self.name.to_string();
-        let me = cluster.advertise_url();
-        let mut target = cluster.place(&actor).filter(|url| url != me);
-        // A node that did not answer: a hint back to it is not followed in this attempt.
-        let mut silent: Option<String> = None;
-        for hop in 0..2 {
-            let Some(url) = target.take() else {
-                match stub.call(message()).await {
-                    Ok(answer) => {
-                        cluster.served(&actor, None);
-                        return Ok((answer, true));
-                    }
-                    Err(e) => match e.holder() {
-                        Some((_, url)) if hop == 0 && url != me => {
-                            target = Some(url.to_owned());
-                            continue;
-                        }
-                        _ => return Err(e),
-                    },
+        attempt(self.cluster.as_ref(), NAMESPACE, &actor, stub, message).await
+    }
+}
+
+/// One attempt of a call to the actor named `actor` of `namespace`: here, or on the node that
+/// holds it. Returns the answer and whether this node served it.
+pub(crate) async fn attempt<A, M>(
+    cluster: Option<&Arc<dyn Cluster>>,
+    namespace: &str,
+    actor: &str,
+    stub: &Stub<A>,
+    message: &impl Fn() -> M,
+) -> Result<(Answer<M::Out>, bool), CallError>
+where
+    M: Remote,
+    A: Handler<M>,
+{
+    let local = || async {
+        let answer = stub.call(message()).await?;
+        M::acknowledged(&answer);
+        Ok::<_, CallError>(answer)
+    };
+    let Some(cluster) = cluster else {
+        return local().await.map(|answer| (answer, true));
+    };
+    if !cluster.serving() {
+        return Err(not_serving());
+    }
+    let me = cluster.advertise_url();
+    let mut target = cluster.place(actor).filter(|url| url != me);
+    // A node that did not answer: a hint back to it is not followed in this attempt.
+    let mut silent: Option<String> = None;
+    for hop in 0..2 {
+        let Some(url) = target.take() else {
+            match local().await {
+                Ok(answer) => {
+                    cluster.served(actor, None);
+                    return Ok((answer, true));
                 }
-            };
-            if silent.as_deref() == Some(url.as_str()) {
-                return Err(CallError::new(
-                    ErrorKind::TransientIo,
-                    format!("the node at {url}, which holds the actor, does not answer"),
-                ));
+                Err(e) => match e.holder() {
+                    Some((_, url)) if hop == 0 && url != me => {
+                        target = Some(url.to_owned());
+                        continue;
+                    }
+                    _ => return Err(e),
+                },
             }
-            let call = Forwarded {
-                version: PROTOCOL_VERSION,
-                op: message().into_op(),
-            };
-            let reply = match cluster.send(&url, &actor, call).await {
-                Ok(reply) => reply,
-                Err(e) => {
-                    cluster.forget(&actor);
-                    tracing::warn!(%actor, %url, "forwarding failed: {e}");
-                    if hop == 1 {
-                        return Err(e);
-                    }
-                    // Perhaps that node is gone: the claim here tells.
-                    silent = Some(url);
-                    continue;
+        };
+        if silent.as_deref() == Some(url.as_str()) {
+            return Err(CallError::new(
+                ErrorKind::TransientIo,
+                format!("the node at {url}, which holds the actor, does not answer"),
+            ));
+        }
+        let call = Forwarded {
+            version: PROTOCOL_VERSION,
+            op: message().into_op(),
+        };
+        let reply = match cluster.send(&url, namespace, actor, call).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                cluster.forget(actor);
+                tracing::warn!(%actor, %url, "forwarding failed: {e}");
+                if hop == 1 {
+                    return Err(e);
                 }
-            };
-            match received::<M::Out>(&url, reply)? {
-                Received::Answer(answer) => {
-                    cluster.served(&actor, Some(&url));
-                    return Ok((answer, false));
+                // Perhaps that node is gone: the claim here tells.
+                silent = Some(url);
+                continue;
+            }
+        };
+        match received::<M::Out>(&url, reply)? {
+            Received::Answer(answer) => {
+                cluster.served(actor, Some(&url));
+                return Ok((answer, false));
+            }
+            Received::Hint { node_id, url: hint } => {
+                cluster.forget(actor);
+                if hop == 1 {
+                    return Err(CallError::active_elsewhere(&node_id, &hint));
                 }
-                Received::Hint { node_id, url: hint } => {
-                    cluster.forget(&actor);
-                    if hop == 1 {
-                        return Err(CallError::active_elsewhere(&node_id, &hint));
-                    }
-                    target = (hint != me).then_some(hint);
-                }
+                target = (hint != me).then_some(hint);
             }
         }
-        Err(CallError::new(
-            ErrorKind::ActorReset,
-            "the actor moved between nodes during the call; try again",
-        ))
+    }
+    Err(CallError::new(
+        ErrorKind::ActorReset,
+        "the actor moved between nodes during the call; try again",
+    ))
+}
+
+/// The refusal of a forwarded call in a protocol `version` this node does not speak.
+pub(crate) fn version_outcome(version: u32) -> Outcome {
+    Outcome::Failed {
+        kind: kind_name(ErrorKind::InvalidInput).into(),
+        message: format!(
+            "protocol version {version} is not spoken here (this node speaks {PROTOCOL_VERSION})"
+        ),
+    }
+}
+
+/// The refusal of a forwarded call by a node without its lease.
+pub(crate) fn not_serving_outcome() -> Outcome {
+    let e = not_serving();
+    Outcome::Failed {
+        kind: kind_name(e.kind()).into(),
+        message: e.message().into(),
     }
 }
 
@@ -112,19 +154,9 @@ impl<P: SandboxProvider> Instances<P> {
     /// forwards. The caller must have authenticated the sending node.
     pub async fn serve_forwarded(&self, name: &ActorName, call: Forwarded) -> ForwardReply {
         let outcome = if call.version != PROTOCOL_VERSION {
-            Outcome::Failed {
-                kind: kind_name(ErrorKind::InvalidInput).into(),
-                message: format!(
-                    "protocol version {} is not spoken here (this node speaks {PROTOCOL_VERSION})",
-                    call.version
-                ),
-            }
+            version_outcome(call.version)
         } else if self.cluster.as_ref().is_some_and(|c| !c.serving()) {
-            let e = not_serving();
-            Outcome::Failed {
-                kind: kind_name(e.kind()).into(),
-                message: e.message().into(),
-            }
+            not_serving_outcome()
         } else {
             let stub = self.namespace.get_by_name(&name.to_string());
             match call.op {
@@ -138,6 +170,11 @@ impl<P: SandboxProvider> Instances<P> {
                 Op::GetConfig => outcome_of(stub.call(crate::protocol::GetConfig).await),
                 Op::PatchConfig(m) => outcome_of(stub.call(m).await),
                 Op::GetRoute => outcome_of(stub.call(crate::protocol::GetRoute).await),
+                #[cfg(feature = "faults")]
+                Op::ListAppend(_) | Op::ListRead(_) => Outcome::Failed {
+                    kind: kind_name(ErrorKind::InvalidInput).into(),
+                    message: "list operations are served in namespace list only".into(),
+                },
             }
         };
         ForwardReply {

@@ -19,6 +19,8 @@ mod forwarding;
 mod handlers;
 mod instances;
 mod lifecycle;
+#[cfg(feature = "faults")]
+pub mod lists;
 mod protocol;
 pub mod provider;
 pub mod remote;

@@ -58,6 +58,12 @@ pub enum Op {
     PatchConfig(ConfigPatch),
     /// [`GetRoute`].
     GetRoute,
+    /// A list append (the fault run's lists; feature `faults`).
+    #[cfg(feature = "faults")]
+    ListAppend(crate::lists::ListAppend),
+    /// A list read (feature `faults`).
+    #[cfg(feature = "faults")]
+    ListRead(crate::lists::ListRead),
 }
 
 /// The answer to a [`Forwarded`] call.
@@ -117,11 +123,13 @@ pub trait Cluster: Send + Sync + 'static {
     fn forget(&self, actor: &str);
     /// Whether this node holds its lease (a node that does not must serve nothing).
     fn serving(&self) -> bool;
-    /// Sends `call` for `actor` to the node at `url`. `Err` when it did not answer with a
-    /// [`ForwardReply`] (unreachable, refused the request or its version).
+    /// Sends `call` for the actor named `actor` of `namespace` to the node at `url`. `Err`
+    /// when it did not answer with a [`ForwardReply`] (unreachable, refused the request or its
+    /// version).
     fn send<'a>(
         &'a self,
         url: &'a str,
+        namespace: &'a str,
         actor: &'a str,
         call: Forwarded,
     ) -> ClusterFuture<'a, Result<ForwardReply, CallError>>;
@@ -133,6 +141,8 @@ pub trait Remote: burrow_runtime::Message<Reply = Answer<Self::Out>> {
     type Out: Serialize + DeserializeOwned + Send + 'static;
     /// The operation to send.
     fn into_op(self) -> Op;
+    /// Called by the node that served the call, with the answer, before the answer leaves it.
+    fn acknowledged(_answer: &Answer<Self::Out>) {}
 }
 
 macro_rules! remote {
@@ -158,6 +168,28 @@ remote! {
     GetConfig => crate::protocol::ConfigView, |_| Op::GetConfig;
     ConfigPatch => crate::protocol::ConfigView, Op::PatchConfig;
     GetRoute => crate::protocol::Route, |_| Op::GetRoute;
+}
+
+#[cfg(feature = "faults")]
+impl Remote for crate::lists::ListAppend {
+    type Out = crate::lists::ListAck;
+    fn into_op(self) -> Op {
+        Op::ListAppend(self)
+    }
+    fn acknowledged(answer: &Answer<Self::Out>) {
+        crate::lists::acknowledged(answer);
+    }
+}
+
+#[cfg(feature = "faults")]
+impl Remote for crate::lists::ListRead {
+    type Out = crate::lists::ListAck;
+    fn into_op(self) -> Op {
+        Op::ListRead(self)
+    }
+    fn acknowledged(answer: &Answer<Self::Out>) {
+        crate::lists::acknowledged(answer);
+    }
 }
 
 /// An [`ErrorKind`]'s name on the wire.

@@ -52,6 +52,9 @@ pub struct AppState {
     /// and keeps known instances reachable while the registry is down; a destroyed instance
     /// still answers 404, from its actor.
     pub lookups: crate::lookups::Lookups,
+    /// The fault run's lists (test builds only).
+    #[cfg(feature = "faults")]
+    pub lists: burrow_instance::lists::Lists,
 }
 
 /// The process-wide Prometheus recorder (a process has one metrics recorder).
@@ -85,7 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/user", crate::user::routes())
         .nest("/admin", crate::admin::routes())
         .layer(middleware::from_fn_with_state(state.clone(), api_deadline));
-    Router::new()
+    let router = Router::new()
         .nest("/api", api)
         .route("/i/{instance_id}", any(crate::proxy::proxy))
         .route("/i/{instance_id}/{*rest}", any(crate::proxy::proxy))
@@ -98,7 +101,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(crate::machines::internal),
         )
         .route("/healthz", get(healthz))
-        .route("/metrics", get(render_metrics))
+        .route("/metrics", get(render_metrics));
+    #[cfg(feature = "faults")]
+    let router = router.nest("/_test", crate::test_routes::routes());
+    router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")

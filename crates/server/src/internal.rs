@@ -26,6 +26,12 @@ pub async fn call(
     body: Bytes,
 ) -> Result<Json<ForwardReply>, ApiError> {
     authenticate(&state, &headers)?;
+    #[cfg(feature = "faults")]
+    if namespace == burrow_instance::lists::LIST_NAMESPACE {
+        let call: Forwarded = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("a forwarded call: {e}")))?;
+        return Ok(Json(state.lists.serve_forwarded(&id, call).await));
+    }
     if namespace != burrow_instance::NAMESPACE {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "Not found")
             .details(format!("no namespace {namespace:?} takes forwarded calls")));

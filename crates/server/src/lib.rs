@@ -36,6 +36,8 @@ mod platform;
 mod proxy;
 mod resolve;
 mod serve;
+#[cfg(feature = "faults")]
+mod test_routes;
 pub mod tokens;
 mod user;
 mod views;
@@ -380,7 +382,7 @@ impl Server {
         // In a cluster: calls for actors held elsewhere are forwarded, and a node that lost
         // its lease closes its actors (they must be claimed again before serving here).
         let mut background = Vec::new();
-        let instances = match (&node, &config.cluster) {
+        let (instances, peers) = match (&node, &config.cluster) {
             (Some(node), Some(cluster)) => {
                 let peers = peers::Peers::new(node.clone(), cluster, config.registry_timeout)
                     .map_err(|e| StartError::Cluster(format!("the HTTP client for peers: {e}")))?;
@@ -402,10 +404,15 @@ impl Server {
                         }
                     }
                 }));
-                instances.with_cluster(peers)
+                let peers: Arc<dyn burrow_instance::remote::Cluster> = peers;
+                (instances.with_cluster(peers.clone()), Some(peers))
             }
-            _ => instances,
+            _ => (instances, None),
         };
+        #[cfg(feature = "faults")]
+        let lists = test_routes::open_lists(&runtime, peers)?;
+        #[cfg(not(feature = "faults"))]
+        drop(peers);
         let state = Arc::new(app::AppState {
             instances,
             registry,
@@ -419,6 +426,8 @@ impl Server {
             pg_log,
             cluster: node.clone(),
             cluster_secret: config.cluster.as_ref().map(|c| c.secret.clone()),
+            #[cfg(feature = "faults")]
+            lists,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -157,12 +157,13 @@ impl Cluster for Peers {
     fn send<'a>(
         &'a self,
         url: &'a str,
+        namespace: &'a str,
         actor: &'a str,
         call: Forwarded,
     ) -> ClusterFuture<'a, Result<ForwardReply, CallError>> {
         Box::pin(async move {
             metrics::counter!("burrow_cluster_forwards_total").increment(1);
-            let endpoint = internal_url(url, burrow_instance::NAMESPACE, actor)?;
+            let endpoint = internal_url(url, namespace, actor)?;
             let unreachable = |e: String| {
                 CallError::new(ErrorKind::TransientIo, format!("forwarding to {url}: {e}"))
             };
