@@ -41,29 +41,9 @@ impl Cluster {
     pub async fn start_with(extra: &[(&str, &str)]) -> Cluster {
         let db = burrow_testkit::pg::fresh_database().await;
         let dir = tempfile::tempdir().unwrap();
-        let mut options = Vec::new();
-        for i in 0..3 {
-            let port = free_port();
-            let mut o = ServeOptions::new(dir.path().join(format!("node{i}")))
-                .env("BURROW_CLUSTER", "1")
-                .env("BURROW_ADVERTISE_URL", format!("http://127.0.0.1:{port}"))
-                .env("BURROW_NODE_ID", format!("node{i}"))
-                .env("BURROW_LEASE_MS", LEASE.as_millis())
-                .env("BURROW_CLUSTER_SECRET", CLUSTER_SECRET)
-                .env("BURROW_RECONCILE_RUNNING_MS", 1_000)
-                .env("BURROW_RECONCILE_TRANSIENT_MS", 1_000)
-                .env("BURROW_RECONCILE_JITTER_MS", 0)
-                .env("BURROW_HEALTH_WAIT_MS", 30_000);
-            for (name, value) in super::GIVEN_SECRETS {
-                o = o.env(name, value);
-            }
-            for (name, value) in extra {
-                o = o.env(name, value);
-            }
-            o.database_url = Some(db.url().to_owned());
-            o.listen = format!("127.0.0.1:{port}");
-            options.push(o);
-        }
+        let options: Vec<_> = (0..3)
+            .map(|i| node_options(&dir.path().join(format!("node{i}")), i, db.url(), extra))
+            .collect();
         // All at once, on a fresh database, as an operator starting a cluster would.
         let starting: Vec<_> = options
             .iter()
@@ -176,12 +156,7 @@ impl Cluster {
     }
 
     pub async fn admin(&self, via: usize, path: &str) -> serde_json::Value {
-        let token = burrow::server::tokens::issue(
-            super::GIVEN_SECRETS[0].1,
-            &"root".parse().unwrap(),
-            true,
-            Duration::from_secs(600),
-        );
+        let token = admin_token();
         let response = self
             .http
             .get(format!("{}/api/admin/{path}", self.url(via)))
@@ -208,6 +183,46 @@ impl Cluster {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+}
+
+/// Node `i` of a cluster on `database_url`, on a port of its own (kept across restarts), with
+/// `extra` variables besides the cluster's own.
+pub fn node_options(
+    data_dir: &std::path::Path,
+    i: usize,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> ServeOptions {
+    let port = free_port();
+    let mut o = ServeOptions::new(data_dir)
+        .env("BURROW_CLUSTER", "1")
+        .env("BURROW_ADVERTISE_URL", format!("http://127.0.0.1:{port}"))
+        .env("BURROW_NODE_ID", format!("node{i}"))
+        .env("BURROW_LEASE_MS", LEASE.as_millis())
+        .env("BURROW_CLUSTER_SECRET", CLUSTER_SECRET)
+        .env("BURROW_RECONCILE_RUNNING_MS", 1_000)
+        .env("BURROW_RECONCILE_TRANSIENT_MS", 1_000)
+        .env("BURROW_RECONCILE_JITTER_MS", 0)
+        .env("BURROW_HEALTH_WAIT_MS", 30_000);
+    for (name, value) in super::GIVEN_SECRETS {
+        o = o.env(name, value);
+    }
+    for (name, value) in extra {
+        o = o.env(name, value);
+    }
+    o.database_url = Some(database_url.to_owned());
+    o.listen = format!("127.0.0.1:{port}");
+    o
+}
+
+/// An admin token.
+pub fn admin_token() -> String {
+    burrow::server::tokens::issue(
+        super::GIVEN_SECRETS[0].1,
+        &"root".parse().unwrap(),
+        true,
+        Duration::from_secs(3600),
+    )
 }
 
 pub async fn start(options: ServeOptions) -> BurrowProcess {
