@@ -25,6 +25,8 @@ pub struct Report {
     pub anomalies: Vec<String>,
     /// Per (fault, list the faulted node held): how long until the list answered again, ms.
     pub takeovers_ms: Vec<u64>,
+    /// The same, for takeovers during which the test process itself stalled (not judged).
+    pub takeovers_across_stalls_ms: Vec<u64>,
     /// Operations on lists whose owner, and through nodes that, no fault touched: (ok, all).
     pub untouched: (usize, usize),
 }
@@ -46,7 +48,7 @@ pub fn check(h: &History) -> Report {
         }
     }
     check_acks(h, &mut report.anomalies);
-    report.takeovers_ms = takeovers(h);
+    (report.takeovers_ms, report.takeovers_across_stalls_ms) = takeovers(h);
     report.untouched = untouched(h);
     report
 }
@@ -111,58 +113,123 @@ fn check_list(list: &str, ops: &[&Op], last: &[String], anomalies: &mut Vec<Stri
             ));
         }
     }
+    // In order of time, with running extremes of final positions, so that each real-time
+    // check is a binary search rather than a pass over every pair (a long run has tens of
+    // thousands of operations).
+    fn placed<'a>(position: &HashMap<&str, usize>, op: &'a Op) -> Option<(usize, &'a Op)> {
+        position.get(op.element()?).map(|&p| (p, op))
+    }
+    let done_before = Extremes::new(
+        appends_ok
+            .iter()
+            .filter_map(|op| Some((op.completed_ms, placed(&position, op)?))),
+        false,
+    );
+    let appends: Vec<&Op> = ops
+        .iter()
+        .copied()
+        .filter(|op| op.element().is_some())
+        .collect();
+    let begun_after = Extremes::new(
+        appends
+            .iter()
+            .filter_map(|op| Some((op.invoked_ms, placed(&position, op)?))),
+        true,
+    );
     for r in &reads {
         let elements = r.read().unwrap();
-        let held: HashSet<&str> = elements.iter().map(String::as_str).collect();
-        for a in &appends_ok {
-            let e = a.element().unwrap();
-            if a.completed_ms < r.invoked_ms && !held.contains(e) {
-                report(format!(
-                    "stale read: {} (invoked at {} ms, via node{}) misses {e}, acknowledged at {} ms",
-                    r.id, r.invoked_ms, r.node, a.completed_ms
-                ));
-            }
+        if !last.starts_with(elements) {
+            continue; // reported above; its positions mean nothing
         }
-        for op in ops {
-            if let Some(e) = op.element()
-                && op.invoked_ms > r.completed_ms
-                && held.contains(e)
-            {
-                report(format!(
-                    "future read: {} (completed at {} ms) holds {e}, invoked at {} ms",
-                    r.id, r.completed_ms, op.invoked_ms
-                ));
-            }
+        if let Some((p, a)) = done_before.max_before(r.invoked_ms)
+            && p >= elements.len()
+        {
+            report(format!(
+                "stale read: {} (invoked at {} ms, via node{}) misses {}, acknowledged at {} ms",
+                r.id, r.invoked_ms, r.node, a.id, a.completed_ms
+            ));
         }
-        for later in &reads {
-            if r.completed_ms < later.invoked_ms && later.read().unwrap().len() < elements.len() {
-                report(format!(
-                    "stale read: {} ({} elements) began after {} ({} elements) ended",
-                    later.id,
-                    later.read().unwrap().len(),
-                    r.id,
-                    elements.len()
-                ));
-            }
+        if let Some((p, a)) = begun_after.min_after(r.completed_ms)
+            && p < elements.len()
+        {
+            report(format!(
+                "future read: {} (completed at {} ms) holds {}, invoked at {} ms",
+                r.id, r.completed_ms, a.id, a.invoked_ms
+            ));
         }
     }
-    for a in &appends_ok {
-        for b in &appends_ok {
-            if a.completed_ms < b.invoked_ms {
-                let (Some(pa), Some(pb)) = (
-                    position.get(a.element().unwrap()),
-                    position.get(b.element().unwrap()),
-                ) else {
-                    continue;
-                };
-                if pa > pb {
-                    report(format!(
-                        "order: {} was acknowledged before {} was invoked, but comes after it",
-                        a.id, b.id
-                    ));
+    let longest_before = Extremes::new(
+        reads
+            .iter()
+            .map(|r| (r.completed_ms, (r.read().unwrap().len(), *r))),
+        false,
+    );
+    for later in &reads {
+        let len = later.read().unwrap().len();
+        if let Some((n, r)) = longest_before.max_before(later.invoked_ms)
+            && n > len
+        {
+            report(format!(
+                "stale read: {} ({len} elements) began after {} ({n} elements) ended",
+                later.id, r.id
+            ));
+        }
+    }
+    for b in &appends_ok {
+        let Some(&pb) = position.get(b.element().unwrap()) else {
+            continue;
+        };
+        if let Some((pa, a)) = done_before.max_before(b.invoked_ms)
+            && pa > pb
+        {
+            report(format!(
+                "order: {} was acknowledged before {} was invoked, but comes after it",
+                a.id, b.id
+            ));
+        }
+    }
+}
+
+/// Operations in order of a time, each with a value, and the running maximum (or, from the
+/// end, minimum) of the values with the operation holding it.
+struct Extremes<'a> {
+    times: Vec<u64>,
+    running: Vec<(usize, &'a Op)>,
+}
+
+impl<'a> Extremes<'a> {
+    /// `from_end`: running minima from the latest time back (for "after" questions).
+    fn new(items: impl Iterator<Item = (u64, (usize, &'a Op))>, from_end: bool) -> Extremes<'a> {
+        let mut items: Vec<_> = items.collect();
+        items.sort_by_key(|(t, _)| *t);
+        let times = items.iter().map(|(t, _)| *t).collect();
+        let mut running: Vec<(usize, &Op)> = items.into_iter().map(|(_, v)| v).collect();
+        if from_end {
+            for i in (0..running.len().saturating_sub(1)).rev() {
+                if running[i + 1].0 < running[i].0 {
+                    running[i] = running[i + 1];
+                }
+            }
+        } else {
+            for i in 1..running.len() {
+                if running[i - 1].0 > running[i].0 {
+                    running[i] = running[i - 1];
                 }
             }
         }
+        Extremes { times, running }
+    }
+
+    /// The largest value among operations whose time is before `t`.
+    fn max_before(&self, t: u64) -> Option<(usize, &'a Op)> {
+        let i = self.times.partition_point(|&x| x < t);
+        i.checked_sub(1).map(|i| self.running[i])
+    }
+
+    /// The smallest value among operations whose time is after `t`.
+    fn min_after(&self, t: u64) -> Option<(usize, &'a Op)> {
+        let i = self.times.partition_point(|&x| x <= t);
+        self.running.get(i).copied()
     }
 }
 
@@ -270,11 +337,12 @@ impl<'a> Owners<'a> {
 }
 
 /// For each fault that should move a node's lists, and each list the node held when it
-/// began: the time from its start until an operation invoked after it succeeded on the list.
-fn takeovers(h: &History) -> Vec<u64> {
+/// began: the time from its start until an operation invoked after it succeeded on the list —
+/// apart, those during which the test process stalled.
+fn takeovers(h: &History) -> (Vec<u64>, Vec<u64>) {
     let lists: BTreeSet<&str> = h.ops.iter().map(|op| op.list.as_str()).collect();
     let owners = Owners::new(h);
-    let mut out = Vec::new();
+    let (mut out, mut across) = (Vec::new(), Vec::new());
     for fault in h.faults.iter().filter(|f| f.takeover) {
         let Some(node) = fault.node else { continue };
         for list in &lists {
@@ -288,12 +356,17 @@ fn takeovers(h: &History) -> Vec<u64> {
                 .map(|op| op.completed_ms)
                 .min();
             if let Some(back) = back {
-                out.push(back - fault.started_ms);
+                let stalled = h
+                    .harness_stalls
+                    .iter()
+                    .any(|&(from, to)| from <= back && fault.started_ms <= to);
+                if stalled { &mut across } else { &mut out }.push(back - fault.started_ms);
             }
         }
     }
     out.sort_unstable();
-    out
+    across.sort_unstable();
+    (out, across)
 }
 
 fn untouched(h: &History) -> (usize, usize) {

@@ -122,6 +122,11 @@ fn reads_that_disagree_on_order_or_go_back_in_time_are_found() {
     h.ops.push(read("r2", (31, 35), 4, &["a"]));
     found(&h, "stale read: r2");
     let mut h = clean();
+    h.ops[3].invoked_ms = 31;
+    h.ops[2] = read("r", (25, 30), 3, &["a", "b", "c"]);
+    h.final_reads[0].1.push("c".into());
+    found(&h, "future read: r (completed at 30 ms) holds c");
+    let mut h = clean();
     h.final_reads[0].1 = vec!["b".into(), "a".into()];
     h.ops[2] = read("r", (25, 30), 3, &["b", "a"]);
     h.ops[1].invoked_ms = 15;

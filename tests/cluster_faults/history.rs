@@ -133,4 +133,8 @@ pub struct History {
     pub entries: Vec<(String, u64, u64)>,
     /// The final read of each list, after every fault was healed.
     pub final_reads: Vec<(String, Vec<String>)>,
+    /// When the test process itself did not run (a ticker woke late by over a second): the
+    /// machine stalled, and times measured across it say nothing of the cluster.
+    #[serde(default)]
+    pub harness_stalls: Vec<(u64, u64)>,
 }
