@@ -34,7 +34,7 @@ use std::time::Duration;
 use burrow_testkit::server::{BurrowProcess, ServeOptions};
 use serde_json::json;
 
-use common::cluster::{LEASE, admin_token, bound, node_options, start};
+use common::cluster::{LEASE, admin_token, bound, node_options, start_all};
 use history::{History, Kind, Op, Outcome, now_ms, read_acks};
 use proxy::{FaultProxy, Link};
 use random::Random;
@@ -75,14 +75,7 @@ impl Run {
             options.push(o);
             acks.push(ack_log);
         }
-        let starting: Vec<_> = options
-            .iter()
-            .map(|o| tokio::spawn(start(o.clone())))
-            .collect();
-        let mut nodes = Vec::new();
-        for node in starting {
-            nodes.push(node.await.unwrap());
-        }
+        let nodes = start_all(&options).await;
         Run {
             postgres,
             proxies,

@@ -44,15 +44,7 @@ impl Cluster {
         let options: Vec<_> = (0..3)
             .map(|i| node_options(&dir.path().join(format!("node{i}")), i, db.url(), extra))
             .collect();
-        // All at once, on a fresh database, as an operator starting a cluster would.
-        let starting: Vec<_> = options
-            .iter()
-            .map(|o| tokio::spawn(start(o.clone())))
-            .collect();
-        let mut nodes = Vec::new();
-        for node in starting {
-            nodes.push(Some(node.await.unwrap()));
-        }
+        let nodes = start_all(&options).await.into_iter().map(Some).collect();
         Cluster {
             nodes,
             options,
@@ -223,6 +215,19 @@ pub fn admin_token() -> String {
         true,
         Duration::from_secs(3600),
     )
+}
+
+/// Starts every node at once, on a fresh database, as an operator starting a cluster would.
+pub async fn start_all(options: &[ServeOptions]) -> Vec<BurrowProcess> {
+    let starting: Vec<_> = options
+        .iter()
+        .map(|o| tokio::spawn(start(o.clone())))
+        .collect();
+    let mut nodes = Vec::new();
+    for node in starting {
+        nodes.push(node.await.unwrap());
+    }
+    nodes
 }
 
 pub async fn start(options: ServeOptions) -> BurrowProcess {

@@ -11,7 +11,7 @@
 //! `Read`, and its acknowledgement is the node's local commit after the store's answer.
 //!
 //! [`Protocol::bounded`] is what `cargo test` checks (about a minute at most);
-//! [`Protocol::deep`] — three nodes — runs with `BURROW_MODEL_DEEP=1`.
+//! [`Protocol::deep`] (three nodes) and [`Protocol::two_actors`] run with `BURROW_MODEL_DEEP=1`.
 
 mod model;
 #[cfg(test)]

@@ -185,12 +185,21 @@ impl Protocol {
         }
     }
 
-    /// The deeper check: three nodes (two of them may race to take over from the third). A
-    /// second actor multiplies the states past what a test machine holds in memory; actors
-    /// share nothing but their nodes' leases, which one actor already exercises.
+    /// The deeper check: three nodes (two of them may race to take over from the third).
     pub fn deep() -> Protocol {
         Protocol {
             nodes: 3,
+            ..Protocol::bounded()
+        }
+    }
+
+    /// Two actors on two nodes, whose turns interleave across the nodes' shared leases and
+    /// restarts: without message loss and with two appends, to stay near 20 million states.
+    pub fn two_actors() -> Protocol {
+        Protocol {
+            actors: 2,
+            values: 2,
+            lossy: false,
             ..Protocol::bounded()
         }
     }
