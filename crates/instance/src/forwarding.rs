@@ -129,22 +129,51 @@ where
     ))
 }
 
-/// The refusal of a forwarded call in a protocol `version` this node does not speak.
-pub(crate) fn version_outcome(version: u32) -> Outcome {
-    Outcome::Failed {
-        kind: kind_name(ErrorKind::InvalidInput).into(),
-        message: format!(
-            "protocol version {version} is not spoken here (this node speaks {PROTOCOL_VERSION})"
-        ),
+/// The reply to a forwarded call: refused in another protocol version, or by a node without
+/// its lease; else what `serve` makes of the operation here.
+pub(crate) async fn reply_to(
+    cluster: Option<&Arc<dyn Cluster>>,
+    call: Forwarded,
+    serve: impl AsyncFnOnce(Op) -> Outcome,
+) -> ForwardReply {
+    let outcome = if call.version != PROTOCOL_VERSION {
+        refused(&format!(
+            "protocol version {} is not spoken here (this node speaks {PROTOCOL_VERSION})",
+            call.version
+        ))
+    } else if cluster.is_some_and(|c| !c.serving()) {
+        let e = not_serving();
+        Outcome::Failed {
+            kind: kind_name(e.kind()).into(),
+            message: e.message().into(),
+        }
+    } else {
+        serve(call.op).await
+    };
+    ForwardReply {
+        version: PROTOCOL_VERSION,
+        outcome,
     }
 }
 
-/// The refusal of a forwarded call by a node without its lease.
-pub(crate) fn not_serving_outcome() -> Outcome {
-    let e = not_serving();
+/// Serves one call here, and tells the message it was answered before the answer leaves.
+pub(crate) async fn serve_here<A, M>(stub: &Stub<A>, message: M) -> Outcome
+where
+    M: Remote,
+    A: Handler<M>,
+{
+    let result = stub.call(message).await;
+    if let Ok(answer) = &result {
+        M::acknowledged(answer);
+    }
+    outcome_of(result)
+}
+
+/// A forwarded call refused as invalid.
+pub(crate) fn refused(why: &str) -> Outcome {
     Outcome::Failed {
-        kind: kind_name(e.kind()).into(),
-        message: e.message().into(),
+        kind: kind_name(ErrorKind::InvalidInput).into(),
+        message: why.into(),
     }
 }
 
@@ -153,33 +182,26 @@ impl<P: SandboxProvider> Instances<P> {
     /// actor (and cannot claim it) answers [`Outcome::NotHere`] with the holder, and never
     /// forwards. The caller must have authenticated the sending node.
     pub async fn serve_forwarded(&self, name: &ActorName, call: Forwarded) -> ForwardReply {
-        let outcome = if call.version != PROTOCOL_VERSION {
-            version_outcome(call.version)
-        } else if self.cluster.as_ref().is_some_and(|c| !c.serving()) {
-            not_serving_outcome()
-        } else {
+        use crate::protocol::{GetConfig, GetDebugStatus, GetRoute, GetStatus, Stop};
+        reply_to(self.cluster.as_ref(), call, async |op| {
             let stub = self.namespace.get_by_name(&name.to_string());
-            match call.op {
-                Op::Provision(m) => outcome_of(stub.call(m).await),
-                Op::Start(m) => outcome_of(stub.call(m).await),
-                Op::Stop => outcome_of(stub.call(crate::protocol::Stop).await),
-                Op::Restart(m) => outcome_of(stub.call(m).await),
-                Op::Destroy(m) => outcome_of(stub.call(m).await),
-                Op::GetStatus => outcome_of(stub.call(crate::protocol::GetStatus).await),
-                Op::GetDebugStatus => outcome_of(stub.call(crate::protocol::GetDebugStatus).await),
-                Op::GetConfig => outcome_of(stub.call(crate::protocol::GetConfig).await),
-                Op::PatchConfig(m) => outcome_of(stub.call(m).await),
-                Op::GetRoute => outcome_of(stub.call(crate::protocol::GetRoute).await),
+            match op {
+                Op::Provision(m) => serve_here(&stub, m).await,
+                Op::Start(m) => serve_here(&stub, m).await,
+                Op::Stop => serve_here(&stub, Stop).await,
+                Op::Restart(m) => serve_here(&stub, m).await,
+                Op::Destroy(m) => serve_here(&stub, m).await,
+                Op::GetStatus => serve_here(&stub, GetStatus).await,
+                Op::GetDebugStatus => serve_here(&stub, GetDebugStatus).await,
+                Op::GetConfig => serve_here(&stub, GetConfig).await,
+                Op::PatchConfig(m) => serve_here(&stub, m).await,
+                Op::GetRoute => serve_here(&stub, GetRoute).await,
                 #[cfg(feature = "faults")]
-                Op::ListAppend(_) | Op::ListRead(_) => Outcome::Failed {
-                    kind: kind_name(ErrorKind::InvalidInput).into(),
-                    message: "list operations are served in namespace list only".into(),
-                },
+                Op::ListAppend(_) | Op::ListRead(_) => {
+                    refused("list operations are served in namespace list only")
+                }
             }
-        };
-        ForwardReply {
-            version: PROTOCOL_VERSION,
-            outcome,
-        }
+        })
+        .await
     }
 }

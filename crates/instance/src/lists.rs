@@ -12,59 +12,18 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use burrow_runtime::retry::{RetryPolicy, with_retry};
-use burrow_runtime::{Abort, Actor, Context, Handler, Message, Namespace, Runtime, RuntimeError};
-use serde::{Deserialize, Serialize};
+use burrow_runtime::{Abort, Actor, Context, Handler, Namespace, Runtime, RuntimeError};
 
-use crate::forwarding::{attempt, not_serving_outcome, version_outcome};
+use crate::forwarding::{attempt, refused, reply_to, serve_here};
 use crate::protocol::{Answer, InstanceError};
-use crate::remote::{Cluster, ForwardReply, Forwarded, Op, Outcome, PROTOCOL_VERSION, outcome_of};
+pub use crate::protocol::{ListAck, ListAppend, ListRead};
+use crate::remote::{Cluster, ForwardReply, Forwarded, Op, Remote};
 
 /// The lists' actor namespace.
 pub const LIST_NAMESPACE: &str = "list";
 
 /// The longest list id and element, in bytes.
 const MAX_LEN: usize = 128;
-
-/// Appends `element` to a list (an element already there stays where it is).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListAppend {
-    /// The element: the client's operation id, unique per append.
-    pub element: String,
-}
-
-/// Reads a whole list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListRead {
-    /// The client's operation id (logged with the acknowledgement).
-    pub op: String,
-}
-
-/// What a list turn acknowledges.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListAck {
-    /// The list's id.
-    pub list: String,
-    /// The client's operation id.
-    pub op: String,
-    /// The epoch the turn committed under (0 outside replicated mode).
-    pub epoch: u64,
-    /// The log entry the turn committed as (0 outside replicated mode).
-    pub seq: u64,
-    /// The whole list, for a read.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub elements: Option<Vec<String>>,
-}
-
-impl Message for ListAppend {
-    type Reply = Answer<ListAck>;
-}
-
-impl Message for ListRead {
-    type Reply = Answer<ListAck>;
-}
 
 /// One list.
 pub struct ListActor;
@@ -226,7 +185,7 @@ impl Lists {
 
     async fn call<M>(&self, id: &str, message: impl Fn() -> M) -> Result<ListAck, InstanceError>
     where
-        M: crate::remote::Remote<Out = ListAck>,
+        M: Remote<Out = ListAck>,
         ListActor: Handler<M>,
     {
         let message = &message;
@@ -244,31 +203,34 @@ impl Lists {
     /// Serves a list call another node forwarded (see
     /// [`Instances::serve_forwarded`](crate::Instances::serve_forwarded)).
     pub async fn serve_forwarded(&self, id: &str, call: Forwarded) -> ForwardReply {
-        let outcome = if call.version != PROTOCOL_VERSION {
-            version_outcome(call.version)
-        } else if self.cluster.as_ref().is_some_and(|c| !c.serving()) {
-            not_serving_outcome()
-        } else {
+        reply_to(self.cluster.as_ref(), call, async |op| {
             let stub = self.namespace.get_by_name(id);
-            match call.op {
-                Op::ListAppend(m) => served(stub.call(m).await),
-                Op::ListRead(m) => served(stub.call(m).await),
-                _ => Outcome::Failed {
-                    kind: crate::remote::kind_name(burrow_runtime::ErrorKind::InvalidInput).into(),
-                    message: "only list operations are served in namespace list".into(),
-                },
+            match op {
+                Op::ListAppend(m) => serve_here(&stub, m).await,
+                Op::ListRead(m) => serve_here(&stub, m).await,
+                _ => refused("only list operations are served in namespace list"),
             }
-        };
-        ForwardReply {
-            version: PROTOCOL_VERSION,
-            outcome,
-        }
+        })
+        .await
     }
 }
 
-fn served(result: Result<Answer<ListAck>, burrow_runtime::CallError>) -> Outcome {
-    if let Ok(answer) = &result {
+impl Remote for ListAppend {
+    type Out = ListAck;
+    fn into_op(self) -> Op {
+        Op::ListAppend(self)
+    }
+    fn acknowledged(answer: &Answer<ListAck>) {
         acknowledged(answer);
     }
-    outcome_of(result)
+}
+
+impl Remote for ListRead {
+    type Out = ListAck;
+    fn into_op(self) -> Op {
+        Op::ListRead(self)
+    }
+    fn acknowledged(answer: &Answer<ListAck>) {
+        acknowledged(answer);
+    }
 }

@@ -286,6 +286,54 @@ pub(crate) struct Unhealthy {
     pub(crate) waited: std::time::Duration,
 }
 
+// The fault run's lists (`crate::lists`, feature `faults`).
+
+/// Appends `element` to a list (an element already there stays where it is).
+#[cfg(feature = "faults")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListAppend {
+    /// The element: the client's operation id, unique per append.
+    pub element: String,
+}
+
+/// Reads a whole list.
+#[cfg(feature = "faults")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListRead {
+    /// The client's operation id (logged with the acknowledgement).
+    pub op: String,
+}
+
+/// What a list turn acknowledges.
+#[cfg(feature = "faults")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListAck {
+    /// The list's id.
+    pub list: String,
+    /// The client's operation id.
+    pub op: String,
+    /// The epoch the turn committed under (0 outside replicated mode).
+    pub epoch: u64,
+    /// The log entry the turn committed as (0 outside replicated mode).
+    pub seq: u64,
+    /// The whole list, for a read.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub elements: Option<Vec<String>>,
+}
+
+#[cfg(feature = "faults")]
+impl Message for ListAppend {
+    type Reply = Answer<ListAck>;
+}
+
+#[cfg(feature = "faults")]
+impl Message for ListRead {
+    type Reply = Answer<ListAck>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

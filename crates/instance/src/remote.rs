@@ -60,10 +60,10 @@ pub enum Op {
     GetRoute,
     /// A list append (the fault run's lists; feature `faults`).
     #[cfg(feature = "faults")]
-    ListAppend(crate::lists::ListAppend),
+    ListAppend(crate::protocol::ListAppend),
     /// A list read (feature `faults`).
     #[cfg(feature = "faults")]
-    ListRead(crate::lists::ListRead),
+    ListRead(crate::protocol::ListRead),
 }
 
 /// The answer to a [`Forwarded`] call.
@@ -168,28 +168,6 @@ remote! {
     GetConfig => crate::protocol::ConfigView, |_| Op::GetConfig;
     ConfigPatch => crate::protocol::ConfigView, Op::PatchConfig;
     GetRoute => crate::protocol::Route, |_| Op::GetRoute;
-}
-
-#[cfg(feature = "faults")]
-impl Remote for crate::lists::ListAppend {
-    type Out = crate::lists::ListAck;
-    fn into_op(self) -> Op {
-        Op::ListAppend(self)
-    }
-    fn acknowledged(answer: &Answer<Self::Out>) {
-        crate::lists::acknowledged(answer);
-    }
-}
-
-#[cfg(feature = "faults")]
-impl Remote for crate::lists::ListRead {
-    type Out = crate::lists::ListAck;
-    fn into_op(self) -> Op {
-        Op::ListRead(self)
-    }
-    fn acknowledged(answer: &Answer<Self::Out>) {
-        crate::lists::acknowledged(answer);
-    }
 }
 
 /// An [`ErrorKind`]'s name on the wire.

@@ -209,10 +209,6 @@ impl Protocol {
     }
 }
 
-fn each(n: u8) -> impl Iterator<Item = u8> {
-    0..n
-}
-
 impl Model for Protocol {
     type State = State;
     type Action = Action;
@@ -264,10 +260,10 @@ impl Model for Protocol {
             }
         }
         let more = state.next_value < self.values;
-        for n in each(self.nodes) {
+        for n in 0..self.nodes {
             let node = &state.nodes[usize::from(n)];
             let stored = &state.stored[usize::from(n)];
-            for a in each(self.actors) {
+            for a in 0..self.actors {
                 match &node.activations[usize::from(a)] {
                     Some(act) if act.pending.is_some() => actions.push(Action::Timeout(n, a)),
                     Some(_) if node.stalled && more => actions.push(Action::Send(n, a)),
