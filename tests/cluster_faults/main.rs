@@ -120,9 +120,7 @@ impl Run {
             }
         }
     }
-}
 
-impl Run {
     /// What node `n` counted of fencing and takeovers, as `name value` pairs.
     async fn counters(&self, n: usize) -> String {
         let text = match self
