@@ -12,6 +12,7 @@ use burrow_server::{HttpLimits, KeyOverrides, Keys, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
 mod export;
+mod logging;
 
 /// The server's own allocations (HTTP, proxying, tokio) go through mimalloc: glibc's malloc was
 /// ~11 % of the proxy's profile (PERFORMANCE.md). SQLite keeps libc's allocator.
@@ -113,6 +114,10 @@ struct Serve {
     /// nodes reach (on a private network: sandboxes check a gateway token, nothing more).
     #[arg(long, env = "BURROW_SANDBOX_HOST", default_value = "127.0.0.1")]
     sandbox_host: std::net::IpAddr,
+    /// How log lines are written: `text` or `json` (one object per line, start-up lines
+    /// included).
+    #[arg(long, env = "BURROW_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(flatten)]
     lifecycle: Lifecycle,
     #[command(flatten)]
@@ -354,24 +359,14 @@ fn main() -> ExitCode {
         Command::Token(token) => print_token(&token),
         Command::Actor(ActorCommand::Export(export)) => export::run(export),
         Command::Serve(serve) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                // A log that cannot be written (a full disk) must not take requests down:
-                // by default the subscriber reports that with eprintln!, which panics then.
-                .log_internal_errors(false)
-                .init();
+            logging::init(serve.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
             {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("burrow: cannot start the async runtime: {e}");
+                    logging::refuse(&format!("burrow: cannot start the async runtime: {e}"));
                     return ExitCode::FAILURE;
                 }
             };
@@ -454,15 +449,15 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
     config.sandbox_uids = match serve.sandbox_uids() {
         Ok(uids) => uids,
         Err(e) => {
-            eprintln!("burrow serve: {e}");
+            logging::refuse(&format!("burrow serve: {e}"));
             return ExitCode::from(2);
         }
     };
     if serve.sandbox_host.is_unspecified() {
-        eprintln!(
+        logging::refuse(&format!(
             "burrow serve: --sandbox-host {} is not an address sandboxes can be reached at: give this host's address (127.0.0.1 by default, or one other nodes reach)",
             serve.sandbox_host
-        );
+        ));
         return ExitCode::from(2);
     }
     config.sandbox_host = serve.sandbox_host;
@@ -470,7 +465,7 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
     config.cluster = match serve.cluster.config() {
         Ok(cluster) => cluster,
         Err(e) => {
-            eprintln!("burrow serve: {e}");
+            logging::refuse(&format!("burrow serve: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -480,10 +475,10 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
     ) {
         (None, true) => Durability::Replicated,
         (Some(other), true) if other != Durability::Replicated => {
-            eprintln!(
+            logging::refuse(&format!(
                 "burrow serve: --cluster needs --durability replicated, not {}: another node can only take over what the log holds",
                 other.name()
-            );
+            ));
             return ExitCode::from(2);
         }
         (asked, _) => asked.unwrap_or_default(),
@@ -495,32 +490,32 @@ async fn serve_until_signalled(serve: Serve) -> ExitCode {
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("burrow serve: {e}");
+            logging::refuse(&format!("burrow serve: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    println!("listening on http://{}", server.address());
-    println!(
+    logging::announce(&format!("listening on http://{}", server.address()));
+    logging::announce(&format!(
         "get a token: burrow token --user <user id> --data-dir {}",
         serve.secrets.data_dir.display()
-    );
+    ));
     if let Some(cluster) = &config_cluster {
-        println!(
+        logging::announce(&format!(
             "node {} of a cluster, advertised at {}",
             cluster.node_id, cluster.advertise_url
-        );
+        ));
     }
     if config_durability == Durability::Replicated {
-        println!("the internal API key is the one given (BURROW_INTERNAL_API_KEY)");
+        logging::announce("the internal API key is the one given (BURROW_INTERNAL_API_KEY)");
     } else {
-        println!(
+        logging::announce(&format!(
             "the internal API key is in {}",
             serve
                 .secrets
                 .data_dir
                 .join(burrow_server::KEYS_FILE)
                 .display()
-        );
+        ));
     }
     let signal = async {
         tokio::select! {

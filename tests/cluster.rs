@@ -101,6 +101,22 @@ async fn any_node_reaches_the_owner_and_a_killed_owner_loses_nothing() {
 async fn a_paused_owner_is_deposed_and_acknowledges_nothing_after() {
     let _one = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start().await;
+    // Every member is ready: registry, runtime, and its lease held.
+    for i in 0..3 {
+        let ready = cluster
+            .http
+            .get(format!("{}/readyz", cluster.url(i)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(
+            body["checks"],
+            serde_json::json!({"registry": true, "runtime": true, "cluster": true}),
+            "node {i}"
+        );
+    }
     let instance = InstanceId::new_random();
     assert_eq!(cluster.provision(1, &instance).await, 201);
     let owner = cluster.holder_index(&instance).await;

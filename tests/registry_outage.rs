@@ -36,6 +36,16 @@ fn assert_unavailable<T: std::fmt::Debug>(
     );
 }
 
+/// `/readyz`: its status and body.
+async fn readyz(process: &BurrowProcess) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{}/readyz", process.url()))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 /// Retries `op` until it succeeds (PostgreSQL may take a moment to accept connections).
 async fn eventually<T, F: std::future::Future<Output = Result<T, ClientError>>>(
     what: &str,
@@ -119,10 +129,31 @@ async fn outages_answer_503_write_nothing_and_heal_without_a_restart() {
     let client = PlatformClient::new(process.url(), process.key("internalApiKey"));
 
     for outage in ["stopped", "frozen"] {
+        let (status, ready) = readyz(&process).await;
+        assert_eq!(status, 200, "{outage}: ready before the outage: {ready}");
         match outage {
             "stopped" => cluster.stop().unwrap(),
             _ => cluster.pause().unwrap(),
         }
+        // Not ready, for the registry's reason alone, answered within the readiness bound.
+        let asked = Instant::now();
+        let (status, ready) = readyz(&process).await;
+        assert_eq!(status, 503, "{outage}: {ready}");
+        assert_eq!(
+            ready["checks"],
+            serde_json::json!({"registry": false, "runtime": true}),
+            "{outage}: {ready}"
+        );
+        let reasons = ready["reasons"].as_array().unwrap();
+        assert!(
+            reasons.len() == 1 && reasons[0].as_str().unwrap().starts_with("registry: "),
+            "{outage}: {ready}"
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(8),
+            "{outage}: readyz took {:?}",
+            asked.elapsed()
+        );
         // Provisioning a new instance, keyed and legacy.
         let new_keyed = InstanceId::new_random();
         let mut request = ProvisionRequest::new(&alice);
@@ -177,6 +208,16 @@ async fn outages_answer_503_write_nothing_and_heal_without_a_restart() {
             }
         })
         .await;
+        // …the server is ready again without a restart…
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while readyz(&process).await.0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{outage}: never ready again: {:?}",
+                readyz(&process).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         // …and everything succeeds when retried, with the same Burrow process.
         let created = eventually("provision", || client.provision(&request)).await;
         assert!(created.created, "{outage}");

@@ -52,7 +52,10 @@ pub mod membership;
 pub mod notify;
 mod placement;
 mod statements;
+mod telemetry;
 pub mod views;
+
+pub use telemetry::describe_metrics;
 
 mod embedded {
     refinery::embed_migrations!("../../migrations/log-postgres");

@@ -86,6 +86,10 @@ impl Registry for AnyRegistry {
         delegate!(self, "get", r => r.get(id))
     }
 
+    async fn ping(&self) -> Result<(), RegistryError> {
+        delegate!(self, "ping", r => r.ping())
+    }
+
     async fn get_by_sandbox(
         &self,
         sandbox_id: &SandboxId,

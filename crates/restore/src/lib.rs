@@ -14,6 +14,7 @@ mod postgres;
 mod registry;
 mod restore;
 mod sqlite;
+mod telemetry;
 
 pub use any::{AnyRegistry, SQLITE_REGISTRY_FILE};
 pub use error::RegistryError;
@@ -22,3 +23,4 @@ pub use postgres::{DEFAULT_TIMEOUT, PgRegistry, postgres_migrations};
 pub use registry::Registry;
 pub use restore::{Restored, find_row, restore};
 pub use sqlite::{SqliteRegistry, sqlite_migrations};
+pub use telemetry::describe_metrics;

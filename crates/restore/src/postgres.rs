@@ -296,6 +296,18 @@ impl Registry for PgRegistry {
         }
     }
 
+    async fn ping(&self) -> Result<(), RegistryError> {
+        self.timed(async {
+            let client = self.client().await?;
+            client
+                .query_opt("SELECT 1 FROM instances LIMIT 1", &[])
+                .await
+                .map_err(map_pg)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn get(&self, id: InstanceId) -> Result<Option<InstanceRow>, RegistryError> {
         self.one(
             &format!("SELECT {COLUMNS} FROM instances WHERE id = $1"),

@@ -73,4 +73,8 @@ pub trait Registry: Send + Sync {
         &self,
         id: InstanceId,
     ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+
+    /// Answers when the registry can be read (its instances table, through the same pool
+    /// and timeout as every operation): what a readiness check asks.
+    fn ping(&self) -> impl Future<Output = Result<(), RegistryError>> + Send;
 }

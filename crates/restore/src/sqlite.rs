@@ -222,6 +222,18 @@ impl Registry for SqliteRegistry {
         .await
     }
 
+    async fn ping(&self) -> Result<(), RegistryError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM instances LIMIT 1)",
+                [],
+                |_| Ok(()),
+            )
+            .map_err(internal)
+        })
+        .await
+    }
+
     async fn get(&self, id: InstanceId) -> Result<Option<InstanceRow>, RegistryError> {
         self.with(move |conn| {
             Self::query_one(

@@ -103,6 +103,8 @@ async fn an_unreachable_or_hung_registry_is_a_retryable_error_and_then_recovers(
     let started = Instant::now();
     let err = restore(&registry, &actor, 0).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+    let refused = registry.ping().await.unwrap_err();
+    assert!(refused.is_retryable(), "{refused:?}");
     assert!(
         started.elapsed() < TIMEOUT * 10,
         "took {:?}",
@@ -122,6 +124,7 @@ async fn an_unreachable_or_hung_registry_is_a_retryable_error_and_then_recovers(
     let err = restore(&registry, &actor, 0).await.unwrap_err();
     assert_eq!(err, RegistryError::Timeout(TIMEOUT));
     assert!(err.is_retryable());
+    assert_eq!(registry.ping().await, Err(RegistryError::Timeout(TIMEOUT)));
     assert!(
         started.elapsed() >= TIMEOUT,
         "answered before the timeout: {err:?}"
@@ -132,6 +135,7 @@ async fn an_unreachable_or_hung_registry_is_a_retryable_error_and_then_recovers(
         .unwrap()
         .expect("restored after the pause");
     assert_eq!(restored.row.id, row.id);
+    registry.ping().await.expect("answers again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,6 +128,7 @@ mod dispatcher;
 // The public handles, and the runtime that ties them together.
 mod namespace;
 mod scheduler;
+mod telemetry;
 
 pub mod catalog;
 mod options;
@@ -149,6 +150,7 @@ pub use options::Options;
 pub use runtime::Runtime;
 pub use shard::ShutdownReport;
 pub use storage::{RESERVED_PREFIX, Storage};
+pub use telemetry::describe_metrics;
 
 /// The SQLite binding actors use through [`Storage::sql`], re-exported so that actor crates
 /// link the same version.

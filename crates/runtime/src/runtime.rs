@@ -407,6 +407,57 @@ impl Runtime {
         total
     }
 
+    /// Whether the runtime accepts work now: it is not shutting down, and every shard thread
+    /// picks up a message within `within` (a shard stuck on a slow disk, or saturated, would
+    /// hold every call routed to it). The error says which shards were late.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use burrow_runtime::{Options, Runtime};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let runtime = Runtime::open(Options::new(dir.path()))?;
+    /// assert_eq!(runtime.ready(Duration::from_secs(1)).await, Ok(()));
+    /// runtime.shutdown(Duration::from_secs(5)).await;
+    /// assert_eq!(runtime.ready(Duration::from_secs(1)).await, Err("shutting down".to_owned()));
+    /// # Ok(()) }
+    /// ```
+    pub async fn ready(&self, within: Duration) -> Result<(), String> {
+        if self.inner.dispatcher.is_closing() {
+            return Err("shutting down".to_owned());
+        }
+        let mut pending = Vec::new();
+        for (index, shard) in self.inner.dispatcher.inboxes().iter().enumerate() {
+            let (done, answered) = oneshot::channel();
+            let task: crate::shard::AdminTask = Box::new(move |_| {
+                let _ = done.send(());
+            });
+            if shard.send(ShardMsg::Admin(task)).is_err() {
+                return Err(format!("shard {index} has stopped"));
+            }
+            pending.push((index, answered));
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        let mut late = Vec::new();
+        for (index, answered) in pending {
+            match tokio::time::timeout_at(deadline, answered).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(format!("shard {index} has stopped")),
+                Err(_) => late.push(index.to_string()),
+            }
+        }
+        if late.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "shard(s) {} did not answer within {} ms",
+                late.join(", "),
+                within.as_millis()
+            ))
+        }
+    }
+
     /// Stops taking requests (new calls fail with [`ErrorKind::ShuttingDown`](crate::ErrorKind::ShuttingDown), which is
     /// retryable), lets turns in flight and requests already queued finish for up to `grace`,
     /// then closes every actor's file, commits the catalog and stops the shard threads.

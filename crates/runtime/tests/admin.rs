@@ -76,3 +76,30 @@ async fn export_copies_an_actor_and_delete_removes_it() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     runtime.shutdown(GRACE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_names_a_shard_that_does_not_answer_and_refuses_once_shutting_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::open(Options::new(dir.path()).shards(1)).unwrap();
+    assert_eq!(runtime.ready(Duration::from_secs(5)).await, Ok(()));
+    let ns = runtime
+        .namespace("test", TestActor::factory(Arc::new(Probe::default())))
+        .unwrap();
+    let stub = ns.get_by_name("blocker");
+    let (arrived_tx, arrived) = std::sync::mpsc::channel();
+    let (release, peer) = std::sync::mpsc::channel();
+    let call = tokio::spawn(async move { stub.call(Req::Rendezvous(arrived_tx, peer)).await });
+    tokio::task::block_in_place(|| arrived.recv_timeout(Duration::from_secs(10))).unwrap();
+
+    let late = runtime.ready(Duration::from_millis(200)).await.unwrap_err();
+    assert_eq!(late, "shard(s) 0 did not answer within 200 ms");
+
+    release.send(()).unwrap();
+    call.await.unwrap().unwrap();
+    assert_eq!(runtime.ready(Duration::from_secs(5)).await, Ok(()));
+    runtime.shutdown(GRACE).await;
+    assert_eq!(
+        runtime.ready(Duration::from_secs(5)).await,
+        Err("shutting down".to_owned())
+    );
+}

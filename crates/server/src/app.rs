@@ -1,15 +1,14 @@
 //! The router and the state every route shares.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::{Json, Router};
 use burrow_instance::Instances;
 use burrow_instance::provider::ClusterProvider;
 use burrow_restore::AnyRegistry;
@@ -17,8 +16,6 @@ use burrow_runtime::Runtime;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
 
 use crate::error::ApiError;
 use crate::keys::Keys;
@@ -34,7 +31,7 @@ pub struct AppState {
     /// The server's secrets.
     pub keys: Keys,
     /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
+    pub metrics: crate::telemetry::Metrics,
     /// The proxy's HTTP client.
     pub http: Client<HttpConnector, Body>,
     /// What one client may hold.
@@ -55,21 +52,6 @@ pub struct AppState {
     /// The fault run's lists (test builds only).
     #[cfg(feature = "faults")]
     pub lists: burrow_instance::lists::Lists,
-}
-
-/// The process-wide Prometheus recorder (a process has one metrics recorder).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics shows only what this one records");
-            }
-            handle
-        })
-        .clone()
 }
 
 /// A client for the proxy: HTTP/1 to sandboxes, giving up on a connection attempt after
@@ -100,48 +82,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/_burrow/machines/{id}/{op}",
             post(crate::machines::internal),
         )
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(render_metrics));
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
+        .route("/metrics", get(crate::health::metrics));
     #[cfg(feature = "faults")]
     let router = router.nest("/_test", crate::test_routes::routes());
-    router
+    let router = router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
-        })
-        .layer(middleware::from_fn(record_http))
-        .layer(middleware::from_fn(catch_panics))
-        .with_state(state)
-}
-
-/// Liveness, and the durability acknowledged writes have (an operator's first question).
-async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "durability": state.runtime.durability().name() }))
-}
-
-async fn render_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-}
-
-/// Counts requests and their durations by route template (never by raw path: ids would make
-/// the series unbounded).
-async fn record_http(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("burrow_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("burrow_http_request_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+        });
+    crate::requests::layer(router).with_state(state)
 }
 
 /// An API request not answered within the request timeout gets 503. What the handler began
@@ -158,38 +109,5 @@ async fn api_deadline(
         Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Request timed out")
             .details(format!("not answered within {} ms", limit.as_millis()))
             .into_response(),
-    }
-}
-
-/// The method as a metric label: the standard methods by name, anything else `other` (a
-/// client can send any token as a method; each would be a new series).
-fn method_label(method: &axum::http::Method) -> &'static str {
-    use axum::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "other",
-    }
-}
-
-/// A handler that panics answers 500 in the API's format; the server keeps serving.
-async fn catch_panics(request: Request, next: Next) -> Response {
-    use futures_util::FutureExt as _;
-    let path = request.uri().path().to_owned();
-    match std::panic::AssertUnwindSafe(next.run(request))
-        .catch_unwind()
-        .await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            ApiError::internal("request", format!("a handler panicked on {path}")).into_response()
-        }
     }
 }

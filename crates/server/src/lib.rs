@@ -4,7 +4,7 @@
 //! - `/api/user/*` — a user's own instances (bearer token);
 //! - `/api/admin/*` — any instance (admin token);
 //! - `/i/{instanceId}/…` — a reverse proxy (HTTP and WebSocket) to the instance's sandbox;
-//! - `/healthz`, `/metrics`.
+//! - `/healthz` (liveness), `/readyz` (readiness), `/metrics` (Prometheus).
 //!
 //! Every route that takes an instance id checks, in order: authentication (401/403), input
 //! (400), existence and ownership (404, identical for "missing" and "someone else's" on user
@@ -25,6 +25,7 @@ mod app;
 pub mod cluster;
 mod error;
 mod extract;
+mod health;
 mod internal;
 mod keys;
 mod limits;
@@ -34,8 +35,10 @@ mod paging;
 pub mod peers;
 mod platform;
 mod proxy;
+mod requests;
 mod resolve;
 mod serve;
+pub mod telemetry;
 #[cfg(feature = "faults")]
 mod test_routes;
 pub mod tokens;
@@ -418,7 +421,7 @@ impl Server {
             registry,
             runtime: runtime.clone(),
             keys,
-            metrics: app::metrics_handle(),
+            metrics: telemetry::Metrics::global(),
             http: app::proxy_client(config.limits.upstream_connect_timeout),
             lookups: lookups::Lookups::new(config.limits.lookups_per_second),
             limits: config.limits.clone(),

@@ -7,6 +7,7 @@
 //! - `POST /_test/faults` with `{"pauseAfterAppendMs": n}` and/or `{"pauseBeforeAppendMs": n}`
 //!   (0 clears) sets, while the process runs, the pause between a turn's append to the log and
 //!   its local commit, or between its checks and its append.
+//! - `POST /_test/panic` panics in its handler (the server must answer 500 and keep serving).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/lists/{id}", post(append).get(read))
         .route("/faults", post(faults))
+        .route("/panic", post(panic))
 }
 
 #[derive(Deserialize)]
@@ -99,4 +101,9 @@ async fn faults(_: Admin, Json(body): Json<Faults>) -> axum::http::StatusCode {
         burrow_runtime::set_pause_before_append(pause(ms));
     }
     axum::http::StatusCode::NO_CONTENT
+}
+
+async fn panic(_: Admin) -> axum::http::StatusCode {
+    tracing::info!("about to panic on purpose");
+    panic!("a panic on purpose")
 }

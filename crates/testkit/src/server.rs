@@ -240,7 +240,11 @@ fn spawn(binary: &Path, options: &ServeOptions) -> Result<(Child, SocketAddr), S
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent && let Some(address) = line.strip_prefix("listening on http://") {
+            if !sent
+                && let Some(address) = announced(&line)
+                    .as_deref()
+                    .and_then(|text| text.strip_prefix("listening on http://"))
+            {
                 let _ = tx.send(address.trim().to_owned());
                 sent = true;
             }
@@ -263,6 +267,16 @@ fn spawn(binary: &Path, options: &ServeOptions) -> Result<(Child, SocketAddr), S
             )))
         }
     }
+}
+
+/// The text of a start-up line `burrow serve` wrote to stdout: the line itself
+/// (`--log-format text`) or its JSON object's `fields.message` (`--log-format json`).
+pub fn announced(line: &str) -> Option<String> {
+    if !line.starts_with('{') {
+        return Some(line.to_owned());
+    }
+    let object: serde_json::Value = serde_json::from_str(line).ok()?;
+    object["fields"]["message"].as_str().map(str::to_owned)
 }
 
 /// A sandbox process recorded in a data directory that still runs.

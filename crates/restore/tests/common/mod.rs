@@ -23,6 +23,7 @@ fn legacy(user: &UserId, org: Option<OrgId>) -> NewInstance {
 }
 
 pub async fn registry_suite<R: Registry>(registry: &R) {
+    registry.ping().await.expect("a fresh registry answers");
     // Organisations.
     let org = OrgId::new_random();
     let created = registry.create_organization(org, "Acme").await.unwrap();
