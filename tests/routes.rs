@@ -144,6 +144,12 @@ async fn every_instance_route_answers_each_caller_in_the_documented_order() {
             "/api/admin/instances/{id}/start",
             Some(json!({})),
         ),
+        route(
+            Method::POST,
+            "/api/admin/instances/{id}/restart",
+            Some(json!({})),
+        ),
+        route(Method::POST, "/api/admin/instances/{id}/stop", None),
     ];
     for r in &admin_routes {
         for who in WHO {

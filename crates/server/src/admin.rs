@@ -23,7 +23,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/instances", get(list))
         .route("/instances/{instance_id}", get(debug_status))
         .route("/instances/{instance_id}/start", post(start))
+        .route("/instances/{instance_id}/stop", post(stop))
+        .route("/instances/{instance_id}/restart", post(restart))
         .route("/instances/{instance_id}/destroy", post(destroy))
+        .route("/namespaces", get(crate::admin_lists::namespaces))
         .route("/actors", get(crate::admin_lists::actors))
         .route("/actors/count", get(crate::admin_lists::count))
         .route("/incidents", get(crate::admin_lists::incidents))
@@ -213,6 +216,44 @@ async fn start(
         .await
         .map_err(|e| Scope::User.error("start", e))?;
     Ok(axum::Json(json!({ "started": started })))
+}
+
+async fn stop(
+    Admin(admin): Admin,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (name, handle, _) = any_instance(&state, path_id(&id)?).await?;
+    tracing::info!(admin = %admin.user_id, instance = %name, "admin stop");
+    handle
+        .stop()
+        .await
+        .map_err(|e| Scope::User.error("stop", e))?;
+    Ok(axum::Json(json!({ "stopped": true })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RestartBody {
+    image_tag: Option<String>,
+}
+
+async fn restart(
+    Admin(admin): Admin,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(body): Json<RestartBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (name, handle, _) = any_instance(&state, path_id(&id)?).await?;
+    tracing::info!(admin = %admin.user_id, instance = %name, "admin restart");
+    let outcome = handle
+        .restart(body.image_tag)
+        .await
+        .map_err(|e| Scope::User.error("restart", e))?;
+    Ok(axum::Json(match outcome {
+        burrow_instance::Restarted::Began => json!({ "success": true }),
+        burrow_instance::Restarted::Refused(e) => json!({ "success": false, "error": e }),
+    }))
 }
 
 async fn destroy(

@@ -205,3 +205,19 @@ async fn local_dead_alarms(
         "nextCursor": null,
     })))
 }
+
+/// The runtime's namespaces with how many actors this node's catalog lists in each:
+/// `{"namespaces":[{"namespace","count"}]}`.
+pub(crate) async fn namespaces(
+    Admin(_): Admin,
+    State(state): State<Arc<AppState>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let catalog = state.runtime.catalog();
+    let failed = |e| ApiError::internal("reading the catalog", e);
+    let mut listed = Vec::new();
+    for namespace in catalog.namespaces().await.map_err(failed)? {
+        let count = catalog.count(&namespace).await.map_err(failed)?;
+        listed.push(json!({ "namespace": namespace, "count": count }));
+    }
+    Ok(axum::Json(json!({ "namespaces": listed })))
+}

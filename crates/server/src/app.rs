@@ -84,7 +84,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(crate::health::healthz))
         .route("/readyz", get(crate::health::readyz))
-        .route("/metrics", get(crate::health::metrics));
+        .route("/metrics", get(crate::health::metrics))
+        .merge(crate::console::routes());
     #[cfg(feature = "faults")]
     let router = router.nest("/_test", crate::test_routes::routes());
     let router = router

@@ -4,6 +4,7 @@
 //! - `/api/user/*` — a user's own instances (bearer token);
 //! - `/api/admin/*` — any instance (admin token);
 //! - `/i/{instanceId}/…` — a reverse proxy (HTTP and WebSocket) to the instance's sandbox;
+//! - `/console` — the operators' web console (over the admin API);
 //! - `/healthz` (liveness), `/readyz` (readiness), `/metrics` (Prometheus).
 //!
 //! Every route that takes an instance id checks, in order: authentication (401/403), input
@@ -23,6 +24,7 @@ mod admin;
 mod admin_lists;
 mod app;
 pub mod cluster;
+mod console;
 mod error;
 mod extract;
 mod health;

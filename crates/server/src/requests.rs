@@ -54,10 +54,7 @@ pub(crate) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Rout
 }
 
 fn drop_unusable_id(mut request: Request) -> Request {
-    let usable = request
-        .headers()
-        .get(REQUEST_ID)
-        .is_none_or(usable_id);
+    let usable = request.headers().get(REQUEST_ID).is_none_or(usable_id);
     if !usable {
         request.headers_mut().remove(REQUEST_ID);
     }
