@@ -41,6 +41,9 @@ fn route(method: Method, path: &'static str, body: Option<Value>) -> Route {
     Route { method, path, body }
 }
 
+/// Every (method, path, status) `call` saw, for the check against `/openapi.json`.
+static OBSERVED: std::sync::Mutex<Vec<(Method, String, u16)>> = std::sync::Mutex::new(Vec::new());
+
 async fn call(
     s: &Served,
     r: &Route,
@@ -61,6 +64,11 @@ async fn call(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
+    OBSERVED.lock().unwrap().push((
+        r.method.clone(),
+        r.path.split('?').next().unwrap().replace("{id}", id),
+        status,
+    ));
     let retry_after = response.headers().contains_key("retry-after");
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body, retry_after)
@@ -261,6 +269,7 @@ async fn every_instance_route_answers_each_caller_in_the_documented_order() {
     let (status, _, _) = call(&s, &user_routes[0], &id_text, Some(&owner), None).await;
     assert_eq!(status, 404);
     eprintln!("{checked} route × caller combinations checked");
+    assert_documented(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,6 +392,51 @@ async fn platform_lifecycle_through_the_typed_client() {
         assert!(
             metrics.contains(series),
             "{series} missing from /metrics:\n{metrics}"
+        );
+    }
+}
+
+/// Whether `path` is an instance of the document's `template` (`{name}` one segment; a
+/// trailing `{rest}` one or more).
+fn matches(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    let wildcard = template.ends_with("{rest}");
+    if wildcard && p.len() < t.len() || !wildcard && p.len() != t.len() {
+        return false;
+    }
+    t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
+}
+
+/// Every status the table observed is among its route's documented responses.
+async fn assert_documented(s: &Served) {
+    let document: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let observed = OBSERVED.lock().unwrap().clone();
+    assert!(observed.len() > 50, "{observed:?}");
+    for (method, path, status) in observed {
+        let found: Vec<_> = paths.iter().filter(|(t, _)| matches(t, &path)).collect();
+        // The most specific template: a literal segment beats a parameter.
+        let (template, item) = found
+            .iter()
+            .max_by_key(|(t, _)| t.split('/').filter(|s| !s.starts_with('{')).count())
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        let operation = &item[method.as_str().to_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{method} {path}: {template} does not document {method}"
+        );
+        assert!(
+            operation["responses"].get(status.to_string()).is_some(),
+            "{method} {path} answered {status}, which {template} does not document: {}",
+            operation["responses"]
         );
     }
 }

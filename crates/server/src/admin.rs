@@ -2,39 +2,45 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use burrow_identity::{InstanceId, OrgId};
 use burrow_restore::Registry as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, Json, Params, user_id};
+use crate::openapi::{Errors, InstanceErrors};
 use crate::paging::{self, cursor};
 use crate::resolve::{Scope, any_instance};
+use crate::state::AppState;
 use crate::views;
 
 /// The admin routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/instances", get(list))
-        .route("/instances/{instance_id}", get(debug_status))
-        .route("/instances/{instance_id}/start", post(start))
-        .route("/instances/{instance_id}/stop", post(stop))
-        .route("/instances/{instance_id}/restart", post(restart))
-        .route("/instances/{instance_id}/destroy", post(destroy))
-        .route("/namespaces", get(crate::admin_lists::namespaces))
-        .route("/actors", get(crate::admin_lists::actors))
-        .route("/actors/count", get(crate::admin_lists::count))
-        .route("/incidents", get(crate::admin_lists::incidents))
-        .route("/actors/{namespace}/{id}/snapshot", get(snapshot))
-        .route("/cluster", get(cluster))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    use crate::admin_lists::{__path_actors, __path_count, __path_incidents, __path_namespaces};
+    use crate::admin_lists::{actors, count, incidents, namespaces};
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(debug_status))
+        .routes(routes!(start))
+        .routes(routes!(stop))
+        .routes(routes!(restart))
+        .routes(routes!(destroy))
+        .routes(routes!(namespaces))
+        .routes(routes!(actors))
+        .routes(routes!(count))
+        .routes(routes!(incidents))
+        .routes(routes!(snapshot))
+        .routes(routes!(cluster))
 }
 
-#[derive(Debug, Deserialize)]
+/// Exactly one of `seq` (a log entry) and `at` (an RFC 3339 time).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SnapshotQuery {
     seq: Option<u64>,
     at: Option<String>,
@@ -43,6 +49,7 @@ struct SnapshotQuery {
 /// An actor's SQLite file as it was at entry `seq`, or at time `at` (RFC 3339), rebuilt from
 /// the replicated log: 200 `application/vnd.sqlite3`; 404 for an actor (or a point) the log does
 /// not know; 410 for a point older than the log's retention.
+#[utoipa::path(get, path = "/actors/{namespace}/{id}/snapshot", tag = "admin", security(("bearer" = [])), params(("namespace" = String, Path, description = "The actor's namespace"), ("id" = String, Path, description = "The actor id: 64 hex digits"), SnapshotQuery), responses((status = 200, description = "The SQLite file as it was then", content_type = "application/vnd.sqlite3"), (status = 404, description = "Unknown actor, a point past its last entry, or no replicated log", body = crate::openapi::ErrorBody), (status = 410, description = "Older than the log keeps", body = crate::openapi::ErrorBody), Errors))]
 async fn snapshot(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -142,7 +149,9 @@ fn path_id(text: &str) -> Result<InstanceId, ApiError> {
     text.parse().map_err(|_| ApiError::invalid_instance_id())
 }
 
-#[derive(Debug, Deserialize)]
+/// Exactly one of `userId` and `orgId`; a page of at most `limit` after `cursor`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     user_id: Option<String>,
@@ -151,6 +160,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/instances", tag = "admin", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "Registry rows, paged: `{instances, nextCursor}`"), Errors))]
 async fn list(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -183,6 +193,7 @@ async fn list(
     })))
 }
 
+#[utoipa::path(get, path = "/instances/{instance_id}", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), responses((status = 200, description = "The debug status: everything but secret and env var values"), InstanceErrors))]
 async fn debug_status(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -196,13 +207,15 @@ async fn debug_status(
     Ok(axum::Json(views::debug_status(&name, &debug)))
 }
 
-#[derive(Debug, Deserialize)]
+/// `skipCooldown`: start even within the cooldown after a failed start.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct StartBody {
     #[serde(default)]
     skip_cooldown: bool,
 }
 
+#[utoipa::path(post, path = "/instances/{instance_id}/start", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), request_body = StartBody, responses((status = 200, description = "`{started}`"), InstanceErrors))]
 async fn start(
     Admin(admin): Admin,
     State(state): State<Arc<AppState>>,
@@ -218,6 +231,7 @@ async fn start(
     Ok(axum::Json(json!({ "started": started })))
 }
 
+#[utoipa::path(post, path = "/instances/{instance_id}/stop", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), responses((status = 200, description = "`{stopped: true}`: the sandbox process is gone"), InstanceErrors))]
 async fn stop(
     Admin(admin): Admin,
     State(state): State<Arc<AppState>>,
@@ -232,12 +246,14 @@ async fn stop(
     Ok(axum::Json(json!({ "stopped": true })))
 }
 
-#[derive(Debug, Deserialize)]
+/// `imageTag`: the image to restart into (default: the tracked one).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RestartBody {
     image_tag: Option<String>,
 }
 
+#[utoipa::path(post, path = "/instances/{instance_id}/restart", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), request_body = RestartBody, responses((status = 200, description = "`{success, error?}`"), InstanceErrors))]
 async fn restart(
     Admin(admin): Admin,
     State(state): State<Arc<AppState>>,
@@ -256,6 +272,7 @@ async fn restart(
     }))
 }
 
+#[utoipa::path(post, path = "/instances/{instance_id}/destroy", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), responses((status = 200, description = "`{finalized, destroyedUserId, destroyedSandboxId}`"), InstanceErrors))]
 async fn destroy(
     Admin(admin): Admin,
     State(state): State<Arc<AppState>>,
@@ -268,6 +285,7 @@ async fn destroy(
 
 /// `GET /api/admin/cluster`: every node PostgreSQL knows, with its lease and how many actors
 /// its current incarnation holds.
+#[utoipa::path(get, path = "/cluster", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "`{nodes}`: every node PostgreSQL knows"), (status = 404, description = "Not part of a cluster", body = crate::openapi::ErrorBody), Errors))]
 async fn cluster(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,

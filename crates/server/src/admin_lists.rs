@@ -11,11 +11,12 @@ use burrow_log_postgres::views::{IncidentKind, IncidentRow};
 use burrow_runtime::turn_log::Incident;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, Params};
 use crate::paging::{self, cursor};
+use crate::state::AppState;
 
 /// The page size of these listings when none is asked for.
 const DEFAULT_LIMIT: usize = 50;
@@ -25,7 +26,9 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Log unavailable").details(what.to_owned())
 }
 
-#[derive(Debug, Deserialize)]
+/// A page of at most `limit` after `cursor`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ActorsQuery {
     limit: Option<usize>,
     cursor: Option<String>,
@@ -33,6 +36,7 @@ pub(crate) struct ActorsQuery {
 
 /// The instance actors, by id: `{"actors":[{id, name, createdAt, lastActiveAt, nodeId?}],
 /// "nextCursor"}`.
+#[utoipa::path(get, path = "/actors", tag = "admin", security(("bearer" = [])), params(ActorsQuery), responses((status = 200, description = "The instance actors, paged: `{actors, nextCursor}`"), crate::openapi::Errors))]
 pub(crate) async fn actors(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -90,6 +94,7 @@ pub(crate) async fn actors(
 }
 
 /// How many instance actors there are: `{"count"}`.
+#[utoipa::path(get, path = "/actors/count", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "`{count}` of instance actors"), crate::openapi::Errors))]
 pub(crate) async fn count(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -110,7 +115,9 @@ pub(crate) async fn count(
     Ok(axum::Json(json!({ "count": count })))
 }
 
-#[derive(Debug, Deserialize)]
+/// `kind` (`deadAlarm` or `quarantined`), and a page of at most `limit` after `cursor`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct IncidentsQuery {
     kind: Option<String>,
     limit: Option<usize>,
@@ -119,6 +126,7 @@ pub(crate) struct IncidentsQuery {
 
 /// Dead-lettered alarms (`kind=deadAlarm`) or quarantined actor files (`kind=quarantined`),
 /// oldest first: `{"incidents":[…], "nextCursor"}`.
+#[utoipa::path(get, path = "/incidents", tag = "admin", security(("bearer" = [])), params(IncidentsQuery), responses((status = 200, description = "Oldest first, paged: `{incidents, nextCursor}`"), (status = 404, description = "Quarantines without a replicated log (not recorded)", body = crate::openapi::ErrorBody), crate::openapi::Errors))]
 pub(crate) async fn incidents(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -208,6 +216,7 @@ async fn local_dead_alarms(
 
 /// The runtime's namespaces with how many actors this node's catalog lists in each:
 /// `{"namespaces":[{"namespace","count"}]}`.
+#[utoipa::path(get, path = "/namespaces", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "`{namespaces: [{namespace, count}]}` from this node's catalog"), crate::openapi::Errors))]
 pub(crate) async fn namespaces(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,

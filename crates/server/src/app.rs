@@ -1,4 +1,4 @@
-//! The router and the state every route shares.
+//! The router: every route, the layers around them, and the OpenAPI document made from them.
 
 use std::sync::Arc;
 
@@ -8,51 +8,14 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
-use burrow_instance::Instances;
-use burrow_instance::provider::ClusterProvider;
-use burrow_restore::AnyRegistry;
-use burrow_runtime::Runtime;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
-use crate::keys::Keys;
-
-/// What every route shares.
-pub struct AppState {
-    /// The instance actors.
-    pub instances: Instances<ClusterProvider>,
-    /// The registry.
-    pub registry: AnyRegistry,
-    /// The runtime (catalog queries).
-    pub runtime: Runtime,
-    /// The server's secrets.
-    pub keys: Keys,
-    /// Renders `/metrics`.
-    pub metrics: crate::telemetry::Metrics,
-    /// The proxy's HTTP client.
-    pub http: Client<HttpConnector, Body>,
-    /// What one client may hold.
-    pub limits: crate::HttpLimits,
-    /// The replicated log, with `--durability replicated`.
-    pub turn_log: Option<Arc<dyn burrow_runtime::turn_log::TurnLog>>,
-    /// The same log as PostgreSQL, for the admin listings it answers.
-    pub pg_log: Option<burrow_log_postgres::PgTurnLog>,
-    /// This node's membership, with `--cluster`.
-    pub cluster: Option<Arc<burrow_log_postgres::membership::Node>>,
-    /// What other nodes authenticate forwarded calls with, with `--cluster`.
-    pub cluster_secret: Option<String>,
-    /// Owners already seen in the registry and names just found missing. An instance's owner
-    /// never changes, so this saves a registry round trip per request (the proxy's hot path)
-    /// and keeps known instances reachable while the registry is down; a destroyed instance
-    /// still answers 404, from its actor.
-    pub lookups: crate::lookups::Lookups,
-    /// The fault run's lists (test builds only).
-    #[cfg(feature = "faults")]
-    pub lists: burrow_instance::lists::Lists,
-}
+use crate::state::AppState;
 
 /// A client for the proxy: HTTP/1 to sandboxes, giving up on a connection attempt after
 /// `connect_timeout`.
@@ -63,35 +26,38 @@ pub fn proxy_client(connect_timeout: std::time::Duration) -> Client<HttpConnecto
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// Every route.
+/// Every route, and the OpenAPI document made from them (served at `/openapi.json`).
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
+    use utoipa_axum::routes;
+    let api = OpenApiRouter::new()
         .nest("/platform", crate::platform::routes())
         .nest("/user", crate::user::routes())
         .nest("/admin", crate::admin::routes())
         .layer(middleware::from_fn_with_state(state.clone(), api_deadline));
-    let router = Router::new()
+    let document = Arc::new(std::sync::OnceLock::new());
+    let (router, api) = OpenApiRouter::with_openapi(crate::openapi::Document::openapi())
         .nest("/api", api)
-        .route("/i/{instance_id}", any(crate::proxy::proxy))
-        .route("/i/{instance_id}/{*rest}", any(crate::proxy::proxy))
-        .route(
-            "/_burrow/actors/{namespace}/{id}/call",
-            post(crate::internal::call),
-        )
-        .route(
-            "/_burrow/machines/{id}/{op}",
-            post(crate::machines::internal),
-        )
-        .route("/healthz", get(crate::health::healthz))
-        .route("/readyz", get(crate::health::readyz))
-        .route("/metrics", get(crate::health::metrics))
-        .merge(crate::console::routes());
+        .merge(crate::proxy::routes())
+        .routes(routes!(crate::internal::call))
+        .routes(routes!(crate::machines::internal))
+        .routes(routes!(crate::health::healthz))
+        .routes(routes!(crate::health::readyz))
+        .routes(routes!(crate::health::metrics))
+        .merge(crate::console::routes())
+        .merge(crate::openapi::routes(document.clone()))
+        .split_for_parts();
+    let _ = document.set(crate::openapi::finish(api));
+    // Test builds only, and undocumented: the fault run's switches.
     #[cfg(feature = "faults")]
     let router = router.nest("/_test", crate::test_routes::routes());
     let router = router
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "Not found")
+                .details("no such route: /openapi.json lists them")
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+                .details("/openapi.json lists each route's methods")
         });
     crate::requests::layer(router).with_state(state)
 }

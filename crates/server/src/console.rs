@@ -3,10 +3,10 @@
 //! comes from the admin API with the admin token the operator pastes in, which the page keeps
 //! in the tab's session storage only.
 
-use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the console's responses allow: its own script, style and API and nothing else (no
 /// inline script, no other origin, no framing).
@@ -19,24 +19,32 @@ const SCRIPT: &str = include_str!("../console/console.js");
 const STYLE: &str = include_str!("../console/console.css");
 
 /// The console's routes, at the root of the router.
-pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route(
-            "/console",
-            get(|| async { asset("text/html; charset=utf-8", PAGE) }),
-        )
-        .route(
-            "/console/",
-            get(|| async { Redirect::permanent("/console") }),
-        )
-        .route(
-            "/console/console.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
-        )
-        .route(
-            "/console/console.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
-        )
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(slash))
+        .routes(routes!(script))
+        .routes(routes!(style))
+}
+
+#[utoipa::path(get, path = "/console", tag = "operations", responses((status = 200, description = "The console's page (public; it asks for an admin token)", content_type = "text/html")))]
+async fn page() -> impl IntoResponse {
+    asset("text/html; charset=utf-8", PAGE)
+}
+
+#[utoipa::path(get, path = "/console/", tag = "operations", responses((status = 308, description = "To /console")))]
+async fn slash() -> Redirect {
+    Redirect::permanent("/console")
+}
+
+#[utoipa::path(get, path = "/console/console.js", tag = "operations", responses((status = 200, description = "The console's script", content_type = "text/javascript")))]
+async fn script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+#[utoipa::path(get, path = "/console/console.css", tag = "operations", responses((status = 200, description = "The console's style sheet", content_type = "text/css")))]
+async fn style() -> impl IntoResponse {
+    asset("text/css; charset=utf-8", STYLE)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -10,8 +10,8 @@ use burrow_identity::{InstanceId, UserId};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq as _;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::tokens::{Caller, verify};
 
 /// The largest JSON body an API route reads.

@@ -11,13 +11,14 @@ use axum::response::IntoResponse;
 use burrow_restore::Registry as _;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// How long each readiness check may take: a probe's own timeout is typically a few seconds,
 /// and an answer that comes later is as bad as none.
 pub const READY_WITHIN: Duration = Duration::from_secs(2);
 
 /// Liveness, and the durability acknowledged writes have (an operator's first question).
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "`{status: \"ok\", durability}`")))]
 pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "durability": state.runtime.durability().name() }))
 }
@@ -25,6 +26,10 @@ pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_js
 /// Readiness: 200 when the registry answers, the runtime accepts work and, in a cluster, this
 /// node holds its lease; otherwise 503 with every reason. The checks run at once, each within
 /// [`READY_WITHIN`].
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "`{status: \"ready\", checks}`"),
+    (status = 503, description = "`{status: \"not ready\", checks, reasons}`"),
+))]
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let registry = async {
         match tokio::time::timeout(READY_WITHIN, state.registry.ping()).await {
@@ -76,6 +81,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoRespo
 }
 
 /// The Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],

@@ -14,11 +14,28 @@ use burrow_identity::ActorName;
 use burrow_instance::remote::{ForwardReply, Forwarded, PROTOCOL_VERSION};
 use subtle::ConstantTimeEq as _;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::peers::{PROTOCOL_HEADER, SECRET_HEADER};
+use crate::state::AppState;
 
 /// Serves one forwarded call on this node.
+#[utoipa::path(
+    post,
+    path = "/_burrow/actors/{namespace}/{id}/call",
+    tag = "cluster",
+    security(("clusterSecret" = [])),
+    params(
+        ("namespace" = String, Path, description = "The actor's namespace"),
+        ("id" = String, Path, description = "The actor's name"),
+    ),
+    request_body(content = String, description = "A forwarded call (JSON, versioned by the protocol header)"),
+    responses(
+        (status = 200, description = "The call's outcome, or a refusal (not the holder, another protocol version)"),
+        (status = 400, description = "Not a forwarded call, or another protocol version", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not the cluster's secret", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not a clustered server, or no such namespace", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn call(
     State(state): State<Arc<AppState>>,
     Path((namespace, id)): Path<(String, String)>,

@@ -33,6 +33,7 @@ mod keys;
 mod limits;
 mod lookups;
 pub mod machines;
+pub mod openapi;
 mod paging;
 pub mod peers;
 mod platform;
@@ -40,6 +41,7 @@ mod proxy;
 mod requests;
 mod resolve;
 mod serve;
+mod state;
 pub mod telemetry;
 #[cfg(feature = "faults")]
 mod test_routes;
@@ -418,7 +420,7 @@ impl Server {
         let lists = test_routes::open_lists(&runtime, peers)?;
         #[cfg(not(feature = "faults"))]
         drop(peers);
-        let state = Arc::new(app::AppState {
+        let state = Arc::new(state::AppState {
             instances,
             registry,
             runtime: runtime.clone(),

@@ -19,9 +19,9 @@ use burrow_log_postgres::PgTurnLog;
 use burrow_log_postgres::machines::{HostedMachine, MachineRow, Wanted};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::peers::{PROTOCOL_HEADER, SECRET_HEADER};
+use crate::state::AppState;
 
 /// The machine book of a node.
 pub struct PgMachineBook {
@@ -234,6 +234,23 @@ pub async fn settle(log: &PgTurnLog, provider: &ClusterProvider) {
 }
 
 /// `POST /_burrow/machines/{id}/{op}`: another node asks this one, which hosts the machine.
+#[utoipa::path(
+    post,
+    path = "/_burrow/machines/{id}/{op}",
+    tag = "cluster",
+    security(("clusterSecret" = [])),
+    params(
+        ("id" = String, Path, description = "The machine id"),
+        ("op" = String, Path, description = "`start` (body `{env}`), `stop` or `delete`"),
+    ),
+    responses(
+        (status = 200, description = "`{ok: true}`"),
+        (status = 400, description = "A bad machine id or body, or another protocol version", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not the cluster's secret", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not hosted here, or no such operation", body = crate::openapi::ErrorBody),
+        (status = 500, description = "The operation failed", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn internal(
     State(state): State<Arc<AppState>>,
     Path((id, op)): Path<(String, String)>,

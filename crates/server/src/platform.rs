@@ -3,52 +3,57 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use burrow_identity::{ActorName, InstanceId, OrgId, UserId};
 use burrow_instance::provider::ClusterProvider;
 use burrow_instance::{InstanceRef, Provision, Restarted};
 use burrow_restore::{MarkOutcome, Registry as _};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Json, Params, Platform, instance_id, user_id};
+use crate::openapi::InstanceErrors;
 use crate::resolve::{Scope, instance};
+use crate::state::AppState;
 use crate::views;
 
 /// The platform routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/organizations", post(create_organization))
-        .route("/provision", post(provision))
-        .route("/start", post(start))
-        .route("/stop", post(stop))
-        .route("/restart", post(restart))
-        .route("/destroy", post(destroy))
-        .route("/status", get(status))
-        .route("/debug-status", get(debug_status))
-        .route("/gateway-token", get(gateway_token))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_organization))
+        .routes(routes!(provision))
+        .routes(routes!(start))
+        .routes(routes!(stop))
+        .routes(routes!(restart))
+        .routes(routes!(destroy))
+        .routes(routes!(status))
+        .routes(routes!(debug_status))
+        .routes(routes!(gateway_token))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which instance: `instanceId` (absent: the user's legacy instance) of `userId`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct InstanceQuery {
     instance_id: Option<String>,
     user_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OrganizationBody {
     name: Option<String>,
     id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/organizations", tag = "platform", security(("internalApiKey" = [])), request_body = OrganizationBody, responses((status = 201, description = "Created (or the same one again): `{orgId}`"), (status = 409, description = "The id is taken by another name", body = crate::openapi::ErrorBody), crate::openapi::Errors))]
 async fn create_organization(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -94,7 +99,7 @@ async fn target(
     Ok((name, handle, user))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ProvisionBody {
     user_id: Option<String>,
@@ -106,6 +111,7 @@ struct ProvisionBody {
     secrets: BTreeMap<String, String>,
 }
 
+#[utoipa::path(post, path = "/provision", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = ProvisionBody, responses((status = 201, description = "Provisioned: `{sandboxId, instanceId}`"), (status = 200, description = "Already provisioned; configuration merged"), InstanceErrors))]
 async fn provision(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -179,7 +185,7 @@ async fn provision(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UserBody {
     user_id: Option<String>,
@@ -189,6 +195,7 @@ struct UserBody {
     image_tag: Option<String>,
 }
 
+#[utoipa::path(post, path = "/start", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = UserBody, responses((status = 200, description = "`{started}`: false when already starting or running and healthy"), InstanceErrors))]
 async fn start(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -209,6 +216,7 @@ async fn start(
     Ok(axum::Json(json!({ "started": started })))
 }
 
+#[utoipa::path(post, path = "/stop", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = UserBody, responses((status = 200, description = "`{stopped: true}`: the sandbox process is gone"), InstanceErrors))]
 async fn stop(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -229,6 +237,7 @@ async fn stop(
     Ok(axum::Json(json!({ "stopped": true })))
 }
 
+#[utoipa::path(post, path = "/restart", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = UserBody, responses((status = 200, description = "`{success, error?}`"), InstanceErrors))]
 async fn restart(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -252,6 +261,7 @@ async fn restart(
     }))
 }
 
+#[utoipa::path(post, path = "/destroy", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = UserBody, responses((status = 200, description = "`{finalized, destroyedUserId, destroyedSandboxId}`"), InstanceErrors))]
 async fn destroy(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -335,6 +345,7 @@ async fn destroy_to_the_end(
     }
 }
 
+#[utoipa::path(get, path = "/status", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), responses((status = 200, description = "The instance's status"), InstanceErrors))]
 async fn status(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -348,6 +359,7 @@ async fn status(
     Ok(axum::Json(views::status(&name, &view)))
 }
 
+#[utoipa::path(get, path = "/debug-status", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), responses((status = 200, description = "Everything but secret and env var values"), InstanceErrors))]
 async fn debug_status(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -361,6 +373,7 @@ async fn debug_status(
     Ok(axum::Json(views::debug_status(&name, &debug)))
 }
 
+#[utoipa::path(get, path = "/gateway-token", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), responses((status = 200, description = "`{gatewayToken}`"), InstanceErrors))]
 async fn gateway_token(
     _: Platform,
     State(state): State<Arc<AppState>>,

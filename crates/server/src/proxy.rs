@@ -26,10 +26,10 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest as _};
 
 use crate::serve::ConnectionSlot;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::bearer;
 use crate::resolve::{Scope, instance};
+use crate::state::AppState;
 use crate::tokens::verify;
 
 /// The header carrying the gateway token to the sandbox.
@@ -65,6 +65,53 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
         None => (tail, "/"),
     })
 }
+
+/// The proxy's routes: documented for the standard methods, and taking any method (the
+/// sandbox's application decides what it answers).
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
+    use utoipa_axum::routes;
+    type Documented = utoipa_axum::router::UtoipaMethodRouter<Arc<AppState>>;
+    let (schemas, paths, _): Documented = routes!(root);
+    let (rest_schemas, rest_paths, _): Documented = routes!(rest);
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes((schemas, paths, axum::routing::any(proxy)))
+        .routes((rest_schemas, rest_paths, axum::routing::any(proxy)))
+}
+
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/i/{instance_id}",
+    tag = "proxy",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance id (a UUID)")),
+    responses(
+        (status = 200, description = "Whatever the sandbox answers (any status); a WebSocket upgrade is relayed"),
+        (status = 502, description = "The sandbox could not be reached", body = crate::openapi::ErrorBody),
+        (status = 504, description = "The sandbox did not answer in time", body = crate::openapi::ErrorBody),
+        crate::openapi::InstanceErrors,
+    )
+)]
+#[allow(dead_code)] // documents the route; `proxy` serves it
+async fn root() {}
+
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/i/{instance_id}/{*rest}",
+    tag = "proxy",
+    security(("bearer" = [])),
+    params(
+        ("instance_id" = String, Path, description = "The instance id (a UUID)"),
+        ("rest" = String, Path, description = "The path at the sandbox"),
+    ),
+    responses(
+        (status = 200, description = "Whatever the sandbox answers (any status); a WebSocket upgrade is relayed"),
+        (status = 502, description = "The sandbox could not be reached", body = crate::openapi::ErrorBody),
+        (status = 504, description = "The sandbox did not answer in time", body = crate::openapi::ErrorBody),
+        crate::openapi::InstanceErrors,
+    )
+)]
+#[allow(dead_code)] // documents the route; `proxy` serves it
+async fn rest() {}
 
 /// The proxy handler.
 pub async fn proxy(State(state): State<Arc<AppState>>, request: Request) -> Response {

@@ -6,8 +6,8 @@ use burrow_identity::{ActorName, InstanceId, UserId};
 use burrow_instance::provider::ClusterProvider;
 use burrow_instance::{InstanceError, InstanceRef};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Who is asking, which decides what "not found" looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

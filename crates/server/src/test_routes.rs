@@ -20,9 +20,9 @@ use burrow_instance::remote::Cluster;
 use burrow_runtime::Runtime;
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, Json, Params};
+use crate::state::AppState;
 
 /// The lists, forwarded through `cluster` when there is one.
 pub(crate) fn open_lists(

@@ -4,37 +4,42 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use burrow_identity::{ActorName, InstanceId};
 use burrow_instance::ConfigPatch;
 use burrow_restore::Registry as _;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{Json, Params, User, instance_id};
+use crate::openapi::InstanceErrors;
 use crate::paging;
 use crate::resolve::{Scope, instance};
+use crate::state::AppState;
 use crate::views;
 
 /// The user routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/status", get(status))
-        .route("/config", get(config).patch(patch_config))
-        .route("/instances", get(instances))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(config, patch_config))
+        .routes(routes!(instances))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which instance: `instanceId` (absent: the caller's legacy instance).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct InstanceQuery {
     instance_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/status", tag = "user", security(("bearer" = [])), params(InstanceQuery), responses((status = 200, description = "The instance's status"), InstanceErrors))]
 async fn status(
     User(caller): User,
     State(state): State<Arc<AppState>>,
@@ -49,6 +54,7 @@ async fn status(
     Ok(axum::Json(views::status(&name, &view)))
 }
 
+#[utoipa::path(get, path = "/config", tag = "user", security(("bearer" = [])), params(InstanceQuery), responses((status = 200, description = "`{envVars, secretNames}`: secret values are never returned"), InstanceErrors))]
 async fn config(
     User(caller): User,
     State(state): State<Arc<AppState>>,
@@ -63,7 +69,8 @@ async fn config(
     Ok(axum::Json(views::config(&config)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Names to set (a value) or remove (`null`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PatchBody {
     #[serde(default)]
@@ -72,6 +79,7 @@ struct PatchBody {
     secrets: BTreeMap<String, Option<String>>,
 }
 
+#[utoipa::path(patch, path = "/config", tag = "user", security(("bearer" = [])), params(InstanceQuery), request_body = PatchBody, responses((status = 200, description = "The new configuration (applies at the next start)"), InstanceErrors))]
 async fn patch_config(
     User(caller): User,
     State(state): State<Arc<AppState>>,
@@ -96,13 +104,16 @@ const DEFAULT_LIMIT: usize = 100;
 /// that one listing cannot occupy every shard.
 const STATUS_CONCURRENCY: usize = 16;
 
-#[derive(Debug, Deserialize)]
+/// A page: at most `limit` (1–500, default 100) after `cursor`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     limit: Option<usize>,
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/instances", tag = "user", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "`{instances, nextCursor}`: the caller's active instances in id order"), crate::openapi::Errors))]
 async fn instances(
     User(caller): User,
     State(state): State<Arc<AppState>>,
