@@ -142,13 +142,8 @@ fn damage(data_dir: &std::path::Path, instance: InstanceId) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_headless_chromium() {
-    let driver = match Driver::start() {
-        Ok(driver) => driver,
-        Err(why) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipped: no browser to drive ({why}); install chromium and chromium-driver");
-            return;
-        }
-        Err(why) => panic!("CI=true needs a browser to test the console: {why}"),
+    let Some(driver) = driver_or_skip() else {
+        return;
     };
     let db = burrow_testkit::pg::fresh_database().await;
     let mut s = serve_with(|o| {
@@ -356,5 +351,73 @@ async fn the_console_in_headless_chromium() {
     }
     wait_text(&browser, "#chart-requests-now", "now").await;
     screenshot(&browser, "health").await;
+
+    // Alone, the cluster page says so.
+    browser
+        .goto(&format!("{}/console#/cluster", s.url()))
+        .await
+        .unwrap();
+    wait_text(&browser, "#nodes", "runs alone").await;
+    browser.close().await.unwrap();
+}
+
+/// Starts `chromedriver`, or says why the test cannot run (skipped unless `CI=true`).
+fn driver_or_skip() -> Option<Driver> {
+    match Driver::start() {
+        Ok(driver) => Some(driver),
+        Err(why) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipped: no browser to drive ({why}); install chromium and chromium-driver");
+            None
+        }
+        Err(why) => panic!("CI=true needs a browser to test the console: {why}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_page_lists_every_node_with_its_lease() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let cluster = common::cluster::Cluster::start().await;
+    let browser = driver.session().await;
+    browser
+        .goto(&format!("{}/console", cluster.url(0)))
+        .await
+        .unwrap();
+    let token = browser
+        .wait()
+        .for_element(Locator::Id("token"))
+        .await
+        .unwrap();
+    token
+        .send_keys(&common::cluster::admin_token())
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("search"))
+        .await
+        .unwrap();
+    browser
+        .goto(&format!("{}/console#/cluster", cluster.url(0)))
+        .await
+        .unwrap();
+    let listed = wait_text(&browser, "#node-table", "node2").await;
+    for node in ["node0", "node1", "node2"] {
+        assert!(listed.contains(node), "{node} missing: {listed}");
+    }
+    let rows = browser
+        .find_all(Locator::Css("#node-table [data-status=alive]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "three live nodes: {listed}");
+    screenshot(&browser, "cluster").await;
     browser.close().await.unwrap();
 }

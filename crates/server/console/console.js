@@ -433,7 +433,7 @@ async function clusterPage() {
     const { nodes } = await api("GET", "cluster");
     body.append(table("node-table", ["Node", "Incarnation", "Advertised at", "Status", "Lease until", "Actors"],
       nodes.map((n) => el("tr", {}, el("td", { class: "mono" }, n.nodeId), el("td", {}, n.incarnation),
-        el("td", { class: "mono" }, n.advertiseUrl), el("td", {}, statusBadge(n.status === "alive" ? "running" : n.status)),
+        el("td", { class: "mono" }, n.advertiseUrl), el("td", {}, statusBadge(n.status)),
         el("td", {}, time(n.leaseExpiresAt)), el("td", {}, n.actorsOwned)))));
   } catch (e) {
     body.append(e.status === 404 ? el("p", { class: "note" }, "This server runs alone (not started with --cluster).") : errorLine(e));
