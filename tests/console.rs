@@ -95,6 +95,40 @@ async fn wait_text(browser: &Client, css: &str, text: &str) -> String {
     }
 }
 
+/// Clicks the element `css` selects.
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `token` into the sign-in page and submits it.
+async fn enter_token(browser: &Client, token: &str) {
+    let field = browser
+        .wait()
+        .for_element(Locator::Id("token"))
+        .await
+        .unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(token).await.unwrap();
+    click(browser, "#sign-in").await;
+}
+
+/// Opens the console at `url` and signs in with `token`, waiting for the first page.
+async fn sign_in(browser: &Client, url: &str, token: &str) {
+    browser.goto(&format!("{url}/console")).await.unwrap();
+    enter_token(browser, token).await;
+    browser
+        .wait()
+        .for_element(Locator::Id("search"))
+        .await
+        .unwrap();
+}
+
 /// The page as the user sees it, and its markup: neither may hold a configured value.
 async fn assert_no_secret(browser: &Client, page: &str) {
     let source = browser.source().await.unwrap();
@@ -224,38 +258,11 @@ async fn the_console_in_headless_chromium() {
     );
 
     let browser = driver.session().await;
+    // A wrong token is refused on the sign-in page; the right one gets in.
     browser.goto(&format!("{}/console", s.url())).await.unwrap();
-    // A wrong token is refused on the sign-in page.
-    let token = browser
-        .wait()
-        .for_element(Locator::Id("token"))
-        .await
-        .unwrap();
-    token.send_keys("not-a-token").await.unwrap();
-    browser
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    enter_token(&browser, "not-a-token").await;
     wait_text(&browser, "[role=alert]", "token was refused").await;
-    // Sign in; find alice's instance by her user id; open it.
-    let token = browser.find(Locator::Id("token")).await.unwrap();
-    token.clear().await.unwrap();
-    token.send_keys(&admin).await.unwrap();
-    browser
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let search = browser
-        .wait()
-        .for_element(Locator::Id("search"))
-        .await
-        .unwrap();
+    sign_in(&browser, &s.url(), &admin).await;
     let stored: Value = browser
         .execute("return sessionStorage.getItem('burrow.adminToken')", vec![])
         .await
@@ -265,24 +272,14 @@ async fn the_console_in_headless_chromium() {
         json!(admin),
         "the token lives in the tab's session storage"
     );
+    // Find alice's instance by her user id; open it.
+    let search = browser.find(Locator::Id("search")).await.unwrap();
     search.send_keys("alice").await.unwrap();
-    browser
-        .find(Locator::Id("search-go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#search-go").await;
     let row = format!("#instances a[href='#/instances/{instance}']");
     wait_text(&browser, "#instances [data-status=running]", "running").await;
     screenshot(&browser, "instances").await;
-    browser
-        .find(Locator::Css(&row))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &row).await;
     wait_text(&browser, "#details [data-status=running]", "running").await;
     let names = wait_text(&browser, "#configuration", "API_KEY").await;
     assert!(
@@ -293,21 +290,9 @@ async fn the_console_in_headless_chromium() {
     screenshot(&browser, "instance").await;
 
     // Stop it, confirming first, and see the status change.
-    browser
-        .find(Locator::Id("action-stop"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#action-stop").await;
     wait_text(&browser, "#confirm-bar", "Stop instance").await;
-    browser
-        .find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#confirm").await;
     // (the badge's own attribute: "Last stopped" is on the page all along)
     wait_text(&browser, "#details [data-status=stopped]", "stopped").await;
     let status = client.status(&alice, Some(instance)).await.unwrap();
@@ -380,31 +365,7 @@ async fn the_cluster_page_lists_every_node_with_its_lease() {
     };
     let cluster = common::cluster::Cluster::start().await;
     let browser = driver.session().await;
-    browser
-        .goto(&format!("{}/console", cluster.url(0)))
-        .await
-        .unwrap();
-    let token = browser
-        .wait()
-        .for_element(Locator::Id("token"))
-        .await
-        .unwrap();
-    token
-        .send_keys(&common::cluster::admin_token())
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Id("search"))
-        .await
-        .unwrap();
+    sign_in(&browser, &cluster.url(0), &common::cluster::admin_token()).await;
     browser
         .goto(&format!("{}/console#/cluster", cluster.url(0)))
         .await

@@ -49,7 +49,23 @@ struct SnapshotQuery {
 /// An actor's SQLite file as it was at entry `seq`, or at time `at` (RFC 3339), rebuilt from
 /// the replicated log: 200 `application/vnd.sqlite3`; 404 for an actor (or a point) the log does
 /// not know; 410 for a point older than the log's retention.
-#[utoipa::path(get, path = "/actors/{namespace}/{id}/snapshot", tag = "admin", security(("bearer" = [])), params(("namespace" = String, Path, description = "The actor's namespace"), ("id" = String, Path, description = "The actor id: 64 hex digits"), SnapshotQuery), responses((status = 200, description = "The SQLite file as it was then", content_type = "application/vnd.sqlite3"), (status = 404, description = "Unknown actor, a point past its last entry, or no replicated log", body = crate::openapi::ErrorBody), (status = 410, description = "Older than the log keeps", body = crate::openapi::ErrorBody), Errors))]
+#[utoipa::path(
+    get,
+    path = "/actors/{namespace}/{id}/snapshot",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("namespace" = String, Path, description = "The actor's namespace"),
+        ("id" = String, Path, description = "The actor id: 64 hex digits"),
+        SnapshotQuery,
+    ),
+    responses(
+        (status = 200, description = "The SQLite file as it was then", content_type = "application/vnd.sqlite3"),
+        (status = 404, description = "Unknown actor, a point past its last entry, or no replicated log", body = crate::openapi::ErrorBody),
+        (status = 410, description = "Older than the log keeps", body = crate::openapi::ErrorBody),
+        Errors,
+    ),
+)]
 async fn snapshot(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -160,7 +176,17 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/instances", tag = "admin", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "Registry rows, paged: `{instances, nextCursor}`"), Errors))]
+#[utoipa::path(
+    get,
+    path = "/instances",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Registry rows, paged: `{instances, nextCursor}`"),
+        Errors,
+    ),
+)]
 async fn list(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -193,7 +219,20 @@ async fn list(
     })))
 }
 
-#[utoipa::path(get, path = "/instances/{instance_id}", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), responses((status = 200, description = "The debug status: everything but secret and env var values"), InstanceErrors))]
+#[utoipa::path(
+    get,
+    path = "/instances/{instance_id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("instance_id" = String, Path, description = "The instance id (a UUID)"),
+    ),
+    responses(
+        (status = 200, description = "The debug status: everything but secret and env var values"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn debug_status(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -215,7 +254,21 @@ struct StartBody {
     skip_cooldown: bool,
 }
 
-#[utoipa::path(post, path = "/instances/{instance_id}/start", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), request_body = StartBody, responses((status = 200, description = "`{started}`"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/instances/{instance_id}/start",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("instance_id" = String, Path, description = "The instance id (a UUID)"),
+    ),
+    request_body = StartBody,
+    responses(
+        (status = 200, description = "`{started}`"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn start(
     Admin(admin): Admin,
     State(state): State<Arc<AppState>>,
@@ -231,7 +284,20 @@ async fn start(
     Ok(axum::Json(json!({ "started": started })))
 }
 
-#[utoipa::path(post, path = "/instances/{instance_id}/stop", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), responses((status = 200, description = "`{stopped: true}`: the sandbox process is gone"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/instances/{instance_id}/stop",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("instance_id" = String, Path, description = "The instance id (a UUID)"),
+    ),
+    responses(
+        (status = 200, description = "`{stopped: true}`: the sandbox process is gone"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn stop(
     Admin(admin): Admin,
     State(state): State<Arc<AppState>>,
@@ -253,7 +319,21 @@ struct RestartBody {
     image_tag: Option<String>,
 }
 
-#[utoipa::path(post, path = "/instances/{instance_id}/restart", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), request_body = RestartBody, responses((status = 200, description = "`{success, error?}`"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/instances/{instance_id}/restart",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("instance_id" = String, Path, description = "The instance id (a UUID)"),
+    ),
+    request_body = RestartBody,
+    responses(
+        (status = 200, description = "`{success, error?}`"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn restart(
     Admin(admin): Admin,
     State(state): State<Arc<AppState>>,
@@ -272,7 +352,20 @@ async fn restart(
     }))
 }
 
-#[utoipa::path(post, path = "/instances/{instance_id}/destroy", tag = "admin", security(("bearer" = [])), params(("instance_id" = String, Path, description = "The instance id (a UUID)")), responses((status = 200, description = "`{finalized, destroyedUserId, destroyedSandboxId}`"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/instances/{instance_id}/destroy",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("instance_id" = String, Path, description = "The instance id (a UUID)"),
+    ),
+    responses(
+        (status = 200, description = "`{finalized, destroyedUserId, destroyedSandboxId}`"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn destroy(
     Admin(admin): Admin,
     State(state): State<Arc<AppState>>,
@@ -285,7 +378,17 @@ async fn destroy(
 
 /// `GET /api/admin/cluster`: every node PostgreSQL knows, with its lease and how many actors
 /// its current incarnation holds.
-#[utoipa::path(get, path = "/cluster", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "`{nodes}`: every node PostgreSQL knows"), (status = 404, description = "Not part of a cluster", body = crate::openapi::ErrorBody), Errors))]
+#[utoipa::path(
+    get,
+    path = "/cluster",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{nodes}`: every node PostgreSQL knows"),
+        (status = 404, description = "Not part of a cluster", body = crate::openapi::ErrorBody),
+        Errors,
+    ),
+)]
 async fn cluster(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,

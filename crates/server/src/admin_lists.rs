@@ -36,7 +36,17 @@ pub(crate) struct ActorsQuery {
 
 /// The instance actors, by id: `{"actors":[{id, name, createdAt, lastActiveAt, nodeId?}],
 /// "nextCursor"}`.
-#[utoipa::path(get, path = "/actors", tag = "admin", security(("bearer" = [])), params(ActorsQuery), responses((status = 200, description = "The instance actors, paged: `{actors, nextCursor}`"), crate::openapi::Errors))]
+#[utoipa::path(
+    get,
+    path = "/actors",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(ActorsQuery),
+    responses(
+        (status = 200, description = "The instance actors, paged: `{actors, nextCursor}`"),
+        crate::openapi::Errors,
+    ),
+)]
 pub(crate) async fn actors(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -94,7 +104,16 @@ pub(crate) async fn actors(
 }
 
 /// How many instance actors there are: `{"count"}`.
-#[utoipa::path(get, path = "/actors/count", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "`{count}` of instance actors"), crate::openapi::Errors))]
+#[utoipa::path(
+    get,
+    path = "/actors/count",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{count}` of instance actors"),
+        crate::openapi::Errors,
+    ),
+)]
 pub(crate) async fn count(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -126,7 +145,18 @@ pub(crate) struct IncidentsQuery {
 
 /// Dead-lettered alarms (`kind=deadAlarm`) or quarantined actor files (`kind=quarantined`),
 /// oldest first: `{"incidents":[…], "nextCursor"}`.
-#[utoipa::path(get, path = "/incidents", tag = "admin", security(("bearer" = [])), params(IncidentsQuery), responses((status = 200, description = "Oldest first, paged: `{incidents, nextCursor}`"), (status = 404, description = "Quarantines without a replicated log (not recorded)", body = crate::openapi::ErrorBody), crate::openapi::Errors))]
+#[utoipa::path(
+    get,
+    path = "/incidents",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(IncidentsQuery),
+    responses(
+        (status = 200, description = "Oldest first, paged: `{incidents, nextCursor}`"),
+        (status = 404, description = "Quarantines without a replicated log (not recorded)", body = crate::openapi::ErrorBody),
+        crate::openapi::Errors,
+    ),
+)]
 pub(crate) async fn incidents(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,
@@ -216,7 +246,16 @@ async fn local_dead_alarms(
 
 /// The runtime's namespaces with how many actors this node's catalog lists in each:
 /// `{"namespaces":[{"namespace","count"}]}`.
-#[utoipa::path(get, path = "/namespaces", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "`{namespaces: [{namespace, count}]}` from this node's catalog"), crate::openapi::Errors))]
+#[utoipa::path(
+    get,
+    path = "/namespaces",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{namespaces: [{namespace, count}]}` from this node's catalog"),
+        crate::openapi::Errors,
+    ),
+)]
 pub(crate) async fn namespaces(
     Admin(_): Admin,
     State(state): State<Arc<AppState>>,

@@ -27,22 +27,48 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
         .routes(routes!(style))
 }
 
-#[utoipa::path(get, path = "/console", tag = "operations", responses((status = 200, description = "The console's page (public; it asks for an admin token)", content_type = "text/html")))]
+#[utoipa::path(
+    get,
+    path = "/console",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The console's page (public; it asks for an admin token)", content_type = "text/html"),
+    ),
+)]
 async fn page() -> impl IntoResponse {
     asset("text/html; charset=utf-8", PAGE)
 }
 
-#[utoipa::path(get, path = "/console/", tag = "operations", responses((status = 308, description = "To /console")))]
+#[utoipa::path(
+    get,
+    path = "/console/",
+    tag = "operations",
+    responses((status = 308, description = "To /console")),
+)]
 async fn slash() -> Redirect {
     Redirect::permanent("/console")
 }
 
-#[utoipa::path(get, path = "/console/console.js", tag = "operations", responses((status = 200, description = "The console's script", content_type = "text/javascript")))]
+#[utoipa::path(
+    get,
+    path = "/console/console.js",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The console's script", content_type = "text/javascript"),
+    ),
+)]
 async fn script() -> impl IntoResponse {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
-#[utoipa::path(get, path = "/console/console.css", tag = "operations", responses((status = 200, description = "The console's style sheet", content_type = "text/css")))]
+#[utoipa::path(
+    get,
+    path = "/console/console.css",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The console's style sheet", content_type = "text/css"),
+    ),
+)]
 async fn style() -> impl IntoResponse {
     asset("text/css; charset=utf-8", STYLE)
 }

@@ -18,7 +18,14 @@ use crate::state::AppState;
 pub const READY_WITHIN: Duration = Duration::from_secs(2);
 
 /// Liveness, and the durability acknowledged writes have (an operator's first question).
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "`{status: \"ok\", durability}`")))]
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`{status: \"ok\", durability}`"),
+    ),
+)]
 pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "durability": state.runtime.durability().name() }))
 }
@@ -81,7 +88,14 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoRespo
 }
 
 /// The Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
+    ),
+)]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],

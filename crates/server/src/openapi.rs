@@ -17,43 +17,8 @@ pub struct ErrorBody {
     pub details: Option<serde_json::Value>,
 }
 
-/// What every route taking an instance may answer besides success, in the documented order
-/// of checks.
-#[derive(IntoResponses)]
-pub enum InstanceErrors {
-    /// No or a bad credential.
-    #[response(
-        status = 401,
-        description = "No credential, or one that is invalid or expired"
-    )]
-    Unauthorized(ErrorBody),
-    /// A credential without the right.
-    #[response(status = 403, description = "The credential does not allow this route")]
-    Forbidden(ErrorBody),
-    /// Malformed input (an instance id, a body, a query).
-    #[response(status = 400, description = "Malformed input, named in the error")]
-    BadRequest(ErrorBody),
-    /// Unknown, or someone else's.
-    #[response(status = 404, description = "No such instance (or not the caller's)")]
-    NotFound(ErrorBody),
-    /// The instance's state forbids it.
-    #[response(status = 409, description = "The instance's state forbids this now")]
-    Conflict(ErrorBody),
-    /// Too much at once.
-    #[response(
-        status = 429,
-        description = "Overloaded or too many lookups; see Retry-After"
-    )]
-    TooMany(ErrorBody),
-    /// Something unexpected; the cause is in the server's log.
-    #[response(status = 500, description = "An unexpected failure")]
-    Internal(ErrorBody),
-    /// Transient: the registry or the actor is unavailable, or the request timed out.
-    #[response(status = 503, description = "Transiently unavailable; see Retry-After")]
-    Unavailable(ErrorBody),
-}
-
-/// What routes without an instance may answer besides success.
+/// What every route may answer besides success (routes that take an instance also
+/// [`InstanceErrors`]).
 #[derive(IntoResponses)]
 pub enum Errors {
     /// No or a bad credential.
@@ -74,6 +39,23 @@ pub enum Errors {
     /// Transiently unavailable.
     #[response(status = 503, description = "Transiently unavailable; see Retry-After")]
     Unavailable(ErrorBody),
+}
+
+/// What a route taking an instance may also answer, in the documented order of checks.
+#[derive(IntoResponses)]
+pub enum InstanceErrors {
+    /// Unknown, or someone else's.
+    #[response(status = 404, description = "No such instance (or not the caller's)")]
+    NotFound(ErrorBody),
+    /// The instance's state forbids it.
+    #[response(status = 409, description = "The instance's state forbids this now")]
+    Conflict(ErrorBody),
+    /// Too much at once.
+    #[response(
+        status = 429,
+        description = "Overloaded or too many lookups; see Retry-After"
+    )]
+    TooMany(ErrorBody),
 }
 
 /// The document's fixed parts; the paths come from the router.
@@ -148,6 +130,13 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
     utoipa_axum::router::OpenApiRouter::new().routes((schemas, paths, serve))
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses(
+        (status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json"),
+    ),
+)]
 #[allow(dead_code)] // documents the route; `routes` serves it
 async fn openapi_json() {}

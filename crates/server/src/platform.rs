@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::{Json, Params, Platform, instance_id, user_id};
-use crate::openapi::InstanceErrors;
+use crate::openapi::{Errors, InstanceErrors};
 use crate::resolve::{Scope, instance};
 use crate::state::AppState;
 use crate::views;
@@ -53,7 +53,18 @@ struct OrganizationBody {
     id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/organizations", tag = "platform", security(("internalApiKey" = [])), request_body = OrganizationBody, responses((status = 201, description = "Created (or the same one again): `{orgId}`"), (status = 409, description = "The id is taken by another name", body = crate::openapi::ErrorBody), crate::openapi::Errors))]
+#[utoipa::path(
+    post,
+    path = "/organizations",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    request_body = OrganizationBody,
+    responses(
+        (status = 201, description = "Created (or the same one again): `{orgId}`"),
+        (status = 409, description = "The id is taken by another name", body = crate::openapi::ErrorBody),
+        Errors,
+    ),
+)]
 async fn create_organization(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -111,7 +122,20 @@ struct ProvisionBody {
     secrets: BTreeMap<String, String>,
 }
 
-#[utoipa::path(post, path = "/provision", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = ProvisionBody, responses((status = 201, description = "Provisioned: `{sandboxId, instanceId}`"), (status = 200, description = "Already provisioned; configuration merged"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/provision",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    params(InstanceQuery),
+    request_body = ProvisionBody,
+    responses(
+        (status = 201, description = "Provisioned: `{sandboxId, instanceId}`"),
+        (status = 200, description = "Already provisioned; configuration merged"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn provision(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -195,7 +219,19 @@ struct UserBody {
     image_tag: Option<String>,
 }
 
-#[utoipa::path(post, path = "/start", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = UserBody, responses((status = 200, description = "`{started}`: false when already starting or running and healthy"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/start",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    params(InstanceQuery),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "`{started}`: false when already starting or running and healthy"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn start(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -216,7 +252,19 @@ async fn start(
     Ok(axum::Json(json!({ "started": started })))
 }
 
-#[utoipa::path(post, path = "/stop", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = UserBody, responses((status = 200, description = "`{stopped: true}`: the sandbox process is gone"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/stop",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    params(InstanceQuery),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "`{stopped: true}`: the sandbox process is gone"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn stop(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -237,7 +285,19 @@ async fn stop(
     Ok(axum::Json(json!({ "stopped": true })))
 }
 
-#[utoipa::path(post, path = "/restart", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = UserBody, responses((status = 200, description = "`{success, error?}`"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/restart",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    params(InstanceQuery),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "`{success, error?}`"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn restart(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -261,7 +321,19 @@ async fn restart(
     }))
 }
 
-#[utoipa::path(post, path = "/destroy", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), request_body = UserBody, responses((status = 200, description = "`{finalized, destroyedUserId, destroyedSandboxId}`"), InstanceErrors))]
+#[utoipa::path(
+    post,
+    path = "/destroy",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    params(InstanceQuery),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "`{finalized, destroyedUserId, destroyedSandboxId}`"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn destroy(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -345,7 +417,18 @@ async fn destroy_to_the_end(
     }
 }
 
-#[utoipa::path(get, path = "/status", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), responses((status = 200, description = "The instance's status"), InstanceErrors))]
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    params(InstanceQuery),
+    responses(
+        (status = 200, description = "The instance's status"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn status(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -359,7 +442,18 @@ async fn status(
     Ok(axum::Json(views::status(&name, &view)))
 }
 
-#[utoipa::path(get, path = "/debug-status", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), responses((status = 200, description = "Everything but secret and env var values"), InstanceErrors))]
+#[utoipa::path(
+    get,
+    path = "/debug-status",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    params(InstanceQuery),
+    responses(
+        (status = 200, description = "Everything but secret and env var values"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn debug_status(
     _: Platform,
     State(state): State<Arc<AppState>>,
@@ -373,7 +467,18 @@ async fn debug_status(
     Ok(axum::Json(views::debug_status(&name, &debug)))
 }
 
-#[utoipa::path(get, path = "/gateway-token", tag = "platform", security(("internalApiKey" = [])), params(InstanceQuery), responses((status = 200, description = "`{gatewayToken}`"), InstanceErrors))]
+#[utoipa::path(
+    get,
+    path = "/gateway-token",
+    tag = "platform",
+    security(("internalApiKey" = [])),
+    params(InstanceQuery),
+    responses(
+        (status = 200, description = "`{gatewayToken}`"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn gateway_token(
     _: Platform,
     State(state): State<Arc<AppState>>,

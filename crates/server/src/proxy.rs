@@ -88,6 +88,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
         (status = 200, description = "Whatever the sandbox answers (any status); a WebSocket upgrade is relayed"),
         (status = 502, description = "The sandbox could not be reached", body = crate::openapi::ErrorBody),
         (status = 504, description = "The sandbox did not answer in time", body = crate::openapi::ErrorBody),
+        crate::openapi::Errors,
         crate::openapi::InstanceErrors,
     )
 )]
@@ -107,6 +108,7 @@ async fn root() {}
         (status = 200, description = "Whatever the sandbox answers (any status); a WebSocket upgrade is relayed"),
         (status = 502, description = "The sandbox could not be reached", body = crate::openapi::ErrorBody),
         (status = 504, description = "The sandbox did not answer in time", body = crate::openapi::ErrorBody),
+        crate::openapi::Errors,
         crate::openapi::InstanceErrors,
     )
 )]

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::{Json, Params, User, instance_id};
-use crate::openapi::InstanceErrors;
+use crate::openapi::{Errors, InstanceErrors};
 use crate::paging;
 use crate::resolve::{Scope, instance};
 use crate::state::AppState;
@@ -39,7 +39,18 @@ struct InstanceQuery {
     instance_id: Option<String>,
 }
 
-#[utoipa::path(get, path = "/status", tag = "user", security(("bearer" = [])), params(InstanceQuery), responses((status = 200, description = "The instance's status"), InstanceErrors))]
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "user",
+    security(("bearer" = [])),
+    params(InstanceQuery),
+    responses(
+        (status = 200, description = "The instance's status"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn status(
     User(caller): User,
     State(state): State<Arc<AppState>>,
@@ -54,7 +65,18 @@ async fn status(
     Ok(axum::Json(views::status(&name, &view)))
 }
 
-#[utoipa::path(get, path = "/config", tag = "user", security(("bearer" = [])), params(InstanceQuery), responses((status = 200, description = "`{envVars, secretNames}`: secret values are never returned"), InstanceErrors))]
+#[utoipa::path(
+    get,
+    path = "/config",
+    tag = "user",
+    security(("bearer" = [])),
+    params(InstanceQuery),
+    responses(
+        (status = 200, description = "`{envVars, secretNames}`: secret values are never returned"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn config(
     User(caller): User,
     State(state): State<Arc<AppState>>,
@@ -79,7 +101,19 @@ struct PatchBody {
     secrets: BTreeMap<String, Option<String>>,
 }
 
-#[utoipa::path(patch, path = "/config", tag = "user", security(("bearer" = [])), params(InstanceQuery), request_body = PatchBody, responses((status = 200, description = "The new configuration (applies at the next start)"), InstanceErrors))]
+#[utoipa::path(
+    patch,
+    path = "/config",
+    tag = "user",
+    security(("bearer" = [])),
+    params(InstanceQuery),
+    request_body = PatchBody,
+    responses(
+        (status = 200, description = "The new configuration (applies at the next start)"),
+        Errors,
+        InstanceErrors,
+    ),
+)]
 async fn patch_config(
     User(caller): User,
     State(state): State<Arc<AppState>>,
@@ -113,7 +147,17 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/instances", tag = "user", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "`{instances, nextCursor}`: the caller's active instances in id order"), crate::openapi::Errors))]
+#[utoipa::path(
+    get,
+    path = "/instances",
+    tag = "user",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{instances, nextCursor}`: the caller's active instances in id order"),
+        Errors,
+    ),
+)]
 async fn instances(
     User(caller): User,
     State(state): State<Arc<AppState>>,
