@@ -228,3 +228,31 @@ fn every_metric_recorded_in_the_sources_is_described() {
         .collect();
     assert!(undescribed.is_empty(), "no description for {undescribed:?}");
 }
+
+#[test]
+fn with_json_logs_a_refused_start_is_a_json_line_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_burrow"))
+        .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
+        .args(["--sandbox-host", "0.0.0.0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // Written whatever RUST_LOG says: a supervisor needs to know why.
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0]["level"], "ERROR");
+    let message = lines[0]["fields"]["message"].as_str().unwrap();
+    assert!(message.contains("--sandbox-host 0.0.0.0"), "{message}");
+}

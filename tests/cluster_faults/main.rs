@@ -26,6 +26,7 @@ mod history;
 mod nemesis;
 mod proxy;
 mod random;
+mod readiness;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,9 @@ use common::cluster::{LEASE, admin_token, bound, node_options, start_all};
 use history::{History, Kind, Op, Outcome, now_ms, read_acks};
 use proxy::{FaultProxy, Link};
 use random::Random;
+
+/// The runs here each start three nodes and measure takeovers: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const CLIENTS: usize = 8;
 const LISTS: u64 = 20;
@@ -395,6 +399,7 @@ fn secs() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cluster_under_faults_loses_nothing_and_stays_linearizable() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if let Ok(saved) = std::env::var("BURROW_CLUSTER_FAULT_CHECK") {
         // Checks a saved history again, without running anything.
         let h: History = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
