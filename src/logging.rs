@@ -34,15 +34,8 @@ pub fn refuse(text: &str) {
 
 /// Installs the subscriber: start-up lines to stdout and refusals to stderr whatever
 /// `RUST_LOG` says (a supervisor needs them); everything else to stderr as `RUST_LOG` filters
-/// it (default `info`), written by a thread of its own: a line per request written on the
-/// request's thread cost the proxy about 15 % of its throughput (PERFORMANCE.md). Lines are
-/// never dropped (a full buffer holds the writer back); keep the guard until exit, which writes
-/// out what is buffered.
-pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let (stderr, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("burrow-log")
-        .finish(std::io::stderr());
+/// it (default `info`).
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let only = |target: &'static str| FilterFn::new(move |m| m.target() == target);
@@ -53,7 +46,7 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
         bare_or_json(format, std::io::stderr)
             .with_filter(only(REFUSE))
             .boxed(),
-        logged(format, ansi, stderr)
+        logged(format, ansi)
             .with_filter(FilterFn::new(|m| !matches!(m.target(), ANNOUNCE | REFUSE)))
             .with_filter(filter)
             .boxed(),
@@ -73,7 +66,6 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
             tracing::error!(panic = message, location, "panicked");
         }));
     }
-    guard
 }
 
 /// A layer writing the message alone (text) or a JSON line.
@@ -95,13 +87,11 @@ where
     }
 }
 
-/// The layer of everything else, on stderr through `writer`.
-fn logged(
-    format: LogFormat,
-    ansi: bool,
-    writer: tracing_appender::non_blocking::NonBlocking,
-) -> Box<dyn Layer<Registry> + Send + Sync> {
-    let layer = fmt::layer().with_writer(writer).log_internal_errors(false);
+/// The layer of everything else, on stderr.
+fn logged(format: LogFormat, ansi: bool) -> Box<dyn Layer<Registry> + Send + Sync> {
+    let layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => layer.with_ansi(ansi).boxed(),
         LogFormat::Json => layer.json().boxed(),

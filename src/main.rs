@@ -359,7 +359,7 @@ fn main() -> ExitCode {
         Command::Token(token) => print_token(&token),
         Command::Actor(ActorCommand::Export(export)) => export::run(export),
         Command::Serve(serve) => {
-            let _written_out_at_exit = logging::init(serve.log_format);
+            logging::init(serve.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
