@@ -226,16 +226,9 @@ async fn the_console_in_headless_chromium() {
     let admin = s.token("root", true);
     let deadline = Instant::now() + Duration::from_secs(30);
     let reason = loop {
-        let listed: Value = s
-            .http
-            .get(format!("{}/api/admin/incidents?kind=quarantined", s.url()))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let listed = s
+            .get_json("/api/admin/incidents?kind=quarantined", Some(&admin))
+            .await;
         let incident = listed["incidents"]
             .as_array()
             .unwrap()

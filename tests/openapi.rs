@@ -29,15 +29,7 @@ fn concrete(template: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_exists_and_answers_its_documented_methods() {
     let s = serve().await;
-    let document: Value = s
-        .http
-        .get(format!("{}/openapi.json", s.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = s.get_json("/openapi.json", None).await;
     assert!(
         document["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",

@@ -409,15 +409,7 @@ fn matches(template: &str, path: &str) -> bool {
 
 /// Every status the table observed is among its route's documented responses.
 async fn assert_documented(s: &Served) {
-    let document: Value = s
-        .http
-        .get(format!("{}/openapi.json", s.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = s.get_json("/openapi.json", None).await;
     let paths = document["paths"].as_object().unwrap();
     let observed = OBSERVED.lock().unwrap().clone();
     assert!(observed.len() > 50, "{observed:?}");

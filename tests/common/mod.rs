@@ -74,6 +74,15 @@ impl Served {
         )
     }
 
+    /// `GET path` as JSON, with a bearer token if given.
+    pub async fn get_json(&self, path: &str, bearer: Option<&str>) -> serde_json::Value {
+        let mut request = self.http.get(format!("{}{path}", self.url()));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
     /// The server's `/metrics` text.
     pub async fn metrics(&self) -> String {
         let url = format!("{}/metrics", self.url());

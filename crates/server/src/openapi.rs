@@ -58,6 +58,23 @@ pub enum InstanceErrors {
     TooMany(ErrorBody),
 }
 
+/// What the proxy answers besides the errors of any instance route.
+#[derive(IntoResponses)]
+pub enum Relayed {
+    /// The sandbox's answer.
+    #[response(
+        status = 200,
+        description = "Whatever the sandbox answers (any status); a WebSocket upgrade is relayed"
+    )]
+    Answer,
+    /// Unreachable.
+    #[response(status = 502, description = "The sandbox could not be reached")]
+    Unreachable(ErrorBody),
+    /// Too slow.
+    #[response(status = 504, description = "The sandbox did not answer in time")]
+    TooSlow(ErrorBody),
+}
+
 /// The document's fixed parts; the paths come from the router.
 #[derive(OpenApi)]
 #[openapi(

@@ -85,9 +85,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
     security(("bearer" = [])),
     params(("instance_id" = String, Path, description = "The instance id (a UUID)")),
     responses(
-        (status = 200, description = "Whatever the sandbox answers (any status); a WebSocket upgrade is relayed"),
-        (status = 502, description = "The sandbox could not be reached", body = crate::openapi::ErrorBody),
-        (status = 504, description = "The sandbox did not answer in time", body = crate::openapi::ErrorBody),
+        crate::openapi::Relayed,
         crate::openapi::Errors,
         crate::openapi::InstanceErrors,
     )
@@ -105,9 +103,7 @@ async fn root() {}
         ("rest" = String, Path, description = "The path at the sandbox"),
     ),
     responses(
-        (status = 200, description = "Whatever the sandbox answers (any status); a WebSocket upgrade is relayed"),
-        (status = 502, description = "The sandbox could not be reached", body = crate::openapi::ErrorBody),
-        (status = 504, description = "The sandbox did not answer in time", body = crate::openapi::ErrorBody),
+        crate::openapi::Relayed,
         crate::openapi::Errors,
         crate::openapi::InstanceErrors,
     )
