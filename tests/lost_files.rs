@@ -165,4 +165,54 @@ async fn deleted_truncated_and_garbled_files_are_restored_and_their_sandboxes_re
             .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == 0)),
         "the truncated file is not in quarantine: {quarantined:?}"
     );
+
+    // And the admin API lists both moves, from the runtime's catalog (no replicated log here).
+    let actor = |user: &UserId, instance: Option<InstanceId>| {
+        let name = match instance {
+            Some(id) => ActorName::Instance(id),
+            None => ActorName::Legacy(user.clone()),
+        };
+        burrow::runtime::ActorId::for_name(burrow::instance::NAMESPACE, &name.to_string())
+            .to_string()
+    };
+    let admin = burrow::server::tokens::issue(
+        &process.key("tokenSecret"),
+        &"root".parse().unwrap(),
+        true,
+        Duration::from_secs(600),
+    );
+    let listed: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/admin/incidents?kind=quarantined",
+            process.url()
+        ))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut seen: Vec<(String, String)> = listed["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert!(
+                quarantined.contains(&PathBuf::from(i["movedTo"].as_str().unwrap())),
+                "{i}"
+            );
+            (
+                i["actorId"].as_str().unwrap().to_owned(),
+                i["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        (actor(&bob, None), "empty".to_owned()),
+        (actor(&alice, Some(org_instance)), "corrupt".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "{listed}");
 }

@@ -150,13 +150,8 @@ fn activate<A: Actor>(a: Activation<'_, A>) -> Result<Live<A>, CallError> {
                     Unusable::Corrupt(e) => (LostReason::Corrupt(e.to_string()), "corrupt"),
                 };
                 let moved_to = quarantine(&path, label, clock)?;
-                crate::incident::quarantined(
-                    a.services.log.as_ref(),
-                    actor_type.name.clone(),
-                    id,
-                    label,
-                    &moved_to,
-                );
+                a.services
+                    .quarantined(actor_type.name.clone(), id, label, &moved_to);
                 let quarantined_to = Some(moved_to);
                 let (storage, lost) = create(Some(LostState {
                     reason,

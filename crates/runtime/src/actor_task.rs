@@ -170,13 +170,9 @@ async fn run_actor<A: Actor>(
                     let path = actor_type.path_for(&id);
                     match quarantine(&path, "corrupt", &shard.services.clock) {
                         Ok(to) => {
-                            crate::incident::quarantined(
-                                shard.services.log.as_ref(),
-                                actor_type.name.clone(),
-                                id,
-                                "corrupt",
-                                &to,
-                            );
+                            shard
+                                .services
+                                .quarantined(actor_type.name.clone(), id, "corrupt", &to);
                             shard.note_lost(
                                 key,
                                 LostState {

@@ -20,7 +20,7 @@ use crate::id::ActorId;
 use crate::layout::{actor_path, namespace_dir, remove_database, validate_namespace};
 use crate::storage::Storage;
 
-pub use crate::catalog_db::{ActorRecord, AlarmRecord, CatalogStartup, DeadAlarm};
+pub use crate::catalog_db::{ActorRecord, AlarmRecord, CatalogStartup, DeadAlarm, QuarantinedFile};
 
 /// The catalog of every actor in a runtime's data directory: list, count, look up, delete and
 /// export actors, whether or not they are resident.
@@ -306,6 +306,15 @@ impl Catalog {
     pub async fn dead_alarms(&self, namespace: &str) -> Result<Vec<DeadAlarm>, CallError> {
         let namespace = namespace.to_owned();
         self.read(move |c| queries::dead_alarms(c, &namespace))
+            .await
+    }
+
+    /// The actor files of `namespace` moved aside as unusable, oldest first (the activation
+    /// that found one started the actor afresh, or from its log, and was told why). Recorded
+    /// from the move on; the files themselves are never deleted.
+    pub async fn quarantined(&self, namespace: &str) -> Result<Vec<QuarantinedFile>, CallError> {
+        let namespace = namespace.to_owned();
+        self.read(move |c| queries::quarantined(c, &namespace))
             .await
     }
 

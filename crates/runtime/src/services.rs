@@ -73,6 +73,25 @@ impl ShardServices {
         self.catalog.send(write);
     }
 
+    /// Records that an actor's file was moved aside: in the catalog, and beside its log in
+    /// replicated mode (where every node's operators see it).
+    pub(crate) fn quarantined(
+        &self,
+        namespace: Arc<str>,
+        id: ActorId,
+        reason: &str,
+        moved_to: &std::path::Path,
+    ) {
+        self.catalog_write(CatalogWrite::Quarantined {
+            namespace: namespace.clone(),
+            id,
+            reason: reason.to_owned(),
+            moved_to: moved_to.display().to_string(),
+            at_ms: self.clock.now_ms(),
+        });
+        crate::incident::quarantined(self.log.as_ref(), namespace, id, reason, moved_to);
+    }
+
     /// Whether the catalog lists this actor (so a missing file means lost state).
     pub(crate) fn catalog_knows(&self, namespace: &str, id: &ActorId) -> rusqlite::Result<bool> {
         let mut reader = self.catalog_reader.borrow_mut();

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_runtime::{
-    Abort, Actor, Context, ErrorKind, Handler, LostReason, LostState, Message, Namespace, Options,
-    Runtime,
+    Abort, Actor, ActorId, Context, ErrorKind, Handler, LostReason, LostState, Message, Namespace,
+    Options, Runtime,
 };
 use common::{Probe, Req, Resp, TestActor};
 
@@ -104,6 +104,34 @@ async fn damaged_files_of_evicted_actors_are_quarantined_and_reported() {
         evict(&ns).await;
         assert_eq!(lost(&ns, name).await, None, "{name}");
     }
+
+    // The catalog lists the two files moved aside (a missing file moved nothing), oldest
+    // first, where they are now.
+    let catalog = runtime.catalog();
+    let began = std::time::Instant::now();
+    let listed = loop {
+        // (the catalog's writer commits in the background)
+        let listed = catalog.quarantined("test").await.unwrap();
+        if listed.len() >= 2 || began.elapsed() > Duration::from_secs(10) {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let seen: Vec<(ActorId, &str)> = listed.iter().map(|q| (q.id, q.reason.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            (ns.id_from_name("emptied"), "empty"),
+            (ns.id_from_name("garbage"), "corrupt")
+        ],
+        "{listed:#?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|q| q.namespace == "test" && q.moved_to.exists())
+    );
+    assert!(catalog.quarantined("other").await.unwrap().is_empty());
     runtime.shutdown(GRACE).await;
 }
 

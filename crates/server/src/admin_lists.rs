@@ -153,7 +153,6 @@ pub(crate) struct IncidentsQuery {
     params(IncidentsQuery),
     responses(
         (status = 200, description = "Oldest first, paged: `{incidents, nextCursor}`"),
-        (status = 404, description = "Quarantines without a replicated log (not recorded)", body = crate::openapi::ErrorBody),
         crate::openapi::Errors,
     ),
 )]
@@ -174,7 +173,7 @@ pub(crate) async fn incidents(
     let limit = paging::limit(query.limit, DEFAULT_LIMIT)?;
     let after: Option<i64> = cursor(query.cursor.as_deref())?;
     let Some(log) = &state.pg_log else {
-        return local_dead_alarms(&state, kind).await;
+        return local_incidents(&state, kind).await;
     };
     let rows = log
         .incidents(kind, after, limit)
@@ -211,37 +210,52 @@ fn incident_view(row: &IncidentRow) -> Value {
     view
 }
 
-/// Without a replicated log: the dead letters this runtime's catalog holds (quarantines are
-/// only recorded in the log; here they are in the server's log and metrics).
-async fn local_dead_alarms(
+/// Without a replicated log: the dead letters and quarantined files this runtime's catalog
+/// holds for the instance actors (all of them: one machine's are few).
+async fn local_incidents(
     state: &AppState,
     kind: IncidentKind,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if kind == IncidentKind::Quarantined {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "quarantines are recorded in the replicated log: run with --durability replicated (here see burrow_quarantines_total and the server's log)",
-        ));
-    }
-    let dead = state
-        .runtime
-        .catalog()
-        .dead_alarms(burrow_instance::NAMESPACE)
-        .await
-        .map_err(|e| ApiError::from_call("list dead alarms", e))?;
-    Ok(axum::Json(json!({
-        "incidents": dead.iter().map(|d| json!({
-            "actorId": d.id.to_string(),
-            "namespace": d.namespace,
-            "nodeId": null,
-            "at": burrow_state::epoch_ms(d.dead_at),
-            "alarm": d.name,
-            "dueAt": burrow_state::epoch_ms(d.due),
-            "attempts": d.attempts,
-            "lastError": d.last_error,
-        })).collect::<Vec<_>>(),
-        "nextCursor": null,
-    })))
+    let catalog = state.runtime.catalog();
+    let incidents: Vec<Value> = match kind {
+        IncidentKind::DeadAlarm => catalog
+            .dead_alarms(burrow_instance::NAMESPACE)
+            .await
+            .map_err(|e| ApiError::from_call("list dead alarms", e))?
+            .iter()
+            .map(|d| {
+                json!({
+                    "actorId": d.id.to_string(),
+                    "namespace": d.namespace,
+                    "nodeId": null,
+                    "at": burrow_state::epoch_ms(d.dead_at),
+                    "alarm": d.name,
+                    "dueAt": burrow_state::epoch_ms(d.due),
+                    "attempts": d.attempts,
+                    "lastError": d.last_error,
+                })
+            })
+            .collect(),
+        IncidentKind::Quarantined => catalog
+            .quarantined(burrow_instance::NAMESPACE)
+            .await
+            .map_err(|e| ApiError::from_call("list quarantined files", e))?
+            .iter()
+            .map(|q| {
+                json!({
+                    "actorId": q.id.to_string(),
+                    "namespace": q.namespace,
+                    "nodeId": null,
+                    "at": burrow_state::epoch_ms(q.at),
+                    "reason": q.reason,
+                    "movedTo": q.moved_to.display().to_string(),
+                })
+            })
+            .collect(),
+    };
+    Ok(axum::Json(
+        json!({ "incidents": incidents, "nextCursor": null }),
+    ))
 }
 
 /// The runtime's namespaces with how many actors this node's catalog lists in each:

@@ -139,6 +139,22 @@ pub struct DeadAlarm {
     pub dead_at: SystemTime,
 }
 
+/// An actor file moved aside as unusable, from `Catalog::quarantined` (the file itself is
+/// kept where `moved_to` says; the actor started afresh, or from its log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedFile {
+    /// The actor's namespace.
+    pub namespace: String,
+    /// The actor's id.
+    pub id: ActorId,
+    /// Why: `empty`, `no_identity`, `wrong_identity` or `corrupt`.
+    pub reason: String,
+    /// Where the file is now.
+    pub moved_to: PathBuf,
+    /// When it was moved.
+    pub at: SystemTime,
+}
+
 /// What start-up did to the catalog, from
 /// [`Runtime::catalog_startup`](crate::Runtime::catalog_startup).
 ///
@@ -202,6 +218,13 @@ CREATE TABLE IF NOT EXISTS alarms (
     PRIMARY KEY (namespace, id, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alarms_by_fire_at ON alarms (fire_at_ms);
+CREATE TABLE IF NOT EXISTS quarantined (
+    namespace TEXT NOT NULL,
+    id BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    moved_to TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_alarms (
     namespace TEXT NOT NULL,
     id BLOB NOT NULL,

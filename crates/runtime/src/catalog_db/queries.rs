@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ActorRecord, AlarmRecord, DeadAlarm};
+use super::{ActorRecord, AlarmRecord, DeadAlarm, QuarantinedFile};
 use crate::clock::{from_ms, ms_duration};
 use crate::id::ActorId;
 
@@ -122,6 +122,26 @@ pub(crate) fn dead_alarms(conn: &Connection, namespace: &str) -> rusqlite::Resul
             attempts: row.get(4)?,
             last_error: row.get(5)?,
             dead_at: from_ms(row.get(6)?),
+        })
+    })?
+    .collect()
+}
+
+pub(crate) fn quarantined(
+    conn: &Connection,
+    namespace: &str,
+) -> rusqlite::Result<Vec<QuarantinedFile>> {
+    conn.prepare_cached(
+        "SELECT namespace, id, reason, moved_to, at_ms FROM quarantined
+         WHERE namespace = ?1 ORDER BY at_ms, rowid",
+    )?
+    .query_map([namespace], |row| {
+        Ok(QuarantinedFile {
+            namespace: row.get(0)?,
+            id: id_from_column(row, 1)?,
+            reason: row.get(2)?,
+            moved_to: std::path::PathBuf::from(row.get::<_, String>(3)?),
+            at: from_ms(row.get(4)?),
         })
     })?
     .collect()

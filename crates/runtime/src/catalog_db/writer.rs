@@ -77,6 +77,14 @@ pub(crate) enum CatalogWrite {
         backoff_ms: i64,
         error: String,
     },
+    /// Records an actor file moved aside.
+    Quarantined {
+        namespace: Arc<str>,
+        id: ActorId,
+        reason: String,
+        moved_to: String,
+        at_ms: i64,
+    },
     /// Moves an alarm to the dead-letter list.
     AlarmDead {
         namespace: Arc<str>,
@@ -167,8 +175,27 @@ fn apply(conn: &mut Connection, batch: &[CatalogWrite]) -> rusqlite::Result<()> 
             "INSERT INTO dead_alarms (namespace, id, name, due_ms, attempts, last_error, dead_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
+        let mut quarantined = tx.prepare_cached(
+            "INSERT INTO quarantined (namespace, id, reason, moved_to, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
         for op in batch {
             match op {
+                CatalogWrite::Quarantined {
+                    namespace,
+                    id,
+                    reason,
+                    moved_to,
+                    at_ms,
+                } => {
+                    quarantined.execute(params![
+                        &**namespace,
+                        id.as_bytes().as_slice(),
+                        reason,
+                        moved_to,
+                        at_ms
+                    ])?;
+                }
                 CatalogWrite::Upsert {
                     namespace,
                     id,
