@@ -163,6 +163,10 @@ async fn a_file_with_writes_the_log_never_took_is_quarantined_and_rebuilt() {
         "the diverged file is kept aside: {:?}",
         quarantined(dir.path())
     );
+    // In this node's catalog (committed at shutdown)…
+    let listed = runtime.catalog().quarantined("ledger").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].reason, "diverged_from_log");
     // And recorded beside the log, where a cluster's operators list it.
     let id = ns.id_from_name("alice").to_string();
     let row = recorded_incident(&db, IncidentKind::Quarantined, &id).await;

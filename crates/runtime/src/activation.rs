@@ -49,21 +49,11 @@ pub(crate) async fn activate_with_log<A: Actor>(
             id: a.id,
         };
         let path = a.actor_type.path_for(&a.id);
-        let (timeout, durability) = (a.services.append_timeout, a.services.durability);
         let name = a.name.clone();
         // Read before the claim: a rejoin in between makes the activation look older than it
         // is (it is then claimed again), never younger.
         let generation = log.generation();
-        let synced = claim_and_catch_up(
-            &log,
-            &key,
-            name.as_deref(),
-            &path,
-            durability,
-            timeout,
-            &a.services.clock,
-        )
-        .await?;
+        let synced = claim_and_catch_up(&log, &key, name.as_deref(), &path, &a.services).await?;
         let mut a = a;
         if !synced.start_log {
             // Whatever happened to the file before (a quarantine after a damaged turn), the
@@ -78,7 +68,7 @@ pub(crate) async fn activate_with_log<A: Actor>(
             &log,
             &key,
             &synced,
-            timeout,
+            services.append_timeout,
             max_image,
             generation,
         )

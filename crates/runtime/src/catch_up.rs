@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::clock::Clock;
 use crate::durability::Durability;
 use crate::error::{CallError, ErrorKind};
 use crate::layout::create_actor_dir;
 use crate::replication::{apply, image};
+use crate::services::ShardServices;
 use crate::storage::{Cursor, Storage, record_position, recorded_position};
 use crate::turn_log::{AlarmUpdate, Claim, Entry, LogError, LogKey, Payload, Position, TurnLog};
 
@@ -46,16 +46,15 @@ fn log_failure(what: &str, e: LogError) -> CallError {
     }
 }
 
-/// Moves the actor's file aside and records that beside its log.
+/// Moves the actor's file aside and records that (in the catalog, and beside its log).
 fn quarantine_reported(
     path: &Path,
     reason: &'static str,
-    clock: &Clock,
-    log: &Arc<dyn TurnLog>,
+    services: &ShardServices,
     key: &LogKey,
 ) -> Result<(), CallError> {
-    let moved_to = crate::quarantine::quarantine(path, reason, clock)?;
-    crate::incident::quarantined(Some(log), key.namespace.clone(), key.id, reason, &moved_to);
+    let moved_to = crate::quarantine::quarantine(path, reason, &services.clock)?;
+    services.quarantined(key.namespace.clone(), key.id, reason, &moved_to);
     Ok(())
 }
 
@@ -115,10 +114,9 @@ pub(crate) async fn claim_and_catch_up(
     key: &LogKey,
     name: Option<&str>,
     path: &Path,
-    durability: Durability,
-    timeout: std::time::Duration,
-    clock: &Clock,
+    services: &ShardServices,
 ) -> Result<Synced, CallError> {
+    let (durability, timeout) = (services.durability, services.append_timeout);
     let claim = within(
         timeout,
         "claiming the actor in its log",
@@ -132,7 +130,7 @@ pub(crate) async fn claim_and_catch_up(
             // The file holds entries of a log that is gone (deleted, or a store restored
             // from an older backup): keep it aside, start over.
             tracing::warn!(namespace = %key.namespace, id = %key.id, ?position, "the actor's file is ahead of an empty log");
-            quarantine_reported(path, "ahead_of_log", clock, log, key)?;
+            quarantine_reported(path, "ahead_of_log", services, key)?;
         }
         return Ok(Synced {
             claim,
@@ -176,7 +174,7 @@ pub(crate) async fn claim_and_catch_up(
         }
     }
     if !matches!(local, Local::Missing) {
-        quarantine_reported(path, "diverged_from_log", clock, log, key)?;
+        quarantine_reported(path, "diverged_from_log", services, key)?;
     }
     rebuild(log, key, path, durability, head, timeout).await?;
     metrics::counter!("burrow_log_rebuilds_total").increment(1);
