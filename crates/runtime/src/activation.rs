@@ -53,7 +53,7 @@ pub(crate) async fn activate_with_log<A: Actor>(
         // Read before the claim: a rejoin in between makes the activation look older than it
         // is (it is then claimed again), never younger.
         let generation = log.generation();
-        let synced = claim_and_catch_up(&log, &key, name.as_deref(), &path, &a.services).await?;
+        let synced = claim_and_catch_up(&log, &key, name.as_deref(), &path, a.services).await?;
         let mut a = a;
         if !synced.start_log {
             // Whatever happened to the file before (a quarantine after a damaged turn), the
