@@ -346,10 +346,7 @@ async fn restart(
         .restart(body.image_tag)
         .await
         .map_err(|e| Scope::User.error("restart", e))?;
-    Ok(axum::Json(match outcome {
-        burrow_instance::Restarted::Began => json!({ "success": true }),
-        burrow_instance::Restarted::Refused(e) => json!({ "success": false, "error": e }),
-    }))
+    Ok(axum::Json(views::restarted(outcome)))
 }
 
 #[utoipa::path(

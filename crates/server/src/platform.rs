@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use burrow_identity::{ActorName, InstanceId, OrgId, UserId};
 use burrow_instance::provider::ClusterProvider;
-use burrow_instance::{InstanceRef, Provision, Restarted};
+use burrow_instance::{InstanceRef, Provision};
 use burrow_restore::{MarkOutcome, Registry as _};
 use serde::Deserialize;
 use serde_json::json;
@@ -315,10 +315,7 @@ async fn restart(
         .restart(body.image_tag)
         .await
         .map_err(|e| Scope::Platform.error("restart", e))?;
-    Ok(axum::Json(match outcome {
-        Restarted::Began => json!({ "success": true }),
-        Restarted::Refused(e) => json!({ "success": false, "error": e }),
-    }))
+    Ok(axum::Json(views::restarted(outcome)))
 }
 
 #[utoipa::path(

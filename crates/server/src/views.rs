@@ -1,7 +1,7 @@
 //! The JSON shapes of responses.
 
 use burrow_identity::{ActorName, InstanceId};
-use burrow_instance::{ConfigView, DebugStatus};
+use burrow_instance::{ConfigView, DebugStatus, Restarted};
 use burrow_restore::InstanceRow;
 use burrow_state::StatusView;
 use serde_json::{Value, json};
@@ -61,4 +61,12 @@ pub fn row(row: &InstanceRow) -> Value {
         "createdAt": row.created_at_ms,
         "destroyedAt": row.destroyed_at_ms,
     })
+}
+
+/// A restart's outcome: `{"success": true}`, or `false` with the instance's reason.
+pub fn restarted(outcome: Restarted) -> Value {
+    match outcome {
+        Restarted::Began => json!({ "success": true }),
+        Restarted::Refused(e) => json!({ "success": false, "error": e }),
+    }
 }
