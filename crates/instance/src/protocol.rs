@@ -286,7 +286,7 @@ pub(crate) struct Unhealthy {
     pub(crate) waited: std::time::Duration,
 }
 
-// The fault run's lists (`crate::lists`, feature `faults`).
+// The fault run's lists (`lists.rs`, feature `faults`).
 
 /// Appends `element` to a list (an element already there stays where it is).
 #[cfg(feature = "faults")]
