@@ -56,17 +56,16 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoRespo
             .map_err(|e| format!("runtime: {e}"))
     };
     let (registry, runtime) = tokio::join!(registry, runtime);
-    let cluster = match &state.cluster {
-        Some(node) if !node.holds_lease() => {
-            Err("cluster: this node does not hold its lease (it claims no actor)".to_owned())
-        }
-        _ => Ok(()),
-    };
+    let cluster = state.cluster.as_ref().map(|node| {
+        node.holds_lease().then_some(()).ok_or_else(|| {
+            "cluster: this node does not hold its lease (it claims no actor)".to_owned()
+        })
+    });
     let mut checks = serde_json::Map::new();
     let mut reasons = Vec::new();
     for (name, outcome) in [("registry", registry), ("runtime", runtime)]
         .into_iter()
-        .chain(state.cluster.is_some().then_some(("cluster", cluster)))
+        .chain(cluster.map(|c| ("cluster", c)))
     {
         checks.insert(name.to_owned(), json!(outcome.is_ok()));
         if let Err(reason) = outcome {
