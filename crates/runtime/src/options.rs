@@ -239,6 +239,15 @@ impl Options {
     /// How many requests may wait for one actor (at least 1; default 1,024). A request beyond
     /// it fails at once with [`ErrorKind::Overloaded`](crate::ErrorKind::Overloaded).
     ///
+    /// The bound counts requests (calls and alarm deliveries) that have not started their turn.
+    /// A request leaves the mailbox, and frees its place, when its turn starts — also when it
+    /// joins a group sharing one commit (see [`max_turns_per_commit`](Options::max_turns_per_commit)),
+    /// not when its reply leaves. So at most `mailbox_capacity + max_turns_per_commit` calls
+    /// to one actor are accepted and unanswered at once: a group of up to
+    /// `max_turns_per_commit` run and waiting for its commit, and a full mailbox behind it. The
+    /// same bound applies to requests held while the actor waits to be activated or for its
+    /// file's checkpoint.
+    ///
     /// ```
     /// use burrow_runtime::Options;
     /// let options = Options::new("data").mailbox_capacity(64); // the 65th waiting caller is told Overloaded

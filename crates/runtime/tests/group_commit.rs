@@ -196,6 +196,18 @@ impl Setup {
             .unwrap();
     }
 
+    /// Returns once the counted actor's `n`th commit has reached the hook.
+    async fn commits_reached(&self, n: usize) {
+        let deadline = std::time::Instant::now() + GRACE;
+        while self.commits.count.load(Ordering::SeqCst) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "commit {n} never reached the hook"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     fn count_commits_of(&self, name: &str) {
         *self.commits.of.lock().unwrap() = Some(self.ledgers.get_by_name(name).id());
     }
@@ -218,14 +230,7 @@ async fn queued_calls_share_one_commit_and_reply_after_it() {
     *s.commits.hold.lock().unwrap() = Some(hold.clone());
     gate.add_permits(1);
     blocked.await.unwrap();
-    let deadline = std::time::Instant::now() + GRACE;
-    while s.commits.count.load(Ordering::SeqCst) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the group never committed"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    s.commits_reached(2).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     for call in &mut queued {
         assert!(
@@ -282,6 +287,53 @@ async fn a_group_is_no_larger_than_its_limit() {
     }
     // The gated turn, then 4 + 4 + 2.
     assert_eq!(s.commits.count.load(Ordering::SeqCst), 4);
+    s.runtime.shutdown(GRACE).await;
+}
+
+/// The mailbox bound counts calls waiting for their turn. A call leaves the mailbox when its
+/// turn starts, also when it joins a group, not when its reply leaves: while a group waits for
+/// its commit, the mailbox takes as many calls again.
+#[tokio::test]
+async fn a_call_frees_its_mailbox_slot_when_its_turn_starts_not_when_its_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), |o| o.mailbox_capacity(4));
+    s.count_commits_of("busy");
+    let (gate, blocked) = s.block("busy").await;
+    let stub = s.ledgers.get_by_name("busy");
+    // Sends five calls: four wait in the mailbox, the fifth is refused at once.
+    let (setup, stub) = (&s, &stub);
+    let five = move |e: &'static str| async move {
+        let mut calls: Vec<_> = (0..5).map(|_| Box::pin(stub.call(entry(e)))).collect();
+        setup.routed().await;
+        let refused = calls
+            .pop()
+            .unwrap()
+            .now_or_never()
+            .expect("the fifth call is answered at once")
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Overloaded, "{refused}");
+        calls
+    };
+    let mut first = five("a").await;
+    let hold = Arc::new(Semaphore::new(1)); // lets the gated turn's commit through, no more
+    *s.commits.hold.lock().unwrap() = Some(hold.clone());
+    gate.add_permits(1);
+    blocked.await.unwrap();
+    // The four ran as one group, whose commit is held: their calls are out of the mailbox.
+    s.commits_reached(2).await;
+    let mut second = five("b").await;
+    for call in first.iter_mut().chain(second.iter_mut()) {
+        assert!(call.now_or_never().is_none(), "no reply before its commit");
+    }
+    *s.commits.hold.lock().unwrap() = None;
+    hold.add_permits(1);
+    for outcome in futures_util::future::join_all(first.into_iter().chain(second)).await {
+        outcome.unwrap();
+    }
+    // The gated turn, the four a's, the four b's.
+    assert_eq!(s.commits.count.load(Ordering::SeqCst), 3);
+    let (log, _) = stub.call(Read).await.unwrap();
+    assert_eq!(log, "gated,a,a,a,a,b,b,b,b");
     s.runtime.shutdown(GRACE).await;
 }
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use burrow_runtime::retry::{RetryPolicy, with_retry};
 use burrow_runtime::{CallError, ErrorKind, Options, Runtime};
-use common::{Probe, Req, Resp, TestActor};
-use tokio::sync::oneshot;
+use common::{Probe, Req, Resp, TestActor, gate};
 use tokio::time::Instant;
 
 fn fast(attempts: u32) -> RetryPolicy {
@@ -63,11 +62,12 @@ async fn overloaded_and_the_actors_own_failures_are_not_retried() {
         .namespace("test", TestActor::factory(Arc::new(Probe::default())))
         .unwrap();
     let stub = ns.get_by_name("busy");
-    // One request in the turn, one in the mailbox: the mailbox is full.
-    let (open_gate, gate) = oneshot::channel();
-    let in_turn = tokio::spawn(stub.call(Req::Gated(gate)));
-    let (_keep_shut, gate2) = oneshot::channel::<()>();
-    let queued = stub.call(Req::Gated(gate2));
+    // One request in its turn, one in the mailbox: the mailbox is full.
+    let (mut first, gated) = gate();
+    let in_turn = tokio::spawn(stub.call(gated));
+    first.entered().await;
+    let (_keep_shut, gated) = gate();
+    let queued = stub.call(gated);
     let calls = Cell::new(0);
     let err = with_retry(
         || ns.get_by_name("busy"),
@@ -99,7 +99,7 @@ async fn overloaded_and_the_actors_own_failures_are_not_retried() {
         1,
         "the actor's own failure must not be retried"
     );
-    open_gate.send(()).unwrap();
+    first.open();
     in_turn.await.unwrap().unwrap();
     drop((queued, _keep_shut));
     runtime.shutdown(Duration::from_secs(5)).await;

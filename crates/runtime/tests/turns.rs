@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use burrow_runtime::hook::{CommitHook, CommitInfo, HookFuture};
 use burrow_runtime::{Durability, ErrorKind, Namespace, Options, Runtime, RuntimeError};
-use common::{Probe, Req, Resp, TestActor, read_from_copy};
+use common::{Probe, Req, Resp, TestActor, gate, read_from_copy, routed};
 use futures_util::FutureExt as _;
 use tokio::sync::oneshot;
 
@@ -370,50 +370,45 @@ async fn actors_know_their_name_and_ids_are_stable() {
     runtime.shutdown(GRACE).await;
 }
 
+/// The mailbox holds the calls waiting for their turn: with one call in its turn, the next 8
+/// queue and the 92 after them are refused at once, while the actor is still busy. One shard,
+/// so a call to another actor is routed after all of them (no assumption about scheduling).
 #[tokio::test]
 async fn a_full_mailbox_answers_overloaded_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (runtime, ns, _) = open(dir.path(), |o| o.mailbox_capacity(8));
+    let (runtime, ns, _) = open(dir.path(), |o| o.shards(1).mailbox_capacity(8));
     let stub = ns.get_by_name("busy");
-    let mut gates = Vec::new();
-    let calls: Vec<_> = (0..100)
-        .map(|_| {
-            let (open, gate) = oneshot::channel();
-            gates.push(open);
-            stub.call(Req::Gated(gate))
-        })
+    let (mut first, gated) = gate();
+    let in_turn = tokio::spawn(stub.call(gated));
+    first.entered().await;
+    let mut calls: Vec<_> = (0..100)
+        .map(|n| Box::pin(stub.call(put("k", &n.to_string()))))
         .collect();
-    let calls: Vec<_> = calls.into_iter().map(tokio::spawn).collect();
-    // The excess is refused without waiting for the actor.
-    let mut overloaded = 0;
-    let mut pending = Vec::new();
-    for call in calls {
-        tokio::task::yield_now().await;
-        if call.is_finished() {
-            let err = call.await.unwrap().unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::Overloaded);
-            assert!(!err.is_retryable());
-            overloaded += 1;
-        } else {
-            pending.push(call);
-        }
-    }
-    for gate in gates {
-        let _ = gate.send(());
-    }
-    let mut served = 0;
-    for call in pending {
-        match call.await.unwrap() {
-            Ok(Resp::Done) => served += 1,
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::Overloaded);
-                overloaded += 1;
+    routed(&ns).await;
+    let mut queued = Vec::new();
+    for (n, call) in calls.iter_mut().enumerate() {
+        match call.now_or_never() {
+            None => queued.push(n),
+            Some(Err(err)) => {
+                assert_eq!(err.kind(), ErrorKind::Overloaded, "call {n}: {err}");
+                assert!(!err.is_retryable());
+                assert!(err.to_string().contains("its mailbox's limit"), "{err}");
             }
-            Ok(other) => panic!("unexpected {other:?}"),
+            Some(Ok(reply)) => panic!("call {n} answered {reply:?} while the actor was busy"),
         }
     }
-    assert_eq!(served + overloaded, 100);
-    assert!((8..=9).contains(&served), "served {served}");
+    assert_eq!(
+        queued,
+        (0..8).collect::<Vec<_>>(),
+        "the first 8 wait; the rest are refused"
+    );
+    first.open();
+    assert_eq!(in_turn.await.unwrap().unwrap(), Resp::Done);
+    for n in queued {
+        assert_eq!((&mut calls[n]).await.unwrap(), Resp::Done);
+    }
+    // The queued calls ran in order: the last one's write is the one kept.
+    assert_eq!(get(&ns, "busy", "k").await.as_deref(), Some("7"));
     runtime.shutdown(GRACE).await;
 }
 
@@ -423,9 +418,9 @@ async fn shutdown_finishes_turns_in_flight_then_refuses_calls() {
     let (runtime, ns, _) = open(dir.path(), |o| o);
     let stub = ns.get_by_name("s");
     stub.call(put("k", "v")).await.unwrap();
-    let (open_gate, gate) = oneshot::channel();
-    let in_flight = tokio::spawn(stub.call(Req::Gated(gate)));
-    tokio::task::yield_now().await;
+    let (mut in_turn, gated) = gate();
+    let in_flight = tokio::spawn(stub.call(gated));
+    in_turn.entered().await;
     let shutdown = tokio::spawn({
         let runtime = runtime.clone();
         async move { runtime.shutdown(GRACE).await }
@@ -441,7 +436,7 @@ async fn shutdown_finishes_turns_in_flight_then_refuses_calls() {
             _ => tokio::task::yield_now().await,
         }
     }
-    open_gate.send(()).unwrap();
+    in_turn.open();
     assert_eq!(in_flight.await.unwrap().unwrap(), Resp::Done);
     let report = shutdown.await.unwrap();
     assert_eq!(report.abandoned, 0);

@@ -27,8 +27,8 @@ pub enum Req {
     FlushThenAbort((String, String), (String, String)),
     /// Records its sequence number, awaiting a while in the middle.
     Sequenced(u32),
-    /// Waits for the gate before answering.
-    Gated(oneshot::Receiver<()>),
+    /// Says it has started, then waits for the gate before answering (see [`gate`]).
+    Gated(Gate),
     /// Spawns background work that waits for `release`, then sends `Record(tag)`.
     Background(oneshot::Receiver<()>, String),
     /// Appends to the actor's own `log` table.
@@ -54,6 +54,54 @@ pub enum Resp {
         name: Option<String>,
         lost: Option<LostState>,
     },
+}
+
+/// What a [`Req::Gated`] handler holds: it reports its start through `entered`, then waits for
+/// `open` (or for its sender to be dropped).
+pub struct Gate {
+    entered: oneshot::Sender<()>,
+    open: oneshot::Receiver<()>,
+}
+
+/// The test's side of a [`Gate`].
+pub struct GateKeeper {
+    entered: oneshot::Receiver<()>,
+    open: oneshot::Sender<()>,
+}
+
+/// A gated request and the means to see it start and to let it finish.
+pub fn gate() -> (GateKeeper, Req) {
+    let (entered_tx, entered) = oneshot::channel();
+    let (open, open_rx) = oneshot::channel();
+    let gate = Gate {
+        entered: entered_tx,
+        open: open_rx,
+    };
+    (GateKeeper { entered, open }, Req::Gated(gate))
+}
+
+impl GateKeeper {
+    /// Returns once the gated handler runs (its call is in its turn, out of the mailbox).
+    pub async fn entered(&mut self) {
+        tokio::time::timeout(Duration::from_secs(30), &mut self.entered)
+            .await
+            .expect("the gated call never started")
+            .expect("the gated call was dropped before it started");
+    }
+
+    /// Lets the gated handler answer.
+    pub fn open(self) {
+        let _ = self.open.send(());
+    }
+}
+
+/// Returns once every call sent before it has been routed: queued in its actor's mailbox or
+/// refused. Needs a runtime with one shard, which routes calls in the order they are sent.
+pub async fn routed(ns: &burrow_runtime::Namespace<TestActor>) {
+    ns.get_by_name("routed-barrier")
+        .call(Req::Info)
+        .await
+        .expect("the barrier actor answers");
 }
 
 pub struct TestActor {
@@ -115,8 +163,9 @@ impl Handler<Req> for TestActor {
                 self.probe.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Ok(Resp::Done)
             }
-            Req::Gated(gate) => {
-                let _ = gate.await;
+            Req::Gated(Gate { entered, open }) => {
+                let _ = entered.send(());
+                let _ = open.await;
                 Ok(Resp::Done)
             }
             Req::Background(release, tag) => {
