@@ -1,5 +1,5 @@
 //! Routes of test builds only (cargo feature `faults`), for the cluster fault run
-//! (`tests/cluster_faults.rs`), all behind an admin token:
+//! (`tests/suite/cluster_faults/`), all behind an admin token:
 //!
 //! - `POST /_test/lists/{id}` with `{"element"}` appends to a list; `GET /_test/lists/{id}?op=`
 //!   reads it (see [`burrow_instance::lists`]). Both answer the epoch and log entry the turn
