@@ -34,7 +34,8 @@ async fn until_trims(snapshotter: &Snapshotter, n: u64) {
     while trims(snapshotter) < n {
         assert!(
             Instant::now() < deadline,
-            "no trim after the actors fell idle"
+            "{} trims of {n} after the actors fell idle",
+            trims(snapshotter)
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -79,9 +80,10 @@ async fn idle_actors_free_their_caches_once_per_idle_spell_and_still_answer() {
     assert_eq!(got, Resp::Value(Some("a".into())));
     let put = Req::Put("k2".into(), "v".into());
     ns.get_by_name("a").call(put).await.unwrap();
-    // A turn starts a new idle spell. (The shard notes when a turn ended just after its reply
-    // leaves: give it a moment, or the clock may move first.)
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A turn starts a new idle spell. The shard notes when a turn ended just after its reply
+    // leaves, on its own thread: once it has run a task sent after that reply (`ready`, which
+    // touches no actor), it has, and the clock may move.
+    runtime.ready(Duration::from_secs(30)).await.unwrap();
     time.advance(Duration::from_secs(2));
     until_trims(&snapshotter, 3).await;
     let got = ns
