@@ -206,6 +206,9 @@ async fn an_actor_falls_idle_when_the_clock_says_so() {
     let (runtime, ns, seen) = open(dir.path(), &clock, |o| o.idle_timeout(HOUR), false);
     let stub = ns.get_by_name("i");
     stub.call(SetIn("someday", 1000 * HOUR)).await.unwrap();
+    // The shard notes the turn's end just after the reply; a task run after it (`ready`) sees
+    // that done, so the clock's moves below count from the turn.
+    runtime.ready(Duration::from_secs(30)).await.unwrap();
     // Real time passes (several eviction checks), the clock does not: still resident.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(seen.closed.load(Ordering::SeqCst), 0);
