@@ -27,6 +27,8 @@ pub struct Options {
     pub(crate) shards: usize,
     pub(crate) durability: Durability,
     pub(crate) max_resident: usize,
+    /// Real time an activation waits for a free slot before going over `max_resident`.
+    pub(crate) overflow_after: std::time::Duration,
     pub(crate) mailbox_capacity: usize,
     /// `None`: the durability mode's default (see [`Options::max_turns_per_commit`]).
     pub(crate) max_turns_per_commit: Option<usize>,
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Options {
             .field("shards", &self.shards)
             .field("durability", &self.durability)
             .field("max_resident", &self.max_resident)
+            .field("overflow_after", &self.overflow_after)
             .field("mailbox_capacity", &self.mailbox_capacity)
             .field("max_turns_per_commit", &self.turns_per_commit())
             .field("checkpoint_above", &self.checkpoint_above)
@@ -90,6 +93,7 @@ impl Options {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             durability: Durability::default(),
             max_resident: default_max_resident(),
+            overflow_after: std::time::Duration::from_secs(1),
             mailbox_capacity: 1024,
             max_turns_per_commit: None,
             checkpoint_above: DEFAULT_CHECKPOINT_ABOVE,
@@ -193,9 +197,10 @@ impl Options {
 
     /// How many actors may be open at once (at least one per shard). Beyond it, the least
     /// recently used idle actors are closed. Each shard keeps at most `max_resident / shards`
-    /// open: when all of them are busy, an activation waits for one to fall idle. After a
-    /// second of waiting it goes over the bound instead (a turn may be waiting on the very
-    /// actor that cannot be activated), and the excess is closed as soon as actors fall idle.
+    /// open: when all of them are busy, an activation waits for one to fall idle. After
+    /// [`overflow_after`](Options::overflow_after) of waiting it goes over the bound instead (a
+    /// turn may be waiting on the very actor that cannot be activated), and the excess is
+    /// closed as soon as actors fall idle.
     ///
     /// ```
     /// use burrow_runtime::Options;
@@ -204,6 +209,24 @@ impl Options {
     /// ```
     pub fn max_resident(mut self, max_resident: usize) -> Options {
         self.max_resident = max_resident.max(1);
+        self
+    }
+
+    /// How long an activation waits for a free slot, when every resident actor of its shard
+    /// is busy, before it is activated beyond [`max_resident`](Options::max_resident) (default
+    /// 1 s; at least 1 ms). Real time, whatever the runtime's [clock](Options::clock) says: it
+    /// bounds how long actors that call each other can wait on one another for a slot. Longer
+    /// keeps the bound (and the open files) stricter under bursts of slow turns; shorter keeps
+    /// such calls' latency lower.
+    ///
+    /// ```
+    /// use burrow_runtime::Options;
+    /// use std::time::Duration;
+    /// let options = Options::new("data").max_resident(100).overflow_after(Duration::from_secs(5));
+    /// # let _ = options;
+    /// ```
+    pub fn overflow_after(mut self, wait: std::time::Duration) -> Options {
+        self.overflow_after = wait.max(std::time::Duration::from_millis(1));
         self
     }
 

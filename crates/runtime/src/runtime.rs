@@ -206,6 +206,7 @@ impl Runtime {
                 budget: options.per_shard_resident(),
                 mailbox_capacity: options.mailbox_capacity,
                 idle_timeout: options.idle_timeout,
+                overflow_after: options.overflow_after,
                 checkpoint_above: options.checkpoint_above,
                 spin: options.spin_before_park,
             };

@@ -556,6 +556,3 @@ impl Shard {
 
 /// How long an actor stays idle before its connection's caches are freed.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
-
-/// How long an activation waits for room before going over the residency bound.
-const OVERFLOW_AFTER: Duration = Duration::from_secs(1);

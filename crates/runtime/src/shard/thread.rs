@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hashlink::LinkedHashMap;
 use tokio::sync::mpsc;
 
-use super::{OVERFLOW_AFTER, ResidentCount, Shard, ShardMsg};
+use super::{ResidentCount, Shard, ShardMsg};
 use crate::services::ShardServices;
 
 /// A shard thread's settings.
@@ -21,6 +21,7 @@ pub(crate) struct ShardConfig {
     pub budget: usize,
     pub mailbox_capacity: usize,
     pub idle_timeout: Duration,
+    pub overflow_after: Duration,
     pub checkpoint_above: u64,
     pub spin: Duration,
 }
@@ -67,17 +68,20 @@ pub(crate) fn run_shard(config: ShardConfig, mut inbox: mpsc::UnboundedReceiver<
             budget: config.budget,
             mailbox_capacity: config.mailbox_capacity,
             idle_timeout: config.idle_timeout,
-            overflow_after: OVERFLOW_AFTER,
+            overflow_after: config.overflow_after,
             checkpoint_above: config.checkpoint_above,
             checkpointing: RefCell::new(HashMap::new()),
             closing: Cell::new(false),
             grace_until: Cell::new(None),
         });
-        // Idle eviction and overdue activations are checked a few times per idle timeout.
+        // Idle eviction and overdue activations are checked a few times per idle timeout and
+        // per overflow wait, and at least four times a second (idle actors are trimmed after
+        // a second).
         let ticker = {
             let shard = Rc::downgrade(&shard);
-            let period =
-                (config.idle_timeout / 4).clamp(Duration::from_millis(10), OVERFLOW_AFTER / 4);
+            let period = (config.idle_timeout / 4)
+                .min(config.overflow_after / 4)
+                .clamp(Duration::from_millis(10), Duration::from_millis(250));
             tokio::task::spawn_local(async move {
                 loop {
                     tokio::time::sleep(period).await;
