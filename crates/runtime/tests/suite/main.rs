@@ -4,7 +4,8 @@
 //! whole dependency tree, so one binary instead of one per file saves most of the linking.
 //!
 //! Kept apart: `crash`, `catalog` and `alarms_restart` run themselves as children
-//! (`harness = false`), and `metrics` and `idle_trim` install a process-wide metrics recorder.
+//! (`harness = false`), `metrics` and `idle_trim` install a process-wide metrics recorder, and
+//! `residency_at_scale` counts the process's descriptors.
 
 #[path = "../common/mod.rs"]
 mod common;
