@@ -5,7 +5,7 @@
 //!
 //! Kept apart: `crash`, `catalog` and `alarms_restart` run themselves as children
 //! (`harness = false`), `metrics` and `idle_trim` install a process-wide metrics recorder, and
-//! `residency_at_scale` counts the process's descriptors.
+//! `many_actors` and `residency_at_scale` count the process's descriptors.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -18,7 +18,6 @@ mod controlled_time;
 mod delete_after_commit;
 mod group_commit;
 mod lost_state;
-mod many_actors;
 mod residency;
 mod retry;
 mod turns;

@@ -1,10 +1,13 @@
 //! 10,000 actors in one process without running out of file descriptors. A test binary of its
-//! own, so that no other test's descriptors are counted.
+//! own, so that no other test's descriptors are counted, and no other test's files move the
+//! descriptor numbers its scans of `/proc/self/fd` walk.
+
+mod common;
 
 use std::time::Duration;
 
-use crate::common::fds_under;
 use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
+use common::fds_under;
 
 struct Cell;
 
