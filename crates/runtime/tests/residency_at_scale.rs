@@ -13,41 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use burrow_runtime::{Abort, Actor, Context, Handler, Message, Options, Runtime};
-use common::fds_under;
-
-struct Tally;
-
-impl Actor for Tally {}
-
-/// Appends `n`; replies with everything appended so far.
-struct Append(u64);
-
-impl Message for Append {
-    type Reply = Vec<u64>;
-}
-
-impl Handler<Append> for Tally {
-    async fn handle(
-        &mut self,
-        ctx: &mut Context<Self>,
-        Append(n): Append,
-    ) -> Result<Vec<u64>, Abort> {
-        let storage = ctx.storage();
-        let mut seen: Vec<u64> = storage
-            .get::<Vec<u8>>("seen")?
-            .map(|b| {
-                b.chunks(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        seen.push(n);
-        let bytes: Vec<u8> = seen.iter().flat_map(|n| n.to_le_bytes()).collect();
-        storage.put("seen", &bytes)?;
-        Ok(seen)
-    }
-}
+use burrow_runtime::{Options, Runtime};
+use common::{Append, Tally, fds_under};
 
 fn shuffled(n: u64) -> Vec<u64> {
     let mut items: Vec<u64> = (0..n).collect();

@@ -263,6 +263,40 @@ pub fn at_ms(ms: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)
 }
 
+/// An actor that keeps a list of numbers.
+pub struct Tally;
+
+impl Actor for Tally {}
+
+/// Appends `n`; replies with everything appended so far.
+pub struct Append(pub u64);
+
+impl Message for Append {
+    type Reply = Vec<u64>;
+}
+
+impl Handler<Append> for Tally {
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        Append(n): Append,
+    ) -> Result<Vec<u64>, Abort> {
+        let storage = ctx.storage();
+        let mut seen: Vec<u64> = storage
+            .get::<Vec<u8>>("seen")?
+            .map(|b| {
+                b.chunks(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        seen.push(n);
+        let bytes: Vec<u8> = seen.iter().flat_map(|n| n.to_le_bytes()).collect();
+        storage.put("seen", &bytes)?;
+        Ok(seen)
+    }
+}
+
 /// Descriptors this process has open on files under `dir`.
 pub fn fds_under(dir: &Path) -> usize {
     std::fs::read_dir("/proc/self/fd")

@@ -7,38 +7,7 @@ use std::time::Duration;
 use burrow_runtime::{Abort, Actor, Context, Handler, Message, Namespace, Options, Runtime};
 use futures_util::FutureExt as _;
 
-struct Tally;
-
-impl Actor for Tally {}
-
-/// Appends `n`; replies with everything appended so far.
-struct Append(u64);
-
-impl Message for Append {
-    type Reply = Vec<u64>;
-}
-
-impl Handler<Append> for Tally {
-    async fn handle(
-        &mut self,
-        ctx: &mut Context<Self>,
-        Append(n): Append,
-    ) -> Result<Vec<u64>, Abort> {
-        let storage = ctx.storage();
-        let mut seen: Vec<u64> = storage
-            .get::<Vec<u8>>("seen")?
-            .map(|b| {
-                b.chunks(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        seen.push(n);
-        let bytes: Vec<u8> = seen.iter().flat_map(|n| n.to_le_bytes()).collect();
-        storage.put("seen", &bytes)?;
-        Ok(seen)
-    }
-}
+use crate::common::{Append, Tally};
 
 /// Forwards `Append` to the tally named `callee`, from inside its own turn.
 struct Relay {
