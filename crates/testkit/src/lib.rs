@@ -2,7 +2,8 @@
 //!
 //! Real parts, thrown away afterwards: [`pg`] starts PostgreSQL clusters in temporary
 //! directories on free loopback ports and hands out fresh databases; [`server`] runs the
-//! `burrow` binary as a child process and cleans up every sandbox it started.
+//! `burrow` binary as a child process and cleans up every sandbox it started; [`podman`]
+//! starts a Podman API service with storage of its own.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,4 +21,5 @@
 //! ```
 
 pub mod pg;
+pub mod podman;
 pub mod server;

@@ -34,6 +34,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use super::probe;
 use super::proc::{is_alive, start_time};
 use super::uids::{self, SandboxUids};
 use super::{Labels, Machine, MachineSpec, MachineState, ProviderError, SandboxProvider};
@@ -223,15 +224,7 @@ impl LocalProvider {
     /// One health probe of the sandbox at `address`: it answers its health check as the
     /// sandbox `sandbox_id` (not whatever took its port over).
     pub(crate) async fn probe(&self, address: SocketAddr, sandbox_id: &SandboxId) -> bool {
-        let url = format!("http://{address}{}", burrow_sandbox::HEALTH_PATH);
-        let Ok(response) = self.inner.http.get(url).send().await else {
-            return false;
-        };
-        if !response.status().is_success() {
-            return false;
-        }
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        body["sandboxId"].as_str() == Some(sandbox_id.to_string().as_str())
+        probe::answers_as(&self.inner.http, address, sandbox_id).await
     }
 
     /// The folder of a volume.

@@ -1,8 +1,11 @@
-//! Where sandboxes come from: the [`SandboxProvider`] trait and the default
-//! [`LocalProvider`], which runs each sandbox as a local process.
+//! Where sandboxes come from: the [`SandboxProvider`] trait, the default [`LocalProvider`],
+//! which runs each sandbox as a local process, and [`PodmanProvider`], which runs each as a
+//! container through the Docker Engine API.
 
 mod cluster;
 mod local;
+mod podman;
+mod probe;
 mod proc;
 mod uids;
 
@@ -15,6 +18,10 @@ use serde::{Deserialize, Serialize};
 
 pub use cluster::{BookFuture, ClusterProvider, Hosted, MachineBook, MachineOp};
 pub use local::{LocalProvider, LocalProviderConfig};
+pub use podman::{
+    DATA_PATH, GATEWAY_PATH, GATEWAY_PORT, PodmanProvider, PodmanProviderConfig,
+    build_gateway_image,
+};
 pub use uids::SandboxUids;
 
 /// The labels a sandbox carries, by which metadata recovery finds it again.

@@ -6,5 +6,7 @@
 
 mod common;
 
+mod containers;
+
 mod lifecycle;
 mod provider;
