@@ -321,3 +321,46 @@ async fn an_engine_that_does_not_answer_is_a_failure_never_a_missing_machine() {
     failed(provider.stop(&machine.id).await, "stop");
     failed(provider.delete_machine(&machine.id).await, "delete_machine");
 }
+
+#[tokio::test]
+async fn a_container_without_burrows_labels_is_never_touched() {
+    let Some(Fixture { engine, provider }) = fixture("containers::foreign").await else {
+        return;
+    };
+    // Someone else's container, under a name of the provider's own form.
+    let name = format!("c{}", "0".repeat(32));
+    let out = engine
+        .podman()
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "localhost/burrow-sandbox:latest",
+        ])
+        .args(["--token", "not-burrows", "--listen", "0.0.0.0:8080"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: MachineId = name.parse().unwrap();
+    assert_eq!(provider.get(&id).await.unwrap(), None);
+    assert!(matches!(
+        provider.stop(&id).await,
+        Err(ProviderError::NotFound(_))
+    ));
+    assert!(matches!(
+        provider.start(&id, Default::default()).await,
+        Err(ProviderError::NotFound(_))
+    ));
+    provider.delete_machine(&id).await.unwrap();
+    let state = engine
+        .podman()
+        .args(["inspect", "--format", "{{.State.Status}}", &name])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "running");
+}

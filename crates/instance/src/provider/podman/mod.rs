@@ -268,7 +268,10 @@ impl SandboxProvider for PodmanProvider {
     }
 
     async fn stop(&self, machine_id: &MachineId) -> Result<(), ProviderError> {
-        container::check_machine_id(machine_id)?;
+        // A container without Burrow's labels is not a machine, whatever its name.
+        if self.inspect(machine_id).await?.is_none() {
+            return Err(ProviderError::NotFound(machine_id.to_string()));
+        }
         let seconds = i32::try_from(self.config.stop_timeout.as_secs()).unwrap_or(i32::MAX);
         let options = StopContainerOptionsBuilder::default().t(seconds).build();
         match self
@@ -344,7 +347,10 @@ impl SandboxProvider for PodmanProvider {
     }
 
     async fn delete_machine(&self, machine_id: &MachineId) -> Result<(), ProviderError> {
-        container::check_machine_id(machine_id)?;
+        // Gone, or never Burrow's (no labels): either way there is nothing of ours to delete.
+        if self.inspect(machine_id).await?.is_none() {
+            return Ok(());
+        }
         self.remove(machine_id).await
     }
 
