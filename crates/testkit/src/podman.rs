@@ -16,9 +16,11 @@
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// The engine's settings; `{dir}` is the service's own directory. Its runtime state and network
+/// The engine's settings; `{dir}` is the service's own directory. Netavark, not CNI: only its
+/// `isolate` option keeps one sandbox's network from reaching another's. Its runtime state and network
 /// definitions are kept there too: by default every rootful Podman shares `/run/libpod` and
 /// `/etc/containers/networks`, and one service's `system reset` would wipe another's.
 const CONTAINERS_CONF: &str = r#"[containers]
@@ -28,34 +30,49 @@ runtime = "runc"
 tmp_dir = "{dir}/tmp"
 volume_path = "{dir}/volumes"
 [network]
+network_backend = "netavark"
 network_config_dir = "{dir}/networks"
+default_subnet_pools = [{"base" = "10.{pool}.0.0/16", "size" = 28}]
 "#;
+
+/// Where Debian's netavark package puts the network backend Podman runs.
+const NETAVARK: &str = "/usr/lib/podman/netavark";
+const INSTALL: &str = "apt-get install --no-install-recommends podman runc catatonit netavark";
 
 /// How long the service may take to answer on its socket (it usually takes ~0.1 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running `podman system service`, stopped and wiped (every container, image and volume)
 /// when dropped.
+///
+/// One engine at a time in a test process: engines share the kernel's bridges and firewall, and
+/// with several at once a sandbox reached another's gateway that the same test, alone, could not
+/// (netavark's setup and teardown in one engine change the isolation rules of all). A second
+/// `start` waits until the first engine is dropped.
 #[derive(Debug)]
 pub struct Engine {
     dir: PathBuf,
     child: Option<Child>,
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl Engine {
     /// Starts a service, or returns `None` after saying why when `podman` is not installed —
     /// except under `CI=true`, where a missing Podman is a failure (CI installs it).
     pub fn start_or_skip(test: &str) -> Option<Engine> {
-        if Command::new("podman")
+        let installed = Command::new("podman")
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_err()
-        {
+            .is_ok()
+            && Path::new(NETAVARK).exists();
+        if !installed {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: podman is not installed, and CI=true (apt-get install podman runc catatonit)"
+                "{test}: podman or netavark is not installed, and CI=true ({INSTALL})"
             );
             eprintln!(
                 "{test}: skipped, podman is not installed (apt-get install podman runc catatonit)"
@@ -67,16 +84,20 @@ impl Engine {
 
     /// Starts a service in a new temporary directory and waits until its socket answers.
     pub fn start() -> std::io::Result<Engine> {
-        let dir = std::env::temp_dir().join(format!(
-            "burrow-podman-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("burrow-podman-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let conf = CONTAINERS_CONF.replace("{dir}", &dir.display().to_string());
+        let conf = CONTAINERS_CONF
+            .replace("{dir}", &dir.display().to_string())
+            .replace("{pool}", &subnet_pool(n).to_string());
         std::fs::write(dir.join("containers.conf"), conf)?;
         let log = std::fs::File::create(dir.join("service.log"))?;
-        let mut engine = Engine { dir, child: None };
+        let mut engine = Engine {
+            dir,
+            child: None,
+            _one_at_a_time: turn,
+        };
         let child = engine
             .podman()
             .args(["system", "service", "--time=0"])
@@ -144,6 +165,14 @@ impl Engine {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// The second byte of the `10.x.0.0/16` pool engine `n` of this process takes its networks'
+/// subnets from. Engines share the kernel: an engine creates a network's bridge only when its
+/// first container starts, so two engines choosing from one pool can both take a subnet neither
+/// has brought up yet. Engines of one process get different pools (64 of them, from 10.128).
+fn subnet_pool(n: usize) -> usize {
+    128 + n % 64
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

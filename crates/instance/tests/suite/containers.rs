@@ -364,3 +364,58 @@ async fn a_container_without_burrows_labels_is_never_touched() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "running");
 }
+
+/// Runs `curl` on the host inside the network namespace of the process `pid` (a container's):
+/// what that container could reach, without any tool in its image. Answers the HTTP status, or
+/// `None` when nothing answered.
+fn curl_from(pid: i64, url: &str) -> Option<u16> {
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "curl", "-s", "-m", "5"])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .parse()
+        .ok()
+        .filter(|&code| code != 0)
+}
+
+#[tokio::test]
+async fn a_container_cannot_reach_another_sandboxs_gateway() {
+    let Some(Fixture {
+        engine: _engine,
+        provider,
+    }) = fixture("containers::isolation").await
+    else {
+        return;
+    };
+    let mut inside = Vec::new();
+    for _ in 0..2 {
+        let machine = provider.create(spec(&labels(), &[])).await.unwrap();
+        wait_healthy(&provider, &machine.id).await;
+        let found = provider
+            .engine()
+            .inspect_container(machine.id.as_str(), None)
+            .await
+            .unwrap();
+        let pid = found.state.unwrap().pid.unwrap();
+        let networks = found.network_settings.unwrap().networks.unwrap();
+        let ip = networks
+            .values()
+            .find_map(|n| n.ip_address.clone().filter(|ip| !ip.is_empty()))
+            .expect("an address on its network");
+        inside.push((pid, ip));
+    }
+    let health = burrow_sandbox::HEALTH_PATH;
+    let (a, b) = (&inside[0], &inside[1]);
+    assert_eq!(
+        curl_from(b.0, &format!("http://{}:8080{health}", b.1)),
+        Some(200),
+        "a gateway is reached at its address from its own network"
+    );
+    assert_eq!(
+        curl_from(a.0, &format!("http://{}:8080{health}", b.1)),
+        None,
+        "another sandbox's gateway is not reachable"
+    );
+}

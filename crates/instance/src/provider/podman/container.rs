@@ -66,6 +66,21 @@ pub(super) fn volume_name(sandbox_id: &SandboxId) -> String {
     format!("{VOLUME_PREFIX}{sandbox_id}")
 }
 
+/// The network of a sandbox, named after it: each sandbox has one of its own, isolated from
+/// every other, so no container reaches another's gateway.
+pub(super) fn network_name(sandbox_id: &SandboxId) -> String {
+    format!("{VOLUME_PREFIX}{sandbox_id}")
+}
+
+/// The bridge interface of a sandbox's network: `bur` and 12 hex digits of a digest of the
+/// sandbox id (an interface name has at most 15 bytes). Named here, not numbered by the engine,
+/// so that engines sharing a kernel never pick the same name for different networks.
+pub(super) fn bridge_name(sandbox_id: &SandboxId) -> String {
+    let digest = Sha256::digest(sandbox_id.to_string().as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("bur{hex}")
+}
+
 /// The identity labels of a container or volume.
 pub(super) fn labels(labels: &Labels) -> HashMap<String, String> {
     let mut out = HashMap::from([
@@ -148,6 +163,7 @@ pub(super) fn create_body(
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             init: Some(true),
+            network_mode: Some(network_name(&spec.labels.sandbox_id)),
             ..Default::default()
         }),
         ..Default::default()

@@ -147,6 +147,47 @@ impl PodmanProvider {
             .map_err(|e| ProviderError::Invalid(format!("volume name {name}: {e}")))
     }
 
+    /// The sandbox's own network, created on first use, with a bridge named by Burrow. Kept
+    /// apart from every other network by `isolate` — netavark's option, which Podman's
+    /// Docker-compatible API already sets on the networks it creates (Podman 4.3); it is set here
+    /// so that nothing depends on that default. (Docker Engine keeps bridge networks apart
+    /// anyway; CNI, Podman's older backend, does not, and is not supported.)
+    async fn ensure_network(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
+        let name = container::network_name(&spec.labels.sandbox_id);
+        match self.engine.inspect_network(&name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => {
+                return Err(ProviderError::failed(
+                    &format!("inspecting network {name}"),
+                    e,
+                ));
+            }
+        }
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".to_owned()),
+            options: Some(HashMap::from([
+                ("isolate".to_owned(), "true".to_owned()),
+                (
+                    "com.docker.network.bridge.name".to_owned(),
+                    container::bridge_name(&spec.labels.sandbox_id),
+                ),
+            ])),
+            labels: Some(container::labels(&spec.labels)),
+            ..Default::default()
+        };
+        match self.engine.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Made meanwhile by a concurrent start of the same sandbox.
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(ProviderError::failed(
+                &format!("creating network {name}"),
+                e,
+            )),
+        }
+    }
+
     /// Creates and starts container `id` on `volume`.
     async fn run(
         &self,
@@ -154,6 +195,7 @@ impl PodmanProvider {
         volume: &VolumeId,
         spec: &MachineSpec,
     ) -> Result<Machine, ProviderError> {
+        self.ensure_network(spec).await?;
         let body = container::create_body(&self.config, volume, spec);
         let options = CreateContainerOptionsBuilder::default()
             .name(id.as_str())
@@ -348,10 +390,21 @@ impl SandboxProvider for PodmanProvider {
 
     async fn delete_machine(&self, machine_id: &MachineId) -> Result<(), ProviderError> {
         // Gone, or never Burrow's (no labels): either way there is nothing of ours to delete.
-        if self.inspect(machine_id).await?.is_none() {
+        let Some(machine) = self.inspect(machine_id).await? else {
             return Ok(());
+        };
+        self.remove(machine_id).await?;
+        // The network goes with the sandbox's last machine; while another still uses it the
+        // engine refuses (409), and it stays.
+        let network = container::network_name(&machine.labels.sandbox_id);
+        match self.engine.remove_network(&network).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+            Err(e) => Err(ProviderError::failed(
+                &format!("removing network {network}"),
+                e,
+            )),
         }
-        self.remove(machine_id).await
     }
 
     async fn delete_volume(&self, volume_id: &VolumeId) -> Result<(), ProviderError> {
