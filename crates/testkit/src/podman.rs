@@ -37,7 +37,10 @@ default_subnet_pools = [{"base" = "10.{pool}.0.0/16", "size" = 28}]
 
 /// Where Debian's netavark package puts the network backend Podman runs.
 const NETAVARK: &str = "/usr/lib/podman/netavark";
-const INSTALL: &str = "apt-get install --no-install-recommends podman runc catatonit netavark";
+/// Netavark runs it; only the CNI plugins' package brings it in.
+const IPTABLES: &str = "/usr/sbin/iptables";
+const INSTALL: &str =
+    "apt-get install --no-install-recommends podman runc catatonit netavark iptables";
 
 /// How long the service may take to answer on its socket (it usually takes ~0.1 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,11 +71,12 @@ impl Engine {
             .stderr(Stdio::null())
             .status()
             .is_ok()
-            && Path::new(NETAVARK).exists();
+            && Path::new(NETAVARK).exists()
+            && Path::new(IPTABLES).exists();
         if !installed {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: podman or netavark is not installed, and CI=true ({INSTALL})"
+                "{test}: podman, netavark or iptables is not installed, and CI=true ({INSTALL})"
             );
             eprintln!(
                 "{test}: skipped, podman is not installed (apt-get install podman runc catatonit)"
