@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use cluster::{BookFuture, ClusterProvider, Hosted, MachineBook, MachineOp};
 pub use local::{LocalProvider, LocalProviderConfig};
 pub use podman::{
-    DATA_PATH, GATEWAY_PATH, GATEWAY_PORT, PodmanProvider, PodmanProviderConfig,
+    DATA_PATH, Exit, GATEWAY_PATH, GATEWAY_PORT, PodmanProvider, PodmanProviderConfig,
     build_gateway_image,
 };
 pub use uids::SandboxUids;

@@ -419,3 +419,68 @@ async fn a_container_cannot_reach_another_sandboxs_gateway() {
         "another sandbox's gateway is not reachable"
     );
 }
+
+#[tokio::test]
+async fn a_container_killed_from_outside_is_reported_with_its_exit_code() {
+    let Some(Fixture { engine, provider }) = fixture("containers::exits").await else {
+        return;
+    };
+    let machine = provider.create(spec(&labels(), &[])).await.unwrap();
+    wait_healthy(&provider, &machine.id).await;
+    let ours = container_id(&provider, &machine.id).await;
+    let foreign = format!("c{}", "f".repeat(32));
+    let run = engine
+        .podman()
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &foreign,
+            "localhost/burrow-sandbox:latest",
+        ])
+        .args(["--token", "not-burrows", "--listen", "0.0.0.0:8080"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // Read from before the kills, so a subscription that starts late misses nothing.
+    let since = burrow_state::now_ms() - 1000;
+    for name in [foreign.as_str(), machine.id.as_str()] {
+        let kill = engine.podman().args(["kill", name]).output().unwrap();
+        assert!(
+            kill.status.success(),
+            "{}",
+            String::from_utf8_lossy(&kill.stderr)
+        );
+    }
+    let mut exits = std::pin::pin!(provider.exits(Some(since)));
+    let exit = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::StreamExt::next(&mut exits),
+    )
+    .await
+    .expect("an exit within 30 s")
+    .expect("the stream is open")
+    .unwrap();
+    assert_eq!(
+        exit.machine_id, machine.id,
+        "the foreign container's exit is not reported"
+    );
+    assert_eq!(exit.container_id, ours);
+    assert_eq!(exit.code, Some(137));
+    assert!(exit.at_ms >= since - 1000, "{} before {since}", exit.at_ms);
+    // Podman 4.3 shows a killed container as `stopped` (not a Docker state, which the client
+    // cannot read) until its cleanup has run; then `exited`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match provider.get(&machine.id).await {
+            Ok(Some(m)) if m.state == MachineState::Stopped => break,
+            other => assert!(Instant::now() < deadline, "never seen stopped: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -11,6 +11,7 @@
 //! outage cannot make the instance manager start a duplicate.
 
 mod container;
+mod events;
 mod image;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,7 @@ use bollard::query_parameters::{
 };
 use burrow_identity::{MachineId, SandboxId, UserId, VolumeId};
 
+pub use events::Exit;
 pub use image::build_gateway_image;
 
 use super::{Machine, MachineSpec, ProviderError, SandboxProvider, probe};
