@@ -3,6 +3,8 @@
 //!
 //! Podman 4.3 ignores a key-only `label` filter on `/events`, so the stream is filtered here.
 
+use std::collections::HashMap;
+
 use bollard::query_parameters::EventsOptionsBuilder;
 use burrow_identity::MachineId;
 use futures_util::{Stream, StreamExt as _};
@@ -34,20 +36,17 @@ impl PodmanProvider {
         &self,
         since_ms: Option<i64>,
     ) -> impl Stream<Item = Result<Exit, ProviderError>> + Send + 'static {
-        let options = since_ms.map(|ms| {
-            EventsOptionsBuilder::default()
-                .since(&(ms.div_euclid(1000)).to_string())
-                .build()
-        });
+        // Only container events: Podman also sends events of its own (type `system`) that the
+        // Docker model cannot read, and the client's stream ends at the first it cannot read.
+        let filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()])]);
+        let mut options = EventsOptionsBuilder::default().filters(&filters);
+        if let Some(ms) = since_ms {
+            options = options.since(&ms.div_euclid(1000).to_string());
+        }
+        let options = Some(options.build());
         self.engine.events(options).filter_map(|event| async move {
             let event = match event {
                 Ok(event) => event,
-                // Podman sends events of its own (type `system`, say) that the Docker model
-                // cannot read: they are not exits, and the stream goes on.
-                Err(e @ bollard::errors::Error::JsonDataError { .. }) => {
-                    tracing::debug!(error = %e, "skipping an engine event the client cannot read");
-                    return None;
-                }
                 Err(e) => {
                     return Some(Err(ProviderError::failed("reading the engine's events", e)));
                 }
