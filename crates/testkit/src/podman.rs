@@ -20,9 +20,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The engine's settings; `{dir}` is the service's own directory. Netavark, not CNI: only its
-/// `isolate` option keeps one sandbox's network from reaching another's. Its runtime state and network
-/// definitions are kept there too: by default every rootful Podman shares `/run/libpod` and
-/// `/etc/containers/networks`, and one service's `system reset` would wipe another's.
+/// `isolate` option keeps one sandbox's network from reaching another's. Runtime state, volumes
+/// and network definitions are kept in `{dir}` too: by default every rootful Podman shares
+/// `/run/libpod` and `/etc/containers/networks`, and one service's `system reset` would wipe
+/// another's. Subnets come from a pool of small ones away from Podman's default (10.89.0.0/16),
+/// so a Podman the machine runs anyway is not in the way.
 const CONTAINERS_CONF: &str = r#"[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 [engine]
@@ -32,7 +34,7 @@ volume_path = "{dir}/volumes"
 [network]
 network_backend = "netavark"
 network_config_dir = "{dir}/networks"
-default_subnet_pools = [{"base" = "10.{pool}.0.0/16", "size" = 28}]
+default_subnet_pools = [{"base" = "10.128.0.0/16", "size" = 28}]
 "#;
 
 /// Where Debian's netavark package puts the network backend Podman runs.
@@ -92,9 +94,7 @@ impl Engine {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("burrow-podman-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let conf = CONTAINERS_CONF
-            .replace("{dir}", &dir.display().to_string())
-            .replace("{pool}", &subnet_pool(n).to_string());
+        let conf = CONTAINERS_CONF.replace("{dir}", &dir.display().to_string());
         std::fs::write(dir.join("containers.conf"), conf)?;
         let log = std::fs::File::create(dir.join("service.log"))?;
         let mut engine = Engine {
@@ -164,19 +164,6 @@ impl Engine {
         }
         let _ = std::fs::remove_file(self.socket());
     }
-
-    /// The temporary directory holding the service's storage and socket.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-/// The second byte of the `10.x.0.0/16` pool engine `n` of this process takes its networks'
-/// subnets from. Engines share the kernel: an engine creates a network's bridge only when its
-/// first container starts, so two engines choosing from one pool can both take a subnet neither
-/// has brought up yet. Engines of one process get different pools (64 of them, from 10.128).
-fn subnet_pool(n: usize) -> usize {
-    128 + n % 64
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -37,7 +37,10 @@ use serde::{Deserialize, Serialize};
 use super::probe;
 use super::proc::{is_alive, start_time};
 use super::uids::{self, SandboxUids};
-use super::{Labels, Machine, MachineSpec, MachineState, ProviderError, SandboxProvider};
+use super::{
+    Labels, Machine, MachineSpec, MachineState, ProviderError, SandboxProvider, is_hex_id,
+    new_hex_id,
+};
 
 /// How the local provider runs sandboxes.
 #[derive(Debug, Clone)]
@@ -149,12 +152,7 @@ impl Record {
 
 /// Ids are `m`/`v` and 32 lower-case hex digits; checked before they become paths.
 fn check_id(kind: char, id: &str) -> Result<(), ProviderError> {
-    let ok = id.len() == 33
-        && id.starts_with(kind)
-        && id[1..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if ok {
+    if is_hex_id(id, kind) {
         Ok(())
     } else {
         Err(ProviderError::Invalid(format!(
@@ -442,12 +440,11 @@ impl LocalProvider {
 
 impl SandboxProvider for LocalProvider {
     async fn create(&self, spec: MachineSpec) -> Result<Machine, ProviderError> {
-        let generated = |prefix: char| format!("{prefix}{}", uuid::Uuid::new_v4().simple());
-        let id: MachineId = generated('m')
+        let id: MachineId = new_hex_id('m')
             .parse()
             .map_err(|e| ProviderError::failed("naming a machine", e))?;
         let mut record = Record {
-            volume_id: generated('v')
+            volume_id: new_hex_id('v')
                 .parse()
                 .map_err(|e| ProviderError::failed("naming a volume", e))?,
             id,

@@ -18,10 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cluster::{BookFuture, ClusterProvider, Hosted, MachineBook, MachineOp};
 pub use local::{LocalProvider, LocalProviderConfig};
-pub use podman::{
-    DATA_PATH, Exit, GATEWAY_PATH, GATEWAY_PORT, PodmanProvider, PodmanProviderConfig,
-    build_gateway_image,
-};
+pub use podman::{Exit, PodmanProvider, PodmanProviderConfig, build_gateway_image};
 pub use uids::SandboxUids;
 
 /// The labels a sandbox carries, by which metadata recovery finds it again.
@@ -154,6 +151,20 @@ pub trait SandboxProvider: Send + Sync + 'static {
         &self,
         volume_id: &VolumeId,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+}
+
+/// A new id of a provider's form: `prefix` and 32 lower-case hex digits.
+pub(crate) fn new_hex_id(prefix: char) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether `id` has the form [`new_hex_id`] gives, with this prefix.
+pub(crate) fn is_hex_id(id: &str, prefix: char) -> bool {
+    id.len() == 33
+        && id.starts_with(prefix)
+        && id[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Metadata recovery's choice among an instance's machines: not being destroyed; running over

@@ -322,6 +322,24 @@ async fn an_engine_that_does_not_answer_is_a_failure_never_a_missing_machine() {
     failed(provider.delete_machine(&machine.id).await, "delete_machine");
 }
 
+/// Runs a gateway container that is not Burrow's (no labels) under `name`, from outside.
+fn run_foreign(engine: &Engine, name: &str) {
+    let out = engine
+        .podman()
+        .args([
+            "run",
+            "-d",
+            "--name",
+            name,
+            "localhost/burrow-sandbox:latest",
+        ])
+        .args(["--token", "not-burrows", "--listen", "0.0.0.0:8080"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "running {name}: {stderr}");
+}
+
 #[tokio::test]
 async fn a_container_without_burrows_labels_is_never_touched() {
     let Some(Fixture { engine, provider }) = fixture("containers::foreign").await else {
@@ -329,23 +347,7 @@ async fn a_container_without_burrows_labels_is_never_touched() {
     };
     // Someone else's container, under a name of the provider's own form.
     let name = format!("c{}", "0".repeat(32));
-    let out = engine
-        .podman()
-        .args([
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "localhost/burrow-sandbox:latest",
-        ])
-        .args(["--token", "not-burrows", "--listen", "0.0.0.0:8080"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_foreign(&engine, &name);
     let id: MachineId = name.parse().unwrap();
     assert_eq!(provider.get(&id).await.unwrap(), None);
     assert!(matches!(
@@ -429,23 +431,7 @@ async fn a_container_killed_from_outside_is_reported_with_its_exit_code() {
     wait_healthy(&provider, &machine.id).await;
     let ours = container_id(&provider, &machine.id).await;
     let foreign = format!("c{}", "f".repeat(32));
-    let run = engine
-        .podman()
-        .args([
-            "run",
-            "-d",
-            "--name",
-            &foreign,
-            "localhost/burrow-sandbox:latest",
-        ])
-        .args(["--token", "not-burrows", "--listen", "0.0.0.0:8080"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_foreign(&engine, &foreign);
 
     // Read from before the kills, so a subscription that starts late misses nothing.
     let since = burrow_state::now_ms() - 1000;

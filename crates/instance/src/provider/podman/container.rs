@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 
 use super::{DATA_PATH, GATEWAY_PORT, PodmanProviderConfig};
 use crate::env::IMAGE_TAG_ENV;
-use crate::provider::{Labels, Machine, MachineSpec, MachineState, ProviderError};
+use crate::provider::{
+    Labels, Machine, MachineSpec, MachineState, ProviderError, is_hex_id, new_hex_id,
+};
 
 pub(super) const USER_LABEL: &str = "burrow.user-id";
 pub(super) const SANDBOX_LABEL: &str = "burrow.sandbox-id";
@@ -29,20 +31,14 @@ const VOLUME_PREFIX: &str = "burrow-";
 
 /// A new machine id: `c` and 32 hex digits (the local provider's start with `m`).
 pub(super) fn new_machine_id() -> MachineId {
-    format!("c{}", uuid::Uuid::new_v4().simple())
+    new_hex_id('c')
         .parse()
         .expect("c and 32 hex digits is a machine id")
 }
 
 /// Machine ids are `c` and 32 lower-case hex digits; anything else is not this provider's.
 pub(super) fn check_machine_id(id: &MachineId) -> Result<(), ProviderError> {
-    let id = id.as_str();
-    let ok = id.len() == 33
-        && id.starts_with('c')
-        && id[1..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if ok {
+    if is_hex_id(id.as_str(), 'c') {
         Ok(())
     } else {
         Err(ProviderError::Invalid(format!(
@@ -61,14 +57,9 @@ pub(super) fn check_volume_id(id: &VolumeId) -> Result<(), ProviderError> {
     }
 }
 
-/// The volume of a sandbox, named after it.
-pub(super) fn volume_name(sandbox_id: &SandboxId) -> String {
-    format!("{VOLUME_PREFIX}{sandbox_id}")
-}
-
-/// The network of a sandbox, named after it: each sandbox has one of its own, isolated from
-/// every other, so no container reaches another's gateway.
-pub(super) fn network_name(sandbox_id: &SandboxId) -> String {
+/// The name of a sandbox's volume and of its network: `burrow-` and the sandbox id. Its
+/// network is its own, isolated from every other, so no container reaches another's gateway.
+pub(super) fn sandbox_resource(sandbox_id: &SandboxId) -> String {
     format!("{VOLUME_PREFIX}{sandbox_id}")
 }
 
@@ -163,7 +154,7 @@ pub(super) fn create_body(
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             init: Some(true),
-            network_mode: Some(network_name(&spec.labels.sandbox_id)),
+            network_mode: Some(sandbox_resource(&spec.labels.sandbox_id)),
             ..Default::default()
         }),
         ..Default::default()
@@ -207,7 +198,7 @@ pub(super) fn machine(found: &ContainerInspectResponse) -> Option<Machine> {
     };
     Some(Machine {
         id,
-        volume_id: volume_name(&sandbox_id).parse().ok()?,
+        volume_id: sandbox_resource(&sandbox_id).parse().ok()?,
         labels: identity,
         state,
         created_at_ms: labels

@@ -4,7 +4,7 @@
 //! The engine's view is the truth: nothing is recorded beside it. A machine is a container
 //! named after its [`MachineId`] (`c` and 32 hex digits) and labelled with its instance's
 //! identity; its volume is an engine volume named after the sandbox id (`burrow-<sandbox id>`),
-//! mounted at [`DATA_PATH`]. Only [`delete_volume`](SandboxProvider::delete_volume) deletes a
+//! mounted at `/data`. Only [`delete_volume`](SandboxProvider::delete_volume) deletes a
 //! volume: deleting a machine never does.
 //!
 //! An engine that does not answer is [`ProviderError::Failed`], never "not found", so an
@@ -33,11 +33,11 @@ pub use image::build_gateway_image;
 use super::{Machine, MachineSpec, ProviderError, SandboxProvider, probe};
 
 /// Where the gateway is in the image.
-pub const GATEWAY_PATH: &str = "/bin/burrow-sandbox";
+const GATEWAY_PATH: &str = "/bin/burrow-sandbox";
 /// Where a sandbox's volume is mounted in its container.
-pub const DATA_PATH: &str = "/data";
+const DATA_PATH: &str = "/data";
 /// The port the gateway listens on inside its container.
-pub const GATEWAY_PORT: u16 = 8080;
+const GATEWAY_PORT: u16 = 8080;
 
 /// How the container provider runs sandboxes.
 #[derive(Debug, Clone)]
@@ -127,7 +127,7 @@ impl PodmanProvider {
     }
 
     async fn ensure_volume(&self, spec: &MachineSpec) -> Result<VolumeId, ProviderError> {
-        let name = container::volume_name(&spec.labels.sandbox_id);
+        let name = container::sandbox_resource(&spec.labels.sandbox_id);
         if let Err(e) = self.engine.inspect_volume(&name).await {
             if !is_status(&e, 404) {
                 return Err(ProviderError::failed(
@@ -155,7 +155,7 @@ impl PodmanProvider {
     /// so that nothing depends on that default. (Docker Engine keeps bridge networks apart
     /// anyway; CNI, Podman's older backend, does not, and is not supported.)
     async fn ensure_network(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
-        let name = container::network_name(&spec.labels.sandbox_id);
+        let name = container::sandbox_resource(&spec.labels.sandbox_id);
         match self.engine.inspect_network(&name, None).await {
             Ok(_) => return Ok(()),
             Err(e) if is_status(&e, 404) => {}
@@ -398,7 +398,7 @@ impl SandboxProvider for PodmanProvider {
         self.remove(machine_id).await?;
         // The network goes with the sandbox's last machine; while another still uses it the
         // engine refuses (409), and it stays.
-        let network = container::network_name(&machine.labels.sandbox_id);
+        let network = container::sandbox_resource(&machine.labels.sandbox_id);
         match self.engine.remove_network(&network).await {
             Ok(()) => Ok(()),
             Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
